@@ -1,0 +1,19 @@
+"""Test-suite set-up that also works from a plain checkout (tritonstub not pip-installed).
+
+The fixtures live in :mod:`tritonstub.testing.pytest_plugin`. When tritonstub is installed, pytest
+already loaded that module through the ``pytest11`` entry point ``tritonstub``. Listing it again
+in ``pytest_plugins`` would register it twice, so it is only listed when it is not loaded yet.
+"""
+import sys
+from pathlib import Path
+
+_PLUGIN = "tritonstub.testing.pytest_plugin"
+_ROOT = Path(__file__).resolve().parents[1]
+
+try:
+    import tritonstub  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(_ROOT))
+
+if _PLUGIN not in sys.modules:
+    pytest_plugins = [_PLUGIN]

@@ -1,0 +1,90 @@
+"""The `tritonstub` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+
+def _cmd_shm_inspect(args: argparse.Namespace) -> int:
+    from .ipc.inspect import format_text, inspect_region
+    info = inspect_region(args.region, control_handle=args.control)
+    if args.json:
+        print(json.dumps(info, indent=2 if args.pretty else None))
+    else:
+        print(format_text(info, show_blocks=not args.summary))
+    return 0
+
+
+def _cmd_shm_list(args: argparse.Namespace) -> int:
+    from .ipc.inspect import list_regions
+    for name in list_regions(args.prefix):
+        print(name)
+    return 0
+
+
+def _cmd_install_stub(args: argparse.Namespace) -> int:
+    from .stub.install import install_stub
+    path = install_stub(args.model_dir, backend_dir=args.backend_dir, python=args.python)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tritonstub",
+        description="A pure-Python triton_python_backend_stub, and tools to debug and test "
+                    "Triton python models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    shm = sub.add_parser("shm", help="inspect python-backend shared-memory regions")
+    shm_sub = shm.add_subparsers(dest="shm_command", metavar="SUBCOMMAND")
+    shm_sub.required = True
+    ins = shm_sub.add_parser(
+        "inspect", help="decode a region (live or left over in /dev/shm), read-only",
+        description="Decode a python-backend region read-only: size, free memory, allocated "
+                    "blocks with their ref counts, named objects and the message queues' "
+                    "fill levels. The region is read as a snapshot; nothing is written.")
+    ins.add_argument("region", help="region name as in /dev/shm (e.g. "
+                                    "triton_python_backend_shm_region_<uuid>) or a file path")
+    ins.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ins.add_argument("--pretty", action="store_true", help="indent the JSON")
+    ins.add_argument("--summary", action="store_true", help="omit the block list")
+    ins.add_argument("--control", type=int, default=None, metavar="HANDLE",
+                     help="IPC control block handle (the stub's argv[7]); found automatically "
+                          "when omitted")
+    ins.set_defaults(func=_cmd_shm_inspect)
+    ls = shm_sub.add_parser("list", help="list regions in /dev/shm")
+    ls.add_argument("--prefix", default="triton_python_backend_shm_region_",
+                    help="name prefix to match (default: %(default)s; '' for all)")
+    ls.set_defaults(func=_cmd_shm_list)
+
+    inst = sub.add_parser(
+        "install-stub", help="put our stub in a model directory (or a backend directory)",
+        description="Write MODEL_DIR/triton_python_backend_stub, a launcher that execs this "
+                    "Python interpreter with tritonstub. Triton's python backend uses that "
+                    "file instead of its own stub for this model.")
+    inst.add_argument("model_dir", nargs="?", help="the model's directory (holds config.pbtxt)")
+    inst.add_argument("--backend-dir", default=None,
+                      help="replace the backend-wide stub in this python backend directory "
+                           "instead (the original is kept as triton_python_backend_stub.orig)")
+    inst.add_argument("--python", default=None,
+                      help="interpreter the launcher runs (default: this one)")
+    inst.set_defaults(func=_cmd_install_stub)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .errors import TritonStubError
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TritonStubError as e:
+        print(f"tritonstub: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

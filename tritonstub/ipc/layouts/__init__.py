@@ -1,0 +1,99 @@
+"""Byte layouts of the stub <-> parent protocol, one module per python_backend protocol version.
+
+Each version module declares every struct that crosses the shared-memory boundary as a
+:class:`StructLayout` table (field name, type, offset), named after the C++ struct, plus the
+command enum. Nothing else in tritonstub may hard-code an offset: code asks the table.
+
+A table is checked when it is built: fields may not overlap, must be aligned to their type
+and must fit in the declared size. That catches a typo in an offset at import time.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+
+# name -> (struct format or None for opaque bytes, size, alignment)
+FIELD_TYPES: Dict[str, Tuple[Optional[str], int, int]] = {
+    "bool": ("<?", 1, 1),
+    "u8": ("<B", 1, 1),
+    "u16": ("<H", 2, 2),
+    "i32": ("<i", 4, 4),
+    "u32": ("<I", 4, 4),
+    "enum": ("<i", 4, 4),       # C++ enums are int-sized
+    "i64": ("<q", 8, 8),
+    "u64": ("<Q", 8, 8),
+    "handle": ("<q", 8, 8),     # bi::managed_external_buffer::handle_t (ptrdiff_t)
+    "intptr": ("<Q", 8, 8),     # a raw pointer of the peer, passed back opaque
+    "f64": ("<d", 8, 8),
+    "mutex": (None, 40, 8),     # pthread_mutex_t (boost::interprocess::interprocess_mutex)
+    "cond": (None, 48, 8),      # pthread_cond_t (interprocess_condition)
+    "sem": (None, 32, 8),       # sem_t (interprocess_semaphore)
+    "cuda_ipc": (None, 64, 1),  # cudaIpcMemHandle_t
+}
+
+
+class Field(NamedTuple):
+    name: str
+    type: str
+    offset: int
+    size: int
+    codec: Optional[struct.Struct]
+
+
+class StructLayout:
+    """A C++ struct as a table of (field, type, offset).
+
+    Attribute access gives the offset: ``IPCControlShm.stub_health`` is 0. ``get``/``set``
+    read and write one scalar field of the struct placed at ``base`` in ``buf``.
+    """
+
+    def __init__(self, name: str, size: int, fields: Iterable[Tuple[str, str, int]]):
+        self.name = name
+        self.size = size
+        self.fields: Dict[str, Field] = {}
+        spans: List[Tuple[int, int, str]] = []
+        for fname, ftype, off in fields:
+            fmt, fsize, falign = FIELD_TYPES[ftype]
+            if off % falign:
+                raise ValueError(f"{name}.{fname}: offset {off} is not aligned to {falign}")
+            if off + fsize > size:
+                raise ValueError(f"{name}.{fname}: ends at {off + fsize}, past size {size}")
+            for start, end, other in spans:
+                if off < end and start < off + fsize:
+                    raise ValueError(f"{name}.{fname} overlaps {other}")
+            spans.append((off, off + fsize, fname))
+            self.fields[fname] = Field(fname, ftype, off, fsize,
+                                       struct.Struct(fmt) if fmt else None)
+
+    def __getattr__(self, item: str) -> int:
+        try:
+            return self.__dict__["fields"][item].offset
+        except KeyError:
+            raise AttributeError(f"{self.__dict__.get('name')} has no field {item!r}") from None
+
+    def __repr__(self) -> str:
+        return f"<StructLayout {self.name} size={self.size}>"
+
+    def get(self, buf, base: int, field: str):
+        f = self.fields[field]
+        return f.codec.unpack_from(buf, base + f.offset)[0]
+
+    def set(self, buf, base: int, field: str, value) -> None:
+        f = self.fields[field]
+        f.codec.pack_into(buf, base + f.offset, value)
+
+    def read(self, buf, base: int) -> Dict[str, object]:
+        """All scalar fields as a dict (opaque fields such as mutexes are skipped)."""
+        return {f.name: f.codec.unpack_from(buf, base + f.offset)[0]
+                for f in self.fields.values() if f.codec is not None}
+
+    def write(self, buf, base: int, **values) -> None:
+        for k, v in values.items():
+            self.set(buf, base, k, v)
+
+    def table(self) -> str:
+        """The layout as text, for docs and `tritonstub shm inspect --layouts`."""
+        rows = [f"{self.name} ({self.size} bytes)"]
+        for f in sorted(self.fields.values(), key=lambda f: f.offset):
+            rows.append(f"  @{f.offset:<4d} {f.type:<8s} {f.name}")
+        return "\n".join(rows)

@@ -1,0 +1,130 @@
+"""The thin OS layer for synchronisation: glibc pthread and semaphore calls through ctypes.
+
+Boost.Interprocess 1.79 on Linux builds its primitives directly on glibc objects placed in the
+shared segment (interprocess_mutex = pthread_mutex_t, interprocess_condition = pthread_cond_t,
+interprocess_semaphore = sem_t). We call the same functions on the same addresses, so C++ and
+Python lock each other out exactly. ctypes releases the GIL around every foreign call, so a
+Python thread blocked in ``sem_wait`` does not stop the others.
+
+Only this module (and region.py for mmap addresses) touches ctypes.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import math
+import time
+
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+try:  # glibc < 2.34 keeps the pthread functions in libpthread
+    _libc.pthread_mutexattr_setrobust
+    _pthread = _libc
+except AttributeError:  # pragma: no cover - old glibc only
+    _pthread = ctypes.CDLL(ctypes.util.find_library("pthread") or "libpthread.so.0",
+                           use_errno=True)
+
+PTHREAD_PROCESS_SHARED = 1
+PTHREAD_MUTEX_ROBUST = 1
+
+MUTEX_SIZE = 40
+COND_SIZE = 48
+SEM_SIZE = 32
+_ATTR_SIZE = 16   # pthread_mutexattr_t / pthread_condattr_t are 4 bytes on x86_64 glibc
+
+
+class timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def deadline(timeout_s: float) -> timespec:
+    """An absolute CLOCK_REALTIME deadline, as Boost's timed calls use."""
+    t = time.time() + max(0.0, timeout_s)
+    frac, whole = math.modf(t)
+    return timespec(int(whole), int(frac * 1e9))
+
+
+def _proto(lib, name, *args):
+    fn = getattr(lib, name)
+    fn.argtypes = list(args)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_vp = ctypes.c_void_p
+_tsp = ctypes.POINTER(timespec)
+
+pthread_mutexattr_init = _proto(_pthread, "pthread_mutexattr_init", _vp)
+pthread_mutexattr_setpshared = _proto(_pthread, "pthread_mutexattr_setpshared", _vp, ctypes.c_int)
+pthread_mutexattr_setrobust = _proto(_pthread, "pthread_mutexattr_setrobust", _vp, ctypes.c_int)
+pthread_mutexattr_destroy = _proto(_pthread, "pthread_mutexattr_destroy", _vp)
+pthread_mutex_init = _proto(_pthread, "pthread_mutex_init", _vp, _vp)
+pthread_mutex_lock = _proto(_pthread, "pthread_mutex_lock", _vp)
+pthread_mutex_trylock = _proto(_pthread, "pthread_mutex_trylock", _vp)
+pthread_mutex_timedlock = _proto(_pthread, "pthread_mutex_timedlock", _vp, _tsp)
+pthread_mutex_unlock = _proto(_pthread, "pthread_mutex_unlock", _vp)
+pthread_mutex_consistent = _proto(_pthread, "pthread_mutex_consistent", _vp)
+
+pthread_condattr_init = _proto(_pthread, "pthread_condattr_init", _vp)
+pthread_condattr_setpshared = _proto(_pthread, "pthread_condattr_setpshared", _vp, ctypes.c_int)
+pthread_condattr_destroy = _proto(_pthread, "pthread_condattr_destroy", _vp)
+pthread_cond_init = _proto(_pthread, "pthread_cond_init", _vp, _vp)
+pthread_cond_wait = _proto(_pthread, "pthread_cond_wait", _vp, _vp)
+pthread_cond_timedwait = _proto(_pthread, "pthread_cond_timedwait", _vp, _vp, _tsp)
+pthread_cond_signal = _proto(_pthread, "pthread_cond_signal", _vp)
+pthread_cond_broadcast = _proto(_pthread, "pthread_cond_broadcast", _vp)
+
+sem_init = _proto(_pthread, "sem_init", _vp, ctypes.c_int, ctypes.c_uint)
+sem_wait = _proto(_pthread, "sem_wait", _vp)
+sem_trywait = _proto(_pthread, "sem_trywait", _vp)
+sem_timedwait = _proto(_pthread, "sem_timedwait", _vp, _tsp)
+sem_post = _proto(_pthread, "sem_post", _vp)
+sem_getvalue = _proto(_pthread, "sem_getvalue", _vp, ctypes.POINTER(ctypes.c_int))
+
+
+def get_errno() -> int:
+    return ctypes.get_errno()
+
+
+def init_mutex(addr: int) -> None:
+    """pthread_mutex_init with Boost's interprocess_mutex attributes (pshared + robust)."""
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    _check(pthread_mutexattr_init(attr), "pthread_mutexattr_init")
+    try:
+        _check(pthread_mutexattr_setpshared(attr, PTHREAD_PROCESS_SHARED),
+               "pthread_mutexattr_setpshared")
+        _check(pthread_mutexattr_setrobust(attr, PTHREAD_MUTEX_ROBUST),
+               "pthread_mutexattr_setrobust")
+        _check(pthread_mutex_init(addr, attr), "pthread_mutex_init")
+    finally:
+        pthread_mutexattr_destroy(attr)
+
+
+def init_cond(addr: int) -> None:
+    """pthread_cond_init with Boost's interprocess_condition attributes (pshared)."""
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    _check(pthread_condattr_init(attr), "pthread_condattr_init")
+    try:
+        _check(pthread_condattr_setpshared(attr, PTHREAD_PROCESS_SHARED),
+               "pthread_condattr_setpshared")
+        _check(pthread_cond_init(addr, attr), "pthread_cond_init")
+    finally:
+        pthread_condattr_destroy(attr)
+
+
+def init_sem(addr: int, value: int) -> None:
+    """sem_init(pshared=1) as interprocess_semaphore does."""
+    if sem_init(addr, 1, value) != 0:
+        _raise_errno("sem_init")
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        from ..errors import SyncError
+        raise SyncError(f"{what} failed: {errno.errorcode.get(rc, rc)}")
+
+
+def _raise_errno(what: str) -> None:
+    from ..errors import SyncError
+    e = ctypes.get_errno()
+    raise SyncError(f"{what} failed: {errno.errorcode.get(e, e)}")

@@ -1,0 +1,351 @@
+"""A python-backend shared-memory region: the counterpart of SharedMemoryManager (shm_manager.cc).
+
+Theory of operation
+-------------------
+The parent creates one POSIX shm object per stub, ``/dev/shm/<name>``, and lays a Boost
+``managed_external_buffer`` over it (the pure allocator in segment.py). Two named objects live in
+the segment: ``"shm_mutex"``, the only lock of the allocator, and ``"total size"``, the size the
+region currently has. Every operation takes ``shm_mutex`` and first calls ``grow_if_needed(0)``:
+if the peer has grown the file (``total size`` differs from what we mapped) we map the file again
+at its new size and point the segment at the new mapping. **Old mappings are never unmapped**
+while the region is open, so addresses handed to ctypes (mutexes, conditions) and numpy views
+made earlier stay valid. When an allocation fails we grow the region ourselves, exactly as the
+C++ code does: truncate the file to ``total + growth * (bytes // growth + 1)`` (posix_fallocate
+then ftruncate, twice), map it, ``grow`` the segment by the difference and publish the new
+``total size`` last.
+
+Objects are built like ``SharedMemoryManager::Construct``: ``nbytes + 16`` bytes are allocated
+(32-byte aligned on request), the first 4 bytes hold ``ref_count = 1`` (AllocatedShmOwnership)
+and the handle is the offset of that header. ``load`` adds a reference, ``release`` drops one and
+frees the block at zero. Handles are checked against the mapping before any access.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import stat
+import threading
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
+
+from .layouts import r24_10 as L
+from .segment import ManagedSegment
+from .sync import Mutex
+from ..errors import (BadHandle, NotASegment, OutOfMemory, RegionNotFound, ShmError)
+
+DEFAULT_SHM_SIZE = 1 << 20
+DEFAULT_GROWTH = 1 << 20
+SHM_DIR = "/dev/shm"
+_REF = L.AllocatedShmOwnership.fields["ref_count"].codec
+
+
+def region_path(name: str) -> str:
+    return os.path.join(SHM_DIR, name.lstrip("/"))
+
+
+def _truncate(fd: int, size: int) -> None:
+    # boost::interprocess::shared_memory_object::truncate: reserve the pages first so a full
+    # /dev/shm fails here instead of raising SIGBUS on first touch.
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        import errno
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENODEV, errno.EINVAL):
+            raise
+    os.ftruncate(fd, size)
+
+
+class Region:
+    """One mapped python-backend region (see the module docstring)."""
+
+    def __init__(self, name: str, fd: int, growth: int, created: bool):
+        self.name = name.lstrip("/")
+        self.growth = growth
+        self.created = created
+        self._fd = fd
+        self._maps: List[mmap.mmap] = []
+        self._anchors: List[ctypes.c_char] = []   # keep a ctypes export of each map alive
+        self.buf: mmap.mmap
+        self.base = 0            # address of the newest mapping
+        self.capacity = 0        # bytes mapped by the newest mapping
+        self.segment: ManagedSegment
+        self.mutex: Mutex
+        self._total_size_off = 0
+        self.unlink_on_close = False
+        self._closed = False
+        self._local = threading.RLock()   # guards our Python-side state across threads
+
+    # ------------------------------------------------------------------ opening / creating
+    @classmethod
+    def open(cls, name: str, growth: int = DEFAULT_GROWTH) -> "Region":
+        """Open an existing region read-write, as the stub does (size from fstat)."""
+        path = region_path(name)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            raise RegionNotFound(
+                f"no shared-memory region named '{name}' (looked for {path}); "
+                "is the server still running? `ls /dev/shm` lists the regions", region=name)
+        except PermissionError as e:
+            raise ShmError(f"cannot open {path} read-write: {e.strerror}", region=name)
+        self = cls(name, fd, growth, created=False)
+        try:
+            size = os.fstat(fd).st_size
+            if size < 192:
+                raise NotASegment(f"region is {size} bytes, too small to hold a Boost segment",
+                                  region=name)
+            self._map(size)
+            self.segment = ManagedSegment(self.buf, region=self.name)
+            self._find_named()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @classmethod
+    def create(cls, name: str, size: int = DEFAULT_SHM_SIZE,
+               growth: int = DEFAULT_GROWTH) -> "Region":
+        """Create a fresh region exactly as the parent's SharedMemoryManager(create=true) does."""
+        path = region_path(name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+        self = cls(name, fd, growth, created=True)
+        self.unlink_on_close = True
+        try:
+            _truncate(fd, size)
+            self._map(size)
+            self.segment = ManagedSegment.create(self.buf, size, region=self.name)
+            mutex_off = self.segment.construct_named(L.SHM_MUTEX_NAME, 40, 8)
+            total_off = self.segment.construct_named(L.TOTAL_SIZE_NAME, 8, 8)
+            self._bind_named(mutex_off, total_off)
+            self._set_total_size(size)
+            self.mutex.initialize()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _find_named(self) -> None:
+        m = self.segment.find(L.SHM_MUTEX_NAME)
+        t = self.segment.find(L.TOTAL_SIZE_NAME)
+        if m is None or t is None:
+            missing = [n for n, v in ((L.SHM_MUTEX_NAME, m), (L.TOTAL_SIZE_NAME, t)) if v is None]
+            raise NotASegment(f"named object(s) {missing} not found: not a python-backend region",
+                              region=self.name)
+        self._bind_named(m[0], t[0])
+
+    def _bind_named(self, mutex_off: int, total_off: int) -> None:
+        # The mutex address is taken in the first mapping, which lives as long as the region.
+        self.mutex = Mutex(self._maps_base(0) + mutex_off)
+        self._total_size_off = total_off
+
+    def _maps_base(self, i: int) -> int:
+        return ctypes.addressof(self._anchors[i])
+
+    def _map(self, size: int) -> None:
+        mm = mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        anchor = ctypes.c_char.from_buffer(mm)
+        self._maps.append(mm)
+        self._anchors.append(anchor)
+        self.buf = mm
+        self.base = ctypes.addressof(anchor)
+        self.capacity = size
+
+    # ------------------------------------------------------------------ size and growth
+    @property
+    def total_size(self) -> int:
+        return int.from_bytes(self.buf[self._total_size_off:self._total_size_off + 8], "little")
+
+    def _set_total_size(self, value: int) -> None:
+        self.buf[self._total_size_off:self._total_size_off + 8] = value.to_bytes(8, "little")
+
+    def grow_if_needed(self, nbytes: int = 0) -> None:
+        """GrowIfNeeded: remap after the peer grew; with nbytes > 0 grow the region ourselves.
+
+        Must be called with ``shm_mutex`` held.
+        """
+        total = self.total_size
+        if total != self.capacity:
+            if total < self.capacity or total > os.fstat(self._fd).st_size:
+                raise ShmError(f"'total size' says {total} bytes but {self.capacity} are mapped "
+                               f"and the file has {os.fstat(self._fd).st_size}",
+                               region=self.name, offset=self._total_size_off)
+            self._map(total)
+            self.segment.rebind(self.buf)
+        if nbytes:
+            add = self.growth * (nbytes // self.growth + 1)
+            new_size = total + add
+            try:
+                _truncate(self._fd, new_size)
+                _truncate(self._fd, new_size)
+            except OSError as e:
+                raise ShmError(
+                    f"Failed to increase the shared memory pool size for key '{self.name}' to "
+                    f"{new_size} bytes: {e.strerror}. If you are running inside docker, use "
+                    "'--shm-size' to allow a bigger /dev/shm", region=self.name)
+            old_capacity = self.capacity      # == total after the remap above
+            self._map(new_size)
+            self.segment.rebind(self.buf)
+            self.segment.grow(new_size - old_capacity)
+            self._set_total_size(new_size)      # published last: the peer remaps on seeing it
+
+    # ------------------------------------------------------------------ locking
+    @contextmanager
+    def locked(self) -> Iterator["Region"]:
+        """Hold ``shm_mutex`` (and our thread lock) and make sure the newest mapping is in use."""
+        with self._local:
+            self.mutex.lock()
+            try:
+                self.grow_if_needed(0)
+                yield self
+            finally:
+                self.mutex.unlock()
+
+    # ------------------------------------------------------------------ objects
+    def construct(self, nbytes: int, aligned: bool = False) -> int:
+        """SharedMemoryManager::Construct: allocate nbytes + 16, ref_count = 1, return the handle."""
+        req = nbytes + L.OWNERSHIP_HEADER
+        with self.locked():
+            seg = self.segment
+            alloc = (lambda: seg.allocate_aligned(req, 32)) if aligned else (lambda: seg.allocate(req))
+            try:
+                h = alloc()
+            except OutOfMemory:
+                self.grow_if_needed(req)
+                seg = self.segment
+                h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
+            _REF.pack_into(self.buf, h, 1)
+            return h
+
+    def load(self, handle: int) -> int:
+        """SharedMemoryManager::Load: one more reference. Returns the payload offset."""
+        with self.locked():
+            self._check_handle(handle, L.OWNERSHIP_HEADER)
+            rc = _REF.unpack_from(self.buf, handle)[0]
+            _REF.pack_into(self.buf, handle, (rc + 1) & 0xFFFFFFFF)
+        return handle + L.OWNERSHIP_HEADER
+
+    def release(self, handle: int) -> bool:
+        """The AllocatedSharedMemory deleter: drop a reference, free at zero. True if freed."""
+        with self.locked():
+            self._check_handle(handle, L.OWNERSHIP_HEADER)
+            rc = _REF.unpack_from(self.buf, handle)[0]
+            if rc == 0:
+                raise ShmError("releasing an object whose ref count is already 0 (double free)",
+                               region=self.name, offset=handle)
+            rc -= 1
+            _REF.pack_into(self.buf, handle, rc)
+            if rc == 0:
+                self.segment.deallocate(handle)
+                return True
+            return False
+
+    def release_many(self, handles) -> None:
+        """Release several handles under one lock (the hot path after an execute)."""
+        with self.locked():
+            buf = self.buf
+            for handle in handles:
+                self._check_handle(handle, L.OWNERSHIP_HEADER)
+                rc = _REF.unpack_from(buf, handle)[0]
+                if rc == 0:
+                    raise ShmError("releasing an object whose ref count is already 0",
+                                   region=self.name, offset=handle)
+                rc -= 1
+                _REF.pack_into(buf, handle, rc)
+                if rc == 0:
+                    self.segment.deallocate(handle)
+
+    def deallocate(self, handle: int) -> None:
+        with self.locked():
+            self.segment.deallocate(handle)
+
+    def ref_count(self, handle: int) -> int:
+        self._check_handle(handle, L.OWNERSHIP_HEADER)
+        return _REF.unpack_from(self.buf, handle)[0]
+
+    def free_memory(self) -> int:
+        """FreeMemory(): like the C++ code, without the lock (a snapshot)."""
+        with self._local:
+            total = self.total_size
+            if total != self.capacity:
+                with self.locked():
+                    pass
+            return self.segment.free_memory()
+
+    # ------------------------------------------------------------------ access
+    def _check_handle(self, handle: int, nbytes: int) -> None:
+        if handle <= 0 or handle + nbytes > self.capacity:
+            raise BadHandle(f"handle {handle} (+{nbytes} bytes) lies outside the "
+                            f"{self.capacity}-byte mapping", region=self.name, offset=handle)
+
+    def payload(self, handle: int) -> int:
+        """Offset of the object behind a Construct'ed handle (handle + 16), bounds-checked."""
+        self._check_handle(handle, L.OWNERSHIP_HEADER)
+        return handle + L.OWNERSHIP_HEADER
+
+    def ensure_mapped(self, offset: int, nbytes: int) -> None:
+        """Make sure [offset, offset+nbytes) is inside our mapping, remapping if the peer grew."""
+        if offset < 0 or offset + nbytes > self.capacity:
+            with self.locked():
+                pass
+            if offset < 0 or offset + nbytes > self.capacity:
+                raise BadHandle(f"[{offset}, {offset + nbytes}) lies outside the "
+                                f"{self.capacity}-byte mapping", region=self.name, offset=offset)
+
+    def addr(self, offset: int) -> int:
+        """Absolute address of a byte offset (for ctypes: mutexes, conditions, semaphores)."""
+        if offset < 0 or offset >= self.capacity:
+            raise BadHandle(f"offset {offset} lies outside the {self.capacity}-byte mapping",
+                            region=self.name, offset=offset)
+        return self.base + offset
+
+    def view(self, offset: int, nbytes: int) -> memoryview:
+        self.ensure_mapped(offset, nbytes)
+        return memoryview(self.buf)[offset:offset + nbytes]
+
+    def read(self, offset: int, nbytes: int) -> bytes:
+        self.ensure_mapped(offset, nbytes)
+        return self.buf[offset:offset + nbytes]
+
+    def write(self, offset: int, data) -> None:
+        self.ensure_mapped(offset, len(data))
+        self.buf[offset:offset + len(data)] = data
+
+    # ------------------------------------------------------------------ closing
+    def unlink(self) -> None:
+        try:
+            os.unlink(region_path(self.name))
+        except FileNotFoundError:
+            pass
+
+    def close(self, unlink: Optional[bool] = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if unlink if unlink is not None else self.unlink_on_close:
+            self.unlink()
+        self.segment = None  # drops the segment's memoryview of the mapping
+        self._anchors.clear()
+        for mm in self._maps:
+            try:
+                mm.close()
+            except BufferError:
+                # A numpy array or memoryview still exports this mapping. Leave it to the GC:
+                # the memory stays valid for the exporter, the name may already be unlinked.
+                pass
+        self._maps.clear()
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+
+    def __enter__(self) -> "Region":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

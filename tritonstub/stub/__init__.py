@@ -1,0 +1,1 @@
+"""The stub executable (see stub.py); keep this file free of imports."""

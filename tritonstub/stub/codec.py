@@ -1,0 +1,336 @@
+"""Message codecs: python_backend objects in a region <-> plain Python values.
+
+Reading. Everything the parent hands us (requests, tensors, strings, maps, BLS responses) is
+**copied out** while the parent still holds its own reference (it does until we reply or notify),
+so reading needs no Load/ref-count traffic and no lock: only the bytes. That is also what the C++
+stub ends up doing for CPU tensors (``py::array`` copies), so semantics match: ``as_numpy()`` is
+writeable and independent of shared memory.
+
+Writing. Every object we build is Construct'ed (ref count 1) and its handle recorded in an
+:class:`Owned` list; the caller releases the list once the parent has loaded the objects (after
+the release message, or after the notify of a ping-pong). Layouts come from the version table.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..ipc.layouts import r24_10 as L
+from ..ipc.region import Region
+
+_H = L.OWNERSHIP_HEADER
+_I64 = struct.Struct("<q")
+_U64 = struct.Struct("<Q")
+
+
+class Owned(list):
+    """Handles we Construct'ed and must release once the peer is done with them."""
+
+    def release(self, region: Region) -> None:
+        if self:
+            handles = list(self)
+            self.clear()
+            region.release_many(handles)
+
+
+# ------------------------------------------------------------------ strings and maps
+def read_string(region: Region, handle: int) -> str:
+    """PbString::LoadFromSharedMemory (standalone form)."""
+    p = region.payload(handle)
+    region.ensure_mapped(p, L.StringShm.size)
+    buf = region.buf
+    data = L.StringShm.get(buf, p, "data")
+    length = L.StringShm.get(buf, p, "length")
+    if length == 0:
+        return ""
+    dp = region.payload(data)
+    region.ensure_mapped(dp, length)
+    return bytes(region.buf[dp:dp + length]).decode("utf-8", "surrogateescape")
+
+
+def create_string(region: Region, text, owned: Owned) -> int:
+    """PbString::Create (standalone): a StringShm plus a Construct<char>(len) with the bytes."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+    h = region.construct(L.StringShm.size)
+    owned.append(h)
+    dh = region.construct(len(data))
+    owned.append(dh)
+    buf = region.buf
+    p = h + _H
+    L.StringShm.write(buf, p, data=dh, length=len(data))
+    if data:
+        buf[dh + _H:dh + _H + len(data)] = data
+    return h
+
+
+def read_map(region: Region, handle: int) -> Dict[str, str]:
+    """PbMap::LoadFromSharedMemory: a DictShm of PairShm(key, value) standalone strings."""
+    p = region.payload(handle)
+    region.ensure_mapped(p, L.DictShm.size)
+    n = L.DictShm.get(region.buf, p, "length")
+    values = L.DictShm.get(region.buf, p, "values")
+    vp = region.payload(values)
+    region.ensure_mapped(vp, n * L.PairShm.size)
+    out: Dict[str, str] = {}
+    for i in range(n):
+        base = vp + i * L.PairShm.size
+        k = read_string(region, L.PairShm.get(region.buf, base, "key"))
+        v = read_string(region, L.PairShm.get(region.buf, base, "value"))
+        out[k] = v
+    return out
+
+
+def create_map(region: Region, mapping: Dict[str, object], owned: Owned) -> int:
+    """PbMap::Create (used by the harness for InitializeRequest and by load_model's files)."""
+    h = region.construct(L.DictShm.size)
+    owned.append(h)
+    items = list(mapping.items())
+    ph = region.construct(max(1, len(items)) * L.PairShm.size)
+    owned.append(ph)
+    L.DictShm.write(region.buf, h + _H, length=len(items), values=ph)
+    for i, (k, v) in enumerate(items):
+        kh = create_string(region, k, owned)
+        vh = create_string(region, v, owned)
+        L.PairShm.write(region.buf, ph + _H + i * L.PairShm.size, key=kh, value=vh)
+    return h
+
+
+def create_error(region: Region, code: int, message: str, owned: Owned) -> int:
+    """PbError::SaveToSharedMemory: PbErrorShm {code, message StringShm}."""
+    mh = create_string(region, message, owned)
+    h = region.construct(L.PbErrorShm.size)
+    owned.append(h)
+    L.PbErrorShm.write(region.buf, h + _H, error_code=int(code), message_shm_handle=mh)
+    return h
+
+
+def read_error(region: Region, handle: int) -> Tuple[int, str]:
+    p = region.payload(handle)
+    region.ensure_mapped(p, L.PbErrorShm.size)
+    code = L.PbErrorShm.get(region.buf, p, "error_code")
+    msg = read_string(region, L.PbErrorShm.get(region.buf, p, "message_shm_handle"))
+    return code, msg
+
+
+# ------------------------------------------------------------------ tensors
+@dataclass
+class RawTensor:
+    """A tensor as it lies in shared memory: name, Triton dtype, dims and a copy of the bytes."""
+    name: str
+    dtype: int
+    dims: Tuple[int, ...]
+    data: bytes
+    memory_type: int = L.TRITONSERVER_MemoryType.CPU
+    memory_type_id: int = 0
+
+
+def read_tensor(region: Region, handle: int) -> RawTensor:
+    """PbTensor::LoadFromSharedMemory; the data is copied out (CPU memory only)."""
+    T = L.TensorShm
+    p = region.payload(handle)
+    region.ensure_mapped(p, T.size)
+    buf = region.buf
+    memory = T.get(buf, p, "memory")
+    dtype = T.get(buf, p, "dtype")
+    ndims = T.get(buf, p, "dims_count")
+    if ndims > 64:
+        from ..errors import ProtocolError
+        raise ProtocolError(f"tensor at handle {handle} claims {ndims} dims")
+    region.ensure_mapped(p, T.size + 8 * ndims + L.StringShm.size)
+    buf = region.buf
+    dims = struct.unpack_from(f"<{ndims}q", buf, p + T.size) if ndims else ()
+    name_off = p + T.size + L.TENSOR_DIM * ndims
+    name_len = L.StringShm.get(buf, name_off, "length")
+    region.ensure_mapped(name_off, L.StringShm.size + name_len)
+    buf = region.buf
+    s = name_off + L.StringShm.size
+    name = bytes(buf[s:s + name_len]).decode("utf-8", "surrogateescape")
+    if memory == 0:
+        mp = s + name_len                        # embedded MemoryShm, no padding
+    else:
+        mp = region.payload(memory)              # standalone MemoryShm (e.g. BLS outputs)
+    region.ensure_mapped(mp, L.MemoryShm.size)
+    buf = region.buf
+    M = L.MemoryShm
+    mtype = M.get(buf, mp, "memory_type")
+    mtype_id = M.get(buf, mp, "memory_type_id")
+    nbytes = M.get(buf, mp, "byte_size")
+    if mtype == L.TRITONSERVER_MemoryType.GPU:
+        return RawTensor(name, dtype, tuple(dims), b"", mtype, mtype_id)
+    d = mp + M.size
+    region.ensure_mapped(d, nbytes)
+    # One copy into a writable buffer (numpy arrays made from it are writeable, like C++'s).
+    data = bytearray(memoryview(region.buf)[d:d + nbytes])
+    return RawTensor(name, dtype, tuple(dims), data, mtype, mtype_id)
+
+
+def tensor_block_size(name: bytes, ndims: int, nbytes: int) -> int:
+    return (L.TensorShm.size + L.TENSOR_DIM * ndims + L.StringShm.size + len(name)
+            + L.MemoryShm.size + nbytes)
+
+
+def save_tensor(region: Region, name: str, dtype: int, dims: Sequence[int], data,
+                owned: Owned) -> int:
+    """PbTensor::SaveToSharedMemory (embedded form): one block with dims, name, memory, data.
+
+    ``data`` is any C-contiguous buffer (bytes, numpy array memoryview).
+    """
+    bname = name.encode("utf-8", "surrogateescape")
+    mv = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    nbytes = len(mv)
+    ndims = len(dims)
+    h = region.construct(tensor_block_size(bname, ndims, nbytes))
+    owned.append(h)
+    buf = region.buf
+    p = h + _H
+    L.TensorShm.write(buf, p, memory=0, dtype=int(dtype), dims_count=ndims)
+    if ndims:
+        struct.pack_into(f"<{ndims}q", buf, p + L.TensorShm.size, *dims)
+    s = p + L.TensorShm.size + L.TENSOR_DIM * ndims
+    # Embedded StringShm: `data` is never read for this form; write 0 rather than garbage.
+    L.StringShm.write(buf, s, data=0, length=len(bname))
+    s += L.StringShm.size
+    buf[s:s + len(bname)] = bname
+    m = s + len(bname)
+    L.MemoryShm.write(buf, m, gpu_pointer_offset=0, use_cuda_shared_pool=False,
+                      cuda_pool_offset=0, memory_type=L.TRITONSERVER_MemoryType.CPU,
+                      memory_type_id=0, byte_size=nbytes, memory_release_id=0)
+    if nbytes:
+        d = m + L.MemoryShm.size
+        buf[d:d + nbytes] = mv
+    return h
+
+
+# ------------------------------------------------------------------ requests
+@dataclass
+class RequestData:
+    """Everything in an InferRequestShm, read out."""
+    handle: int
+    inputs: List[RawTensor]
+    requested_output_names: List[str]
+    request_id: str
+    correlation_id: object          # int or str
+    model_name: str
+    model_version: int
+    flags: int
+    timeout: int
+    address: int
+    response_factory_address: int
+    preferred_memory_type: int
+    preferred_memory_device_id: int
+    parameters: str
+    trace_address: int = 0
+    trace_context: Optional[str] = None
+
+    @property
+    def release_flags_offset(self) -> int:
+        return self.handle + _H + L.InferRequestShm.request_release_flags
+
+
+def read_request(region: Region, handle: int) -> RequestData:
+    """InferRequest::LoadFromSharedMemory."""
+    R = L.InferRequestShm
+    p = region.payload(handle)
+    region.ensure_mapped(p, R.size)
+    f = R.read(region.buf, p)
+    n_out, n_in = f["requested_output_count"], f["input_count"]
+    region.ensure_mapped(p, R.size + 8 * (n_out + n_in))
+    buf = region.buf
+    out_handles = struct.unpack_from(f"<{n_out}q", buf, p + R.size) if n_out else ()
+    in_handles = struct.unpack_from(f"<{n_in}q", buf, p + R.size + 8 * n_out) if n_in else ()
+    names = [read_string(region, h) for h in out_handles]
+    inputs = [read_tensor(region, h) for h in in_handles]
+    corr: object = 0
+    ch = f["correlation_id_shm_handle"]
+    if ch:
+        cp = region.payload(ch)
+        region.ensure_mapped(cp, L.CorrelationIdShm.size)
+        c = L.CorrelationIdShm.read(region.buf, cp)
+        if c["id_type"] == L.CorrelationIdDataType.STRING:
+            corr = read_string(region, c["id_string_shm_handle"])
+        else:
+            corr = c["id_uint"]
+    trace_addr, trace_ctx = 0, None
+    th = f["trace_shm_handle"]
+    if th:
+        tp = region.payload(th)
+        region.ensure_mapped(tp, L.InferenceTraceShm.size)
+        t = L.InferenceTraceShm.read(region.buf, tp)
+        trace_addr = t["triton_trace"]
+        if t["trace_context_shm_handle"]:
+            trace_ctx = read_string(region, t["trace_context_shm_handle"])
+    return RequestData(
+        handle=handle, inputs=inputs, requested_output_names=names,
+        request_id=read_string(region, f["request_id_shm_handle"]),
+        correlation_id=corr,
+        model_name=read_string(region, f["model_name_shm_handle"]),
+        model_version=f["model_version"], flags=f["flags"], timeout=f["timeout"],
+        address=f["address"], response_factory_address=f["response_factory_address"],
+        preferred_memory_type=f["preferred_memory_type"],
+        preferred_memory_device_id=f["preferred_memory_device_id"],
+        parameters=read_string(region, f["parameters_shm_handle"]) if f["parameters_shm_handle"] else "{}",
+        trace_address=trace_addr, trace_context=trace_ctx)
+
+
+def set_release_flags(region: Region, req: RequestData, flags: int) -> None:
+    L.InferRequestShm.set(region.buf, req.handle + _H, "request_release_flags", int(flags))
+
+
+# ------------------------------------------------------------------ responses
+@dataclass
+class ResponseData:
+    """An InferResponse to save: output tensors or an error."""
+    outputs: List[Tuple[str, int, Tuple[int, ...], object]] = field(default_factory=list)
+    error: Optional[Tuple[int, str]] = None      # (TRITONSERVER_Error_Code, message)
+    id: int = 0
+    is_last_response: bool = True
+
+
+def save_response(region: Region, resp: ResponseData, owned: Owned) -> int:
+    """InferResponse::SaveToSharedMemory: ResponseShm then the output tensor handles."""
+    S = L.ResponseShm
+    if resp.error is not None:
+        h = region.construct(S.size)
+        owned.append(h)
+        eh = create_error(region, resp.error[0], resp.error[1], owned)
+        S.write(region.buf, h + _H, outputs_size=0, error=eh, has_error=True, is_error_set=True,
+                id=resp.id, is_last_response=resp.is_last_response)
+        return h
+    n = len(resp.outputs)
+    tensor_handles = [save_tensor(region, name, dt, dims, data, owned)
+                      for name, dt, dims, data in resp.outputs]
+    h = region.construct(S.size + 8 * n)
+    owned.append(h)
+    buf = region.buf
+    S.write(buf, h + _H, outputs_size=n, error=0, has_error=False, is_error_set=False,
+            id=resp.id, is_last_response=resp.is_last_response)
+    if n:
+        struct.pack_into(f"<{n}q", buf, h + _H + S.size, *tensor_handles)
+    return h
+
+
+def read_response(region: Region, handle: int) -> ResponseData:
+    """InferResponse::LoadFromSharedMemory (BLS responses from the parent)."""
+    S = L.ResponseShm
+    p = region.payload(handle)
+    region.ensure_mapped(p, S.size)
+    f = S.read(region.buf, p)
+    if f["has_error"]:
+        err = (L.TRITONSERVER_Error_Code.INTERNAL, "")
+        if f["is_error_set"]:
+            err = read_error(region, f["error"])
+        return ResponseData(error=err, id=f["id"], is_last_response=f["is_last_response"])
+    n = f["outputs_size"]
+    region.ensure_mapped(p, S.size + 8 * n)
+    handles = struct.unpack_from(f"<{n}q", region.buf, p + S.size) if n else ()
+    outs = []
+    for th in handles:
+        t = read_tensor(region, th)
+        outs.append((t.name, t.dtype, t.dims, t.data))
+    return ResponseData(outputs=outs, id=f["id"], is_last_response=f["is_last_response"])
+
+
+def dumps_config(obj) -> str:
+    return json.dumps(obj)

@@ -1,0 +1,94 @@
+"""The stub's heartbeat, in a forked helper process so the GIL can never starve it.
+
+The C++ stub sets ``IPCControlShm.stub_health`` every 300 ms from a native thread that needs no
+GIL, and polls the parent's pid; if the parent is gone it logs "Non-graceful termination
+detected." and exits 1. The parent clears the flag and, if it is still clear a second later while
+it waits for a reply, fails with "Stub process '<name>' is not healthy." A Python thread cannot
+promise 300 ms: a model that runs one long C call holding the GIL (numpy, a C extension, a tight
+pure-Python loop in a busy interpreter) would starve it and get the instance declared unhealthy.
+
+So we fork one small helper process right after the region is mapped, before any thread exists
+(fork is then safe). It inherits the mapping, so it sets the flag under ``stub_health_mutex``
+itself, every 300 ms, with its own interpreter and its own GIL. It also watches both ends:
+- the stub (its parent) died → it exits at once (PR_SET_PDEATHSIG delivers SIGKILL as well), so
+  the flag stops and Triton sees the instance unhealthy, exactly as with a dead C++ stub;
+- tritonserver died → it logs the C++ message, unlinks the region (as the C++ stub does on
+  parent death), SIGKILLs the stub and exits: the stub is gone well within one second.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+
+from ..ipc.layouts import r24_10 as L
+from ..ipc.region import Region, region_path
+from ..ipc.sync import Mutex
+from .log import stub_log
+
+PR_SET_PDEATHSIG = 1
+
+
+def start(region: Region, control_payload: int, parent_pid: int) -> int:
+    """Fork the heartbeat process; returns its pid (in the stub)."""
+    mutex_addr = region.addr(control_payload + L.IPCControlShm.stub_health_mutex)
+    flag_off = control_payload + L.IPCControlShm.stub_health
+    buf = region.buf
+    stub_pid = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    # ---- in the helper: never return from here
+    code = 1
+    try:
+        code = _run(buf, region.name, mutex_addr, flag_off, parent_pid, stub_pid)
+    except BaseException:  # noqa: BLE001 - nothing may escape into the forked copy of the stub
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
+         stub_pid: int) -> int:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.getppid() != stub_pid:
+        return 0
+    mutex = Mutex(mutex_addr)
+    period = L.STUB_HEALTH_PERIOD_S
+    while True:
+        time.sleep(period)
+        if os.getppid() != stub_pid:
+            return 0                         # the stub is gone: stop beating
+        try:
+            mutex.lock(1.0)
+        except Exception:
+            continue
+        try:
+            buf[flag_off] = 1
+        finally:
+            mutex.unlock()
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            stub_log("I", "Non-graceful termination detected. ", pid=stub_pid)
+            try:
+                os.unlink(region_path(region_name))
+            except OSError:
+                pass
+            try:
+                os.kill(stub_pid, signal.SIGKILL)
+            except OSError:
+                pass
+            return 1
+        except PermissionError:
+            pass                              # alive, just not ours to signal

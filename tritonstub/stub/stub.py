@@ -1,0 +1,407 @@
+"""The stub process: lifecycle and command loop (pb_stub.cc ``main`` / ``Stub``), in Python.
+
+Theory of operation
+-------------------
+The parent (libtriton_python.so) creates the region, the IPC control block and five message
+queues, then launches us with ten arguments (see ``StubArgs``). We open the region, take a
+reference on each queue like ``Stub::Instantiate``, fork the heartbeat helper (heartbeat.py) and
+push one freshly Construct'ed IPCMessageShm on parent_message_queue: "health thread started".
+The parent pops that handle without reading it.
+
+Then the main loop pops ``stub_message_queue`` with one-second timed pops and dispatches:
+
+- AutoCompleteRequest / InitializeRequest / ExecuteRequest follow pattern R: we build the reply,
+  push its handle on parent_message_queue, then block until the parent pushes the release 0 on
+  stub_message_queue; only then do we drop the objects the reply references.
+- FinalizeRequest: the same handle goes back with command FinalizeResponse, and we leave the
+  loop, call the model's ``finalize()``, stop the workers, unlink the region and exit 0.
+
+After an auto-complete or initialize failure the stub exits 0 without unlinking (the parent
+owns the region then). Exit 1: bad arguments, region problems before the handshake, parent
+death (handled by the heartbeat helper).
+
+Where the C++ stub would leave the server hanging (model file missing → it exits before the
+handshake; ``return None`` from a non-decoupled execute), we answer through the protocol with a
+clear error instead.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from ..errors import TritonStubError
+from ..ipc.layouts import r24_10 as L
+from ..ipc.message_queue import MessageQueue
+from ..ipc.region import Region
+from ..loader.default import ModelContext, split_model_path
+from . import codec, heartbeat
+from .codec import Owned
+from .log import stub_log
+
+C = L.PYTHONSTUB_CommandType
+_H = L.OWNERSHIP_HEADER
+
+
+@dataclass
+class StubArgs:
+    """The stub's argv (stub_launcher.cc): 10 entries, argv[0] included."""
+    model_path: str
+    region_name: str
+    shm_default_size: int
+    shm_growth_size: int
+    parent_pid: int
+    python_lib: str
+    ipc_control_handle: int
+    name: str
+    runtime_modeldir: str
+
+    @classmethod
+    def parse(cls, argv: List[str]) -> "StubArgs":
+        return cls(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6],
+                   int(argv[7]), argv[8], argv[9] if len(argv) > 9 else "DEFAULT")
+
+
+class StubExit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+class Stub:
+    def __init__(self, args: StubArgs, ctx: ModelContext):
+        self.args = args
+        self.ctx = ctx
+        self.name = args.name
+        self.region: Region
+        self.control = 0
+        self.queues: dict = {}
+        self.heartbeat_pid = 0
+        self.initialized = False
+        self.finalizing = False
+        self.model_module = None
+        self.model_instance = None
+        self.delete_region = True
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.background_futures: set = set()
+        self.runtime = None          # ShmRuntime, built in _setup_python
+        self.preinit_error: Optional[str] = None
+
+    # ------------------------------------------------------------------ start-up
+    def instantiate(self) -> None:
+        """Stub::Instantiate: region, control block, queues, LD_LIBRARY_PATH fix-up."""
+        a = self.args
+        self.region = Region.open(a.region_name, growth=a.shm_growth_size)
+        # C++: Load<IPCControlShm> (ref +1) then dropped at the end of Instantiate: net zero.
+        self.control = self.region.payload(a.ipc_control_handle)
+        self.region.ensure_mapped(self.control, L.IPCControlShm.size)
+        buf = self.region.buf
+        for f in L.QUEUE_FIELDS:
+            self.queues[f] = MessageQueue(self.region, L.IPCControlShm.get(buf, self.control, f))
+        if L.IPCControlShm.get(buf, self.control, "uses_env"):
+            ld = os.environ.get("LD_LIBRARY_PATH")
+            if ld is None:
+                raise TritonStubError("When using an execution environment, LD_LIBRARY_PATH "
+                                      "variable cannot be empty.")
+            if ":" not in ld:
+                raise TritonStubError("LD_LIBRARY_PATH must contain a colon when passing an "
+                                      "execution environment.")
+            os.environ["LD_LIBRARY_PATH"] = ld[ld.index(":") + 1:]
+
+    @property
+    def stub_mq(self) -> MessageQueue:
+        return self.queues["stub_message_queue"]
+
+    @property
+    def parent_mq(self) -> MessageQueue:
+        return self.queues["parent_message_queue"]
+
+    @property
+    def decoupled(self) -> bool:
+        return bool(self.region.buf[self.control + L.IPCControlShm.decoupled])
+
+    def parent_alive(self) -> bool:
+        try:
+            os.kill(self.args.parent_pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+    def start(self) -> None:
+        self.heartbeat_pid = heartbeat.start(self.region, self.control, self.args.parent_pid)
+        # "health thread started": a fresh IPCMessageShm the parent pops and never reads.
+        h = self.region.construct(L.IPCMessageShm.size)
+        self.region.write(h + _H, bytes(L.IPCMessageShm.size))
+        self.send_to_parent_mq(h)
+        self.region.release(h)
+
+    # ------------------------------------------------------------------ queue helpers
+    def send_to_parent_mq(self, handle: int) -> None:
+        """SendIPCMessage: 1 s timed pushes until one succeeds (bounded by parent liveness)."""
+        while not self.parent_mq.push(handle, L.QUEUE_POLL_S):
+            if not self.parent_alive():
+                raise StubExit(1)
+
+    def wait_release(self) -> None:
+        """The blocking Pop of stub_message_queue after a reply: the parent's release 0."""
+        while True:
+            v = self.stub_mq.pop(L.QUEUE_POLL_S)
+            if v is not None:
+                return
+            if not self.parent_alive():
+                raise StubExit(1)
+
+    def pop_command(self) -> int:
+        while True:
+            v = self.stub_mq.pop(L.QUEUE_POLL_S)
+            if v is not None:
+                return v
+            if not self.parent_alive():
+                raise StubExit(1)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> int:
+        finalize = False
+        while not finalize:
+            finalize = self.run_command()
+        self.finalize()
+        return 0
+
+    def run_command(self) -> bool:
+        handle = self.pop_command()
+        if handle == L.DUMMY_MESSAGE:
+            return False
+        p = self.region.payload(handle)
+        self.region.ensure_mapped(p, L.IPCMessageShm.size)
+        msg = L.IPCMessageShm.read(self.region.buf, p)
+        cmd = msg["command"]
+        if cmd == C.AutoCompleteRequest:
+            return self.handle_auto_complete(msg["args"])
+        if cmd == C.InitializeRequest:
+            return self.handle_initialize(msg["args"])
+        if cmd == C.ExecuteRequest:
+            self.handle_execute(msg["args"])
+            return False
+        if cmd == C.FinalizeRequest:
+            if self.runtime is not None:
+                self.runtime.clear_response_iterators()
+            L.IPCMessageShm.set(self.region.buf, p, "command", int(C.FinalizeResponse))
+            self.send_to_parent_mq(handle)
+            return True
+        if cmd == C.LoadGPUBuffers:
+            self.log(2, "An error occurred while trying to load GPU buffers in the Python "
+                        "backend stub: GPU tensors are not supported by tritonstub yet")
+            self.send_to_parent_mq(L.DUMMY_MESSAGE)
+            return False
+        return False  # unknown commands are ignored, as in C++
+
+    # ------------------------------------------------------------------ python set-up
+    def _setup_python(self):
+        """StubSetup: import the model, inject the pb_utils attributes. Returns the module."""
+        from . import pysetup
+        if self.runtime is None:
+            from .shm_runtime import ShmRuntime
+            self.runtime = ShmRuntime(self)
+            pysetup.install_runtime(self.runtime)
+        if self.preinit_error is not None:
+            raise TritonStubError(self.preinit_error)
+        if self.model_module is None:
+            self.model_module = pysetup.setup_and_import(self)
+        return self.model_module
+
+    def error_text(self, exc: BaseException) -> str:
+        from .exc_text import error_text
+        if isinstance(exc, TritonStubError):
+            return str(exc)
+        return error_text(exc, is_own_frame=_is_own_frame)
+
+    # ------------------------------------------------------------------ auto-complete
+    def handle_auto_complete(self, args_handle: int) -> bool:
+        region = self.region
+        owned = Owned()
+        reply = region.construct(L.IPCMessageShm.size)
+        owned.append(reply)
+        resp = region.construct(L.AutoCompleteResponseShm.size)
+        owned.append(resp)
+        A = L.AutoCompleteResponseShm
+        A.write(region.buf, resp + _H, response_has_error=False, response_is_error_set=False,
+                response_error=0, response_has_model_config=False, response_model_config=0)
+        terminate = False
+        try:
+            config_json = codec.read_string(region, args_handle)
+            module = self._setup_python()
+            from . import pysetup
+            out = pysetup.auto_complete(self, module, config_json)
+            ch = codec.create_string(region, out, owned)
+            A.write(region.buf, resp + _H, response_has_model_config=True,
+                    response_model_config=ch)
+        except StubExit:
+            raise
+        except BaseException as e:  # noqa: BLE001 - report every failure to the parent
+            text = self.error_text(e)
+            self.delete_region = False
+            stub_log("I", f"Failed to initialize Python stub for auto-complete: {text}")
+            eh = codec.create_string(region, text, owned)
+            A.write(region.buf, resp + _H, response_has_error=True, response_is_error_set=True,
+                    response_error=eh)
+            terminate = True
+        L.IPCMessageShm.write(region.buf, reply + _H, command=int(C.AutoCompleteResponse),
+                              args=resp, inline_response=False, response_handle=0,
+                              response_mutex=0, response_cond=0)
+        self.send_to_parent_mq(reply)
+        self.wait_release()
+        owned.release(region)
+        return terminate
+
+    # ------------------------------------------------------------------ initialize
+    def handle_initialize(self, args_handle: int) -> bool:
+        region = self.region
+        owned = Owned()
+        reply = region.construct(L.IPCMessageShm.size)
+        owned.append(reply)
+        resp = region.construct(L.InitializeResponseShm.size)
+        owned.append(resp)
+        I = L.InitializeResponseShm
+        I.write(region.buf, resp + _H, response_has_error=False, response_is_error_set=False,
+                response_error=0)
+        terminate = False
+        try:
+            params = codec.read_map(region, args_handle)
+            module = self._setup_python()
+            from . import pysetup
+            pysetup.initialize(self, module, params)
+            self.initialized = True
+        except StubExit:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            text = self.error_text(e)
+            self.delete_region = False
+            self.log(0, f"Failed to initialize Python stub: {text}")
+            eh = codec.create_string(region, text, owned)
+            I.write(region.buf, resp + _H, response_has_error=True, response_is_error_set=True,
+                    response_error=eh)
+            terminate = True
+        L.IPCMessageShm.write(region.buf, reply + _H, command=int(C.InitializeResponse),
+                              args=resp, inline_response=False, response_handle=0,
+                              response_mutex=0, response_cond=0)
+        self.send_to_parent_mq(reply)
+        self.wait_release()
+        owned.release(region)
+        return terminate
+
+    # ------------------------------------------------------------------ execute
+    def handle_execute(self, batch_handle: int) -> None:
+        from . import execute
+        owned = Owned()
+        reply = execute.process_requests(self, batch_handle, owned)
+        self.send_to_parent_mq(reply)
+        self.wait_release()
+        owned.release(self.region)
+
+    # ------------------------------------------------------------------ logging
+    def log(self, level: int, message: str, filename: str = "pb_stub.py", line: int = 0) -> None:
+        if self.runtime is not None and self.runtime.worker_running():
+            self.runtime.log(filename, line, level, message)
+        else:
+            stub_log(L.LogLevel(level).name[0] if level in (1, 2) else "I", message, filename,
+                     line)
+
+    # ------------------------------------------------------------------ shutdown
+    def finalize(self) -> None:
+        self.finalizing = True
+        if self.runtime is not None:
+            self.runtime.finalizing = True
+        if self.initialized:
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            fin = getattr(self.model_instance, "finalize", None)
+            if fin is not None:
+                try:
+                    fin()
+                except BaseException as e:  # noqa: BLE001
+                    self.log(0, self.error_text(e))
+        if self.runtime is not None:
+            self.runtime.stop_workers()
+
+    def shutdown(self, unlink: bool) -> None:
+        """Drop queue references, stop the heartbeat, unmap; unlink if we own the name."""
+        if self.heartbeat_pid:
+            try:
+                os.kill(self.heartbeat_pid, signal.SIGKILL)
+                os.waitpid(self.heartbeat_pid, 0)
+            except OSError:
+                pass
+            self.heartbeat_pid = 0
+        region = getattr(self, "region", None)
+        if region is None:
+            return
+        for q in self.queues.values():
+            try:
+                q.close()
+            except Exception:
+                pass
+        region.close(unlink=unlink)
+
+
+def _is_own_frame(frame) -> bool:
+    """Frames of tritonstub itself: the traceback walk of error texts stops at them."""
+    fn = frame.f_code.co_filename
+    return fn.startswith(_PKG_DIR)
+
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def main(argv: List[str]) -> int:
+    """Entry point once argv has been checked for the no-argument probe."""
+    # The C++ stub installs no-op handlers (not SIG_IGN): survive SIGINT/SIGTERM, and children
+    # we spawn get default dispositions after exec.
+    signal.signal(signal.SIGINT, _noop)
+    signal.signal(signal.SIGTERM, _noop)
+    tokens = split_model_path(argv[1])
+    if len(tokens) < 2:
+        stub_log("I", f"Model path does not look right: {argv[1]}")
+        return 1
+    try:
+        args = StubArgs.parse(argv)
+    except (ValueError, IndexError) as e:
+        stub_log("I", f"Failed to preinitialize Python stub: bad argument: {e}")
+        return 1
+    ctx = ModelContext(args.model_path, args.python_lib, args.runtime_modeldir, tokens[-2])
+    stub = Stub(args, ctx)
+    if ctx.is_default and not os.path.exists(args.model_path):
+        # C++ exits here and the server waits forever; we go on and report it as a load error.
+        stub.preinit_error = f"Python model file not found in '{args.model_path}'"
+        stub_log("I", f"Failed to preinitialize Python stub: {stub.preinit_error}")
+    # Match the embedded interpreter the C++ stub runs: sys.argv == [''], sys.path[0] == ''.
+    sys.argv[:] = [""]
+    if sys.path and sys.path[0] != "":
+        sys.path[0] = ""
+    code = 0
+    try:
+        stub.instantiate()
+    except TritonStubError as e:
+        stub_log("I", f"Failed to preinitialize Python stub: {e}")
+        stub.shutdown(unlink=False)
+        return 1
+    try:
+        stub.start()
+        code = stub.run()
+    except StubExit as e:
+        code = e.code
+    except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent
+        stub_log("E", "tritonstub internal error:\n" + traceback.format_exc())
+        code = 1
+    stub.shutdown(unlink=stub.delete_region and code == 0)
+    return code
+
+
+def _noop(signum, frame) -> None:
+    pass

@@ -1,0 +1,118 @@
+"""pytest fixtures for tests that run the real tritonserver (registered as the ``tritonstub`` plugin).
+
+- ``triton_reference`` (session): the provisioned reference Triton (:class:`Reference`). When it
+  is missing the test is *skipped* with the reason. With ``TRITONSTUB_REQUIRE_REFERENCE=1`` (set by
+  ``scripts/bootstrap.sh test``, hence CI) it *fails* instead, so CI never skips real-Triton tests
+  silently.
+- ``triton_server``: a factory. ``triton_server(repo, **TritonServer kwargs)`` starts a server and
+  returns it. Every server is stopped at teardown. The test then fails if a server left processes or
+  shm regions behind, unless it was started with ``check_cleanup=False``.
+  ``triton_server.repository(models, stub=...)`` builds a repository under ``tmp_path``
+  (see :func:`make_model_repository`).
+- ``example_model_repository``: the bundled ``examples/model_repository`` directory.
+
+Tests that use these fixtures get the ``triton`` marker automatically. When a test fails, the tail
+of each of its servers' logs is attached to the report.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Mapping, Optional, Union
+
+import pytest
+
+from tritonstub.testing.reference import Reference, ReferenceUnavailable, provision
+from tritonstub.testing.tritonserver import ModelSpec, TritonServer, make_model_repository
+
+REQUIRE_ENV = "TRITONSTUB_REQUIRE_REFERENCE"
+_TRITON_FIXTURES = {"triton_reference", "triton_server"}
+_SERVERS_KEY = pytest.StashKey[List[TritonServer]]()
+
+
+def reference_required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "triton: needs the reference Triton server (nvidia-pytriton 0.7.0)")
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    for item in items:
+        if _TRITON_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.triton)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        for server in item.stash.get(_SERVERS_KEY, []):
+            report.sections.append((f"tritonserver pid {server.pid} log ({server.log})", server.log_tail(80)))
+
+
+@pytest.fixture(scope="session")
+def triton_reference() -> Reference:
+    """The reference Triton, provisioned (stub in place, numpy checked); skip or fail if missing."""
+    try:
+        return provision(allow_apt=False)
+    except ReferenceUnavailable as exc:
+        if reference_required():
+            pytest.fail(f"{REQUIRE_ENV} is set but the reference Triton is not usable: {exc}", pytrace=False)
+        pytest.skip(f"reference Triton not available ({exc}); set {REQUIRE_ENV}=1 to make this an error")
+
+
+class TritonServerFactory:
+    """Starts :class:`TritonServer` instances for one test and cleans all of them up."""
+
+    def __init__(self, reference: Reference, tmp_path: Path, servers: List[TritonServer]):
+        self.reference = reference
+        self.tmp_path = tmp_path
+        self.servers = servers
+        self._unchecked: set = set()
+
+    def __call__(self, model_repository: Union[str, Path], *, check_cleanup: bool = True, **kwargs) -> TritonServer:
+        kwargs.setdefault("reference", self.reference)
+        kwargs.setdefault("log_dir", self.tmp_path / f"tritonserver-{len(self.servers)}")
+        server = TritonServer(model_repository, **kwargs)
+        self.servers.append(server)
+        if not check_cleanup:
+            self._unchecked.add(id(server))
+        server.start()
+        return server
+
+    def repository(self, models: Mapping[str, Union[ModelSpec, Path, str]], *, stub: Optional[str] = None,
+                   name: str = "model_repository") -> Path:
+        """Build a model repository under the test's tmp_path (see :func:`make_model_repository`)."""
+        return make_model_repository(self.tmp_path / name, models, stub=stub, reference=self.reference)
+
+    def stop_all(self) -> List[str]:
+        problems = []
+        for server in self.servers:
+            server.stop()
+            report = server.cleanup_report()
+            if report and id(server) not in self._unchecked:
+                problems.append(f"tritonserver pid {server.pid} (log {server.log}):\n{report}")
+        return problems
+
+
+@pytest.fixture
+def triton_server(triton_reference: Reference, tmp_path: Path, request: pytest.FixtureRequest):
+    """Factory fixture: ``triton_server(repo, **kwargs) -> TritonServer`` (started, stopped at teardown)."""
+    servers: List[TritonServer] = []
+    request.node.stash[_SERVERS_KEY] = servers
+    factory = TritonServerFactory(triton_reference, tmp_path, servers)
+    yield factory
+    problems = factory.stop_all()
+    if problems:
+        pytest.fail("tritonserver left things behind:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def example_model_repository() -> Path:
+    """The repository's bundled ``examples/model_repository`` (read-only: copy it before changing it)."""
+    from tritonstub.testing.demo import example_repository
+
+    return example_repository()
