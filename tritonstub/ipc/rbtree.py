@@ -40,6 +40,12 @@ NULL_RAW = 1          # offset_ptr's encoding of a null pointer
 COLOUR_BIT = 2        # set = black, clear = red (pointer_plus_bits, one spare bit used)
 NOT_COLOUR = ~COLOUR_BIT
 
+# No red-black tree that fits in a 64-bit address space is deeper than 2*log2(2^64 / 24) < 124
+# levels; every loop that follows pointers is bounded by this, so a corrupted tree with a cycle
+# raises instead of spinning forever while the caller holds shm_mutex.
+MAX_DEPTH = 130
+DEPTH_RANGE = range(MAX_DEPTH)
+
 
 CorruptFn = Callable[[str, int], NoReturn]   # (message, byte offset) -> raises
 
@@ -139,21 +145,26 @@ class CompactRBTree:
         return self.right(self.h)
 
     # ------------------------------------------------------------------ navigation (6.1)
+    def too_deep(self, n: int) -> NoReturn:
+        self.corrupt(f"tree path longer than {MAX_DEPTH} nodes (pointer cycle?)", n * 8)
+
     def minimum(self, n: int) -> int:
         left = self.left
-        x = left(n)
-        while x:
-            n = x
+        for _ in DEPTH_RANGE:
             x = left(n)
-        return n
+            if not x:
+                return n
+            n = x
+        self.too_deep(n)
 
     def maximum(self, n: int) -> int:
         right = self.right
-        x = right(n)
-        while x:
-            n = x
+        for _ in DEPTH_RANGE:
             x = right(n)
-        return n
+            if not x:
+                return n
+            n = x
+        self.too_deep(n)
 
     def next_node(self, x: int) -> int:
         """In-order successor; next(rightmost) is the header (bstree_algorithms::next_node)."""
@@ -164,9 +175,13 @@ class CompactRBTree:
         parent = self.parent
         n = x
         p = parent(n)
-        while n == right(p):
+        for _ in DEPTH_RANGE:
+            if n != right(p):
+                break
             n = p
             p = parent(p)
+        else:
+            self.too_deep(n)
         # R(n) == p only when the climb went through the header (the tree's right spine).
         return n if right(n) == p else p
 
@@ -180,10 +195,12 @@ class CompactRBTree:
         left = self.left
         parent = self.parent
         p = parent(x)
-        while x == left(p):
+        for _ in DEPTH_RANGE:
+            if x != left(p):
+                return p
             x = p
             p = parent(p)
-        return p
+        self.too_deep(x)
 
     # ------------------------------------------------------------------ rotations (6.5)
     def _rotate_left_nofix(self, p: int, r: int) -> None:
@@ -257,7 +274,7 @@ class CompactRBTree:
         parent = self.parent
         left = self.left
         q[p] &= NOT_COLOUR
-        while True:
+        for _ in DEPTH_RANGE:
             pp = parent(p)
             if pp == h or q[pp] & COLOUR_BIT:
                 break
@@ -286,6 +303,8 @@ class CompactRBTree:
                 self._rotate_left(g, pp)
             q[pp] |= COLOUR_BIT
             break
+        else:
+            self.too_deep(p)
         root = parent(h)
         if root:
             q[root] |= COLOUR_BIT
@@ -350,7 +369,9 @@ class CompactRBTree:
         h = self.h
         left = self.left
         right = self.right
-        while xp != h and not (x and not q[x] & COLOUR_BIT):
+        for _ in DEPTH_RANGE:
+            if xp == h or x and not q[x] & COLOUR_BIT:
+                break
             if x == left(xp):
                 w = right(xp)
                 if not w:
@@ -407,6 +428,8 @@ class CompactRBTree:
                     q[wl] |= COLOUR_BIT
                 self._rotate_right(xp, w)
                 break
+        else:
+            self.too_deep(xp)
         if x:
             q[x] |= COLOUR_BIT
 

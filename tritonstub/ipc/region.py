@@ -225,7 +225,7 @@ class Region:
     def load(self, handle: int) -> int:
         """SharedMemoryManager::Load: one more reference. Returns the payload offset."""
         with self.locked():
-            self._check_handle(handle, L.OWNERSHIP_HEADER)
+            self._check_object(handle)
             rc = _REF.unpack_from(self.buf, handle)[0]
             _REF.pack_into(self.buf, handle, (rc + 1) & 0xFFFFFFFF)
         return handle + L.OWNERSHIP_HEADER
@@ -233,7 +233,7 @@ class Region:
     def release(self, handle: int) -> bool:
         """The AllocatedSharedMemory deleter: drop a reference, free at zero. True if freed."""
         with self.locked():
-            self._check_handle(handle, L.OWNERSHIP_HEADER)
+            self._check_object(handle)
             rc = _REF.unpack_from(self.buf, handle)[0]
             if rc == 0:
                 raise ShmError("releasing an object whose ref count is already 0 (double free)",
@@ -250,7 +250,7 @@ class Region:
         with self.locked():
             buf = self.buf
             for handle in handles:
-                self._check_handle(handle, L.OWNERSHIP_HEADER)
+                self._check_object(handle)
                 rc = _REF.unpack_from(buf, handle)[0]
                 if rc == 0:
                     raise ShmError("releasing an object whose ref count is already 0",
@@ -282,6 +282,11 @@ class Region:
         if handle <= 0 or handle + nbytes > self.capacity:
             raise BadHandle(f"handle {handle} (+{nbytes} bytes) lies outside the "
                             f"{self.capacity}-byte mapping", region=self.name, offset=handle)
+
+    def _check_object(self, handle: int) -> None:
+        """A Construct'ed object: inside the mapping and an allocated block (caller holds the lock)."""
+        self._check_handle(handle, L.OWNERSHIP_HEADER)
+        self.segment.usable_size(handle)   # raises BadHandle unless an allocated block starts here
 
     def payload(self, handle: int) -> int:
         """Offset of the object behind a Construct'ed handle (handle + 16), bounds-checked."""

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, NamedTuple, NoReturn, Optional, Tuple, Union
 
 from ..errors import BadHandle, NotASegment, OutOfMemory, SegmentCorrupted, ShmError
-from .rbtree import COLOUR_BIT, NOT_COLOUR, NULL_RAW, CompactRBTree
+from .rbtree import DEPTH_RANGE, MAX_DEPTH, NOT_COLOUR, NULL_RAW, CompactRBTree
 
 # ================================================================================================
 # Layout of a Boost 1.79 managed_external_buffer on x86_64 (boost-1.79-shm.md sections 1-4, 8).
@@ -359,7 +359,9 @@ class ManagedSegment:
         y = 0
         r = q[_FREE_TREE_W] & NOT_COLOUR
         x = 0 if r == NULL_RAW else _FREE_TREE_W + (r >> 3)
-        while x:
+        for _ in DEPTH_RANGE:
+            if not x:
+                return y
             if not 0 < x <= lim:
                 self._corrupt("free tree pointer leads outside the segment", x * 8)
             if q[x - 1] & SIZE_MASK < units:
@@ -369,7 +371,7 @@ class ManagedSegment:
                 y = x
                 r = q[x + 1]
                 x = 0 if r == NULL_RAW else x + 1 + (r >> 3)
-        return y
+        self._free.too_deep(x)
 
     def _insert_upper(self, z: int, key: int) -> None:
         """insert_equal without hint: upper-bound descent, new node after its equals (5)."""
@@ -379,7 +381,9 @@ class ManagedSegment:
         r = q[y] & NOT_COLOUR
         x = 0 if r == NULL_RAW else y + (r >> 3)
         go_left = True
-        while x:
+        for _ in DEPTH_RANGE:
+            if not x:
+                break
             if not 0 < x <= lim:
                 self._corrupt("free tree pointer leads outside the segment", x * 8)
             y = x
@@ -390,6 +394,8 @@ class ManagedSegment:
             else:
                 r = q[x + 2]
                 x = 0 if r == NULL_RAW else x + 2 + (r >> 3)
+        else:
+            self._free.too_deep(x)
         self._free.link(y, z, go_left)
 
     def _insert_lower(self, z: int, key: int) -> None:
@@ -400,7 +406,9 @@ class ManagedSegment:
         r = q[y] & NOT_COLOUR
         x = 0 if r == NULL_RAW else y + (r >> 3)
         go_left = True
-        while x:
+        for _ in DEPTH_RANGE:
+            if not x:
+                break
             if not 0 < x <= lim:
                 self._corrupt("free tree pointer leads outside the segment", x * 8)
             y = x
@@ -411,6 +419,8 @@ class ManagedSegment:
             else:
                 r = q[x + 2]
                 x = 0 if r == NULL_RAW else x + 2 + (r >> 3)
+        else:
+            self._free.too_deep(x)
         self._free.link(y, z, go_left)
 
     def _insert_hinted(self, z: int, key: int, hint: int) -> None:
@@ -844,7 +854,7 @@ class ManagedSegment:
         steps = 0
         while x:
             steps += 1
-            if steps > 128:      # a red-black tree in 2^64 bytes is never this deep
+            if steps > MAX_DEPTH:      # a red-black tree in 2^64 bytes is never this deep
                 self._corrupt("named index deeper than possible (cycle?)", x * 8)
             if self._name_key(x) < key:
                 x = tree.right(x)
@@ -891,7 +901,7 @@ class ManagedSegment:
         steps = 0
         while x:
             steps += 1
-            if steps > 128:
+            if steps > MAX_DEPTH:
                 self._corrupt("named index deeper than possible (cycle?)", x * 8)
             y = x
             go_left = key < self._name_key(x)

@@ -59,9 +59,10 @@ def triton_reference() -> Reference:
     try:
         return provision(allow_apt=False)
     except ReferenceUnavailable as exc:
-        if reference_required():
-            pytest.fail(f"{REQUIRE_ENV} is set but the reference Triton is not usable: {exc}", pytrace=False)
-        pytest.skip(f"reference Triton not available ({exc}); set {REQUIRE_ENV}=1 to make this an error")
+        problem = str(exc)
+    if reference_required():
+        pytest.fail(f"{REQUIRE_ENV} is set but the reference Triton is not usable: {problem}", pytrace=False)
+    pytest.skip(f"reference Triton not available ({problem}); set {REQUIRE_ENV}=1 to make this an error")
 
 
 class TritonServerFactory:

@@ -50,7 +50,7 @@ EXPECTED_SERVER_VERSION = "2.51.0"
 CPP_STUB_PYTHON = "3.11"
 #: The interpreter whose site-packages the embedded Python of that stub sees.
 SYSTEM_PYTHON_CANDIDATES = (f"/usr/bin/python{CPP_STUB_PYTHON}", "/usr/bin/python3")
-#: Environment variable naming a site-packages (or ``pip install --target``) directory to use first.
+#: Environment variable naming the one site-packages (or ``pip install --target``) directory to use.
 ROOT_ENV_VAR = "TRITONSTUB_REFERENCE_ROOT"
 
 STUB_NAME = "triton_python_backend_stub"
@@ -101,8 +101,9 @@ def _repo_root() -> Optional[Path]:
 def _candidate_roots() -> Iterator[Path]:
     """Directories that may hold ``pytriton/`` (site-packages or ``pip --target`` dirs), best first."""
     override = os.environ.get(ROOT_ENV_VAR)
-    if override:
+    if override:  # explicit: look nowhere else
         yield Path(override)
+        return
     spec = importlib.util.find_spec("pytriton")
     if spec is not None and spec.submodule_search_locations:
         for loc in spec.submodule_search_locations:

@@ -46,7 +46,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
@@ -262,7 +261,7 @@ def region_mappers() -> Dict[str, Set[int]]:
 # the server
 
 
-_running: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
+_running: Set["TritonServer"] = set()  # started and not yet stopped
 
 
 @atexit.register
@@ -307,7 +306,8 @@ class TritonServer:
         self.reference = reference or provision()
         self.extra_args = tuple(extra_args)
         self.log_verbose = log_verbose
-        self.backend_directory = Path(backend_directory) if backend_directory else self.reference.backends_dir
+        # Kept as given: the python backend compares it as a string (a trailing slash matters).
+        self.backend_directory = str(backend_directory or self.reference.backends_dir)
         self.env_overrides = dict(env or {})
         self.startup_timeout = startup_timeout
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tritonserver-"))
@@ -370,6 +370,8 @@ class TritonServer:
             f"--http-address={LOOPBACK}", f"--grpc-address={LOOPBACK}", f"--metrics-address={LOOPBACK}",
             f"--log-verbose={self.log_verbose}",
             f"--exit-timeout-secs={self.exit_timeout}",
+            *([f"--backend-config=python,shm-region-prefix-name={self.region_prefix}"]
+              if self.region_prefix != REGION_PREFIX else []),
             *self.extra_args,
         ]
 
@@ -404,9 +406,11 @@ class TritonServer:
             self._leader_starttime = info.starttime if info else 0
             try:
                 self._wait_started(began + self.startup_timeout)
-            except TritonServerError:
+            except BaseException as exc:
                 text = self.log_text()
                 self.stop(timeout=10)
+                if not isinstance(exc, TritonServerError):
+                    raise
                 if attempt < _START_ATTEMPTS and self.returncode not in (None, 0) and _PORT_IN_USE.search(text):
                     self._reset_for_retry()
                     continue

@@ -1,0 +1,203 @@
+"""The reference Triton and the real-tritonserver fixture, proven with Triton's own C++ stub.
+
+These tests hold the test infrastructure to account: if they pass, a differential test that swaps
+the C++ stub for ours is comparing against a correctly started, correctly cleaned-up real server.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonstub.testing.reference import EXPECTED_SERVER_VERSION, STUB_NAME
+from tritonstub.testing.tritonserver import (
+    REGION_PREFIX,
+    SHM_DIR,
+    ModelSpec,
+    TritonServer,
+    TritonServerError,
+    processes_naming,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+IN0 = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
+IN1 = np.array([10.0, -20.0, 0.5, 4.0], dtype=np.float32)
+
+
+def _add_sub_inputs(client_module):
+    inputs = []
+    for name, value in (("INPUT0", IN0), ("INPUT1", IN1)):
+        tensor = client_module.InferInput(name, list(value.shape), "FP32")
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    return inputs
+
+
+def _assert_gone(regions):
+    for region in regions:
+        assert not (SHM_DIR / region).exists(), f"{region} still in {SHM_DIR}"
+        assert processes_naming(region) == [], f"a process still names {region}"
+
+
+def _subprocess_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+@pytest.fixture
+def add_sub_repo(triton_server, example_model_repository):
+    """A copy of the bundled add_sub example, set to run with the C++ stub (per-model override)."""
+    return triton_server.repository({"add_sub": example_model_repository / "add_sub"}, stub="cpp")
+
+
+def test_reference_is_provisioned(triton_reference):
+    assert os.access(triton_reference.tritonserver, os.X_OK)
+    assert triton_reference.tpbu.is_file()
+    assert triton_reference.installed_stub.read_bytes() == triton_reference.cpp_stub.read_bytes()
+    # The python backend's probe: the stub run without arguments must exit with status 1.
+    probe = subprocess.run([str(triton_reference.cpp_stub)], capture_output=True, text=True,
+                           env=triton_reference.env(), timeout=30)
+    assert probe.returncode == 1
+    assert "Expected 9 arguments" in probe.stderr
+
+
+def test_cpp_stub_serves_add_sub_over_http_and_grpc(triton_server, add_sub_repo):
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    server = triton_server(add_sub_repo, log_verbose=1, models=["add_sub"])
+    assert server.metadata()["version"] == EXPECTED_SERVER_VERSION
+    assert server.model_status("add_sub")["state"] == "READY"
+
+    http_result = server.http_client().infer("add_sub", _add_sub_inputs(httpclient))
+    np.testing.assert_array_equal(http_result.as_numpy("OUTPUT0"), IN0 + IN1)
+    np.testing.assert_array_equal(http_result.as_numpy("OUTPUT1"), IN0 - IN1)
+    grpc_result = server.grpc_client().infer("add_sub", _add_sub_inputs(grpcclient))
+    np.testing.assert_array_equal(grpc_result.as_numpy("OUTPUT0"), IN0 + IN1)
+    np.testing.assert_array_equal(grpc_result.as_numpy("OUTPUT1"), IN0 - IN1)
+
+    # The python backend launched the per-model C++ stub: once to auto-complete, once per instance.
+    launches = server.stub_launches()
+    assert [argv[8] for argv in launches] == ["add_sub", "add_sub_0_0"]
+    for argv in launches:
+        assert argv[0] == str(add_sub_repo / "add_sub" / STUB_NAME)
+        assert argv[1] == str(add_sub_repo / "add_sub" / "1" / "model.py")
+        assert argv[2].startswith(REGION_PREFIX)
+        assert argv[5] == str(server.pid)
+    assert "add_sub: initialized instance add_sub_0_0" in server.log_text()
+
+    regions = [argv[2] for argv in launches]
+    assert server.stop() == 0
+    assert server.leaked_regions == [] and server.orphans == []
+    assert "add_sub: finalized" in server.log_text()
+    _assert_gone(regions)
+
+
+def test_server_that_cannot_start_raises_with_its_log(triton_reference, tmp_path):
+    server = TritonServer(tmp_path / "no-such-repository", reference=triton_reference, log_dir=tmp_path / "log")
+    began = time.monotonic()
+    with pytest.raises(TritonServerError, match="failed to stat file"):
+        server.start()
+    assert time.monotonic() - began < 30
+    assert not server.running and server.returncode not in (None, 0)
+
+
+def test_startup_timeout_is_bounded_and_stop_kills_the_stub(triton_reference, triton_server):
+    stuck = ModelSpec(model_py=textwrap.dedent("""
+        import time
+
+        class TritonPythonModel:
+            def initialize(self, args):
+                time.sleep(600)
+
+            def execute(self, requests):
+                return []
+        """))
+    repo = triton_server.repository({"stuck": stuck}, stub="cpp")
+    server = TritonServer(repo, reference=triton_reference, log_verbose=1, startup_timeout=3,
+                          log_dir=repo.parent / "log")
+    began = time.monotonic()
+    with pytest.raises(TritonServerError, match="timed out"):
+        server.start()
+    assert time.monotonic() - began < 30
+    regions = [argv[2] for argv in server.stub_launches()]
+    assert regions, "the instance stub was launched before the timeout"
+    assert not server.running
+    # tritonserver dies on SIGTERM while it loads, leaving the stub stuck in initialize: the
+    # fixture must kill it and remove its region.
+    assert [pid for pid, _ in server.orphans], server.cleanup_report()
+    _assert_gone(regions)
+
+
+def test_stop_after_a_server_crash_kills_orphan_stubs_and_removes_regions(triton_server, add_sub_repo):
+    server = triton_server(add_sub_repo, log_verbose=1, models=["add_sub"], check_cleanup=False)
+    instance_region = server.stub_launches()[-1][2]
+    assert (SHM_DIR / instance_region).exists()
+    os.kill(server.pid, signal.SIGKILL)
+    server.stop()
+    assert server.returncode == -signal.SIGKILL
+    assert server.leaked_regions == [instance_region]
+    _assert_gone([instance_region])
+
+
+def test_regions_left_behind_are_reported_and_removed(triton_server, tmp_path):
+    server = triton_server(triton_server.repository({}), check_cleanup=False)
+    fake = SHM_DIR / f"{REGION_PREFIX}fixture-selftest-{uuid.uuid4()}"
+    fake.write_bytes(b"\0" * 64)
+    try:
+        server.stop()
+        assert server.leaked_regions == [fake.name]
+        assert not fake.exists()
+    finally:
+        fake.unlink(missing_ok=True)
+
+
+def test_demo_runs_add_sub_with_the_cpp_stub(triton_reference):
+    proc = subprocess.run([sys.executable, "-m", "tritonstub.testing.demo", "--stub", "cpp"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, env=_subprocess_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OUTPUT0 = [ 1.5   2.25  5.   12.  ]" in proc.stdout
+    assert "OUTPUT1 = [ 0.5   1.75  1.   -4.  ]" in proc.stdout
+    assert "no stub processes or shm regions left behind" in proc.stdout
+
+
+@pytest.mark.parametrize("required, outcome, status", [("0", "1 skipped", 0), ("1", "1 error", 1)])
+def test_missing_reference_skips_locally_and_fails_when_required(tmp_path, required, outcome, status):
+    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+        import sys
+        if "tritonstub.testing.pytest_plugin" not in sys.modules:
+            pytest_plugins = ["tritonstub.testing.pytest_plugin"]
+        """))
+    (tmp_path / "test_needs_triton.py").write_text("def test_it(triton_reference):\n    pass\n")
+    env = _subprocess_env()
+    env.update(TRITONSTUB_REFERENCE_ROOT=str(tmp_path / "nothing-here"), TRITONSTUB_REQUIRE_REFERENCE=required)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert outcome in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == status
+    assert "reference Triton" in proc.stdout and "nothing-here" in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["scripts/bootstrap.sh", ".ci/run"])
+def test_entry_point_scripts_are_valid_bash(script):
+    path = ROOT / script
+    assert path.read_text().startswith("#!/usr/bin/env bash\n")
+    assert os.access(path, os.X_OK)
+    check = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+
+
+def test_bootstrap_rejects_an_unknown_command():
+    proc = subprocess.run(["bash", str(ROOT / "scripts/bootstrap.sh"), "no-such-command"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "unknown command" in proc.stderr
