@@ -63,7 +63,7 @@ def test_create_layout_fresh_1mib():
     assert [i64(buf, o) for o in (96, 104, 112)] == [1, -8, -16]   # empty unique index
     assert u64(buf, 120) == 0
     # First block: prev_size = distance to the sentinel, free, prev_allocated.
-    assert u64(buf, 128) == units
+    assert u64(buf, FIRST_BLOCK) == units
     assert u64(buf, 136) == (1 << 62) | units
     # Its hook: black root under the header.
     assert i64(buf, 144) == (8 - 144) | 2
@@ -292,6 +292,14 @@ def test_rebind_releases_old_mmap():
     seg.check()
     seg.close()
     mm2.close()
+
+
+def test_dropping_the_segment_releases_the_buffer():
+    mm = mmap.mmap(-1, 64 * 1024)
+    seg = ManagedSegment.create(mm)
+    seg.allocate(10)
+    del seg                             # no reference cycle keeps the views alive
+    mm.close()
 
 
 def test_rebind_rejects_non_segment_and_keeps_old():

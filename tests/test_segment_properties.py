@@ -88,7 +88,7 @@ class Model:
 
 PROFILES = {
     # seed: (initial size, headroom, max size)
-    1: (128 * KiB, 64 * KiB, 384 * KiB),
+    1: (128 * KiB, 64 * KiB, 256 * KiB),
     2: (64 * KiB + 5, 4 * KiB, 192 * KiB),        # m_size % 16 != 0: slack after the sentinel
     3: (96 * KiB + 8, 0, 256 * KiB),
 }
@@ -105,7 +105,7 @@ def test_random_operations_keep_every_invariant(seed):
     for step in range(STEPS):
         if step % 500 == 0:
             # Drift between nearly empty and crowded heaps (and so into OutOfMemory and grow).
-            target = rng.choice([5, 40, 120, 250])
+            target = rng.choice([5, 40, 120, 250, 400])
         r = rng.random()
         p_alloc = 0.7 if len(m.live) < target else 0.3
         if r < p_alloc or not m.live:
@@ -139,5 +139,4 @@ def test_random_operations_keep_every_invariant(seed):
     assert seg.free_memory() == m.free0 + m.grown
     assert seg.allocated == 0
     # The run exercised what it is meant to.
-    print(f"seed {seed}: {ooms} out-of-memory, {grows} grows, {aligned} aligned, final size {seg.size}")
     assert ooms > 10 and grows > 3 and aligned > 1000, (ooms, grows, aligned)

@@ -168,6 +168,12 @@ def _name_bytes(name: NameLike) -> bytes:
     return nb
 
 
+def _corruption_raiser(region: Optional[str]):
+    def corrupt(msg: str, offset: Optional[int]) -> NoReturn:
+        raise SegmentCorrupted(msg, region=region, offset=offset)
+    return corrupt
+
+
 class ManagedSegment:
     """A Boost 1.79 ``managed_external_buffer`` laid over ``buf`` (see the module docstring).
 
@@ -244,8 +250,10 @@ class ManagedSegment:
         self._nw = nw
         self._lim = nw - 3
         self._ro = m.readonly
-        corrupt = self._corrupt
         if getattr(self, "_named", None) is None:
+            # The trees raise through a closure over the region name, not a bound method:
+            # no reference cycle, so dropping the segment releases the buffer at once.
+            corrupt = _corruption_raiser(self.region)
             self._free = CompactRBTree(self._q, _FREE_TREE_W, _FREE_COUNT_W, corrupt)
             self._named = CompactRBTree(self._q, _NAMED_TREE_W, _NAMED_COUNT_W, corrupt)
             self._unique = CompactRBTree(self._q, _UNIQUE_TREE_W, _UNIQUE_COUNT_W, corrupt)
@@ -319,8 +327,11 @@ class ManagedSegment:
     def _readonly(self) -> NoReturn:
         raise ShmError("the segment's buffer is read-only", region=self.region)
 
-    def _wrapped(self, e: BaseException) -> SegmentCorrupted:
-        size = self._Q[_SIZE_W]
+    def _wrapped(self, e: BaseException) -> ShmError:
+        try:
+            size = self._Q[_SIZE_W]
+        except ValueError:       # the views were released by close()
+            return ShmError("the segment was closed", region=self.region)
         if size > len(self._m):
             msg = (f"m_size is {size} but only {len(self._m)} bytes are mapped: the peer grew "
                    "the region, remap and rebind first")
@@ -606,11 +617,11 @@ class ManagedSegment:
                     Q[pb + 1] & SIZE_MASK != ps:
                 self._bad_handle("block's prev_size does not lead to a free block of that size "
                                  "(double free after a merge, or not a handle)", offset)
-        nw = Q[nx + 1]
-        if not nw & ALLOCATED:
-            ns = nw & SIZE_MASK
+        nxw = Q[nx + 1]
+        if not nxw & ALLOCATED:
+            ns = nxw & SIZE_MASK
             if ns < MIN_BLOCK_UNITS or nx + ns * _UNIT_W > e:
-                self._corrupt(f"free block after this one has a bad size word {nw:#x}",
+                self._corrupt(f"free block after this one has a bad size word {nxw:#x}",
                               nx * 8 + BLOCK_BITS)
         return b
 

@@ -43,6 +43,7 @@ from ..ipc.region import Region
 from ..loader.default import ModelContext, split_model_path
 from . import codec, heartbeat
 from .codec import Owned
+from .exc_text import error_text, register_boundary
 from .log import stub_log
 
 C = L.PYTHONSTUB_CommandType
@@ -217,10 +218,10 @@ class Stub:
         return self.model_module
 
     def error_text(self, exc: BaseException) -> str:
-        from .exc_text import error_text
+        """The text the C++ stub would report (call inside the ``except`` block)."""
         if isinstance(exc, TritonStubError):
             return str(exc)
-        return error_text(exc, is_own_frame=_is_own_frame)
+        return error_text(exc)
 
     # ------------------------------------------------------------------ auto-complete
     def handle_auto_complete(self, args_handle: int) -> bool:
@@ -350,15 +351,7 @@ class Stub:
         region.close(unlink=unlink)
 
 
-def _is_own_frame(frame) -> bool:
-    """Frames of tritonstub itself: the traceback walk of error texts stops at them."""
-    fn = frame.f_code.co_filename
-    return fn.startswith(_PKG_DIR)
-
-
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
+@register_boundary
 def main(argv: List[str]) -> int:
     """Entry point once argv has been checked for the no-argument probe."""
     # The C++ stub installs no-op handlers (not SIG_IGN): survive SIGINT/SIGTERM, and children

@@ -257,6 +257,22 @@ def region_mappers() -> Dict[str, Set[int]]:
     return mappers
 
 
+def listening_ports(pid: int) -> Set[int]:
+    """IPv4 TCP ports that process ``pid`` itself listens on (socket inodes in /proc/net/tcp vs its fds)."""
+    try:
+        fd_dir = f"/proc/{pid}/fd"
+        owned = {os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)}
+    except OSError:
+        return set()
+    ports = set()
+    for line in (_read_proc(pid, "net/tcp") or b"").splitlines()[1:]:
+        cols = line.split()
+        # cols: sl local_address rem_address st ... inode(9); 0A = LISTEN
+        if len(cols) > 9 and cols[3] == b"0A" and f"socket:[{cols[9].decode()}]" in owned:
+            ports.add(int(cols[1].split(b":")[1], 16))
+    return ports
+
+
 # --------------------------------------------------------------------------------------------
 # the server
 
@@ -389,8 +405,6 @@ class TritonServer:
         if self._proc is not None:
             raise TritonServerError("this TritonServer was already started; make a new one")
         began = time.monotonic()
-        self._regions_before = list_regions(self.region_prefix)
-        _running.add(self)
         for attempt in range(1, _START_ATTEMPTS + 1):
             ports: Set[int] = set()
             while len(ports) < 3:
@@ -398,10 +412,16 @@ class TritonServer:
             self.http_port, self.grpc_port, self.metrics_port = sorted(ports)
             self.args = self._command()
             (self.log_dir / "server.cmd").write_text(shlex.join(self.args) + "\n")
+            self._regions_before = list_regions(self.region_prefix)
             self._log_file = open(self.log, "wb")
-            self._proc = subprocess.Popen(
-                self.args, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-                env=self._environment(), cwd=self.log_dir, start_new_session=True, close_fds=True)
+            try:
+                self._proc = subprocess.Popen(
+                    self.args, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+                    env=self._environment(), cwd=self.log_dir, start_new_session=True, close_fds=True)
+            except OSError as exc:
+                self._log_file.close()
+                raise TritonServerError(f"cannot run {self.args[0]}: {exc}") from exc
+            _running.add(self)
             info = _proc_info(self._proc.pid)
             self._leader_starttime = info.starttime if info else 0
             try:
@@ -425,7 +445,21 @@ class TritonServer:
         self.returncode = None
         self.killed = False
 
+    def _expected_ports(self) -> Set[int]:
+        ports = {self.http_port, self.grpc_port, self.metrics_port}
+        for flag, port in (("--allow-http", self.http_port), ("--allow-grpc", self.grpc_port),
+                           ("--allow-metrics", self.metrics_port)):
+            if any(arg in (f"{flag}=false", f"{flag}=0") for arg in self.extra_args):
+                ports.discard(port)
+        return ports
+
     def _wait_started(self, deadline: float) -> None:
+        # The ports must be listened on by *this* process: a port picked as free can be taken by
+        # someone else before tritonserver binds it (then tritonserver exits, after HTTP may
+        # already have answered, since it starts gRPC, HTTP, metrics in turn).
+        expected = self._expected_ports()
+        self._poll_until(lambda: expected <= listening_ports(self._proc.pid), deadline,
+                         f"tritonserver to listen on ports {sorted(expected)}")
         if self.wait_for != "none":
             path = "/v2/health/ready" if self.wait_for == "ready" else "/v2/health/live"
             self._poll_until(lambda: self._http_status("GET", path) == 200, deadline, f"GET {path} == 200")

@@ -1,0 +1,184 @@
+"""ExecuteRequest → ExecuteResponse (Stub::ProcessRequests / ProcessReturnedResponses).
+
+The parent sends one RequestBatch; we build the model's InferenceRequest objects (inputs copied
+out of shared memory), call ``execute`` (running a coroutine on the stub's event loop as the C++
+stub does) and answer with ONE block::
+
+    [IPCMessageShm: command=ExecuteResponse, args=block+48][ResponseBatch][handle per request]
+
+A handle of 0 means "no response for that request" (decoupled models, the response sender, a
+rescheduled request). Errors become ``has_error`` with the text
+``Failed to process the request(s) for model '<name>', message: <error>``; the parent then sends
+that error to every request not already completed through the response sender.
+
+Fixed on purpose: a non-decoupled model that returns None (or None for a request) and never
+answered that request through its response sender leaves the client waiting forever under the
+C++ stub. We send an error response for that request instead, saying what to do.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+from typing import List, Optional
+
+from ..errors import TritonStubError
+from ..ipc.layouts import r24_10 as L
+from . import codec
+from .codec import Owned
+
+C = L.PYTHONSTUB_CommandType
+_H = L.OWNERSHIP_HEADER
+_BATCH = L.EXECUTE_RESPONSE_BATCH_OFFSET
+_HANDLES = L.EXECUTE_RESPONSE_HANDLES_OFFSET
+
+
+class ExecuteError(TritonStubError):
+    """Raised for the C++ PythonBackendException texts of the execute path."""
+
+
+def load_requests(stub, batch_handle: int) -> list:
+    from .bridge import make_request
+    region = stub.region
+    p = region.payload(batch_handle)
+    region.ensure_mapped(p, L.RequestBatch.size)
+    n = L.RequestBatch.get(region.buf, p, "batch_size")
+    if not n:
+        return []
+    region.ensure_mapped(p, L.RequestBatch.size + 8 * n)
+    handles = struct.unpack_from(f"<{n}q", region.buf, p + L.RequestBatch.size)
+    return [make_request(codec.read_request(region, h), stub) for h in handles]
+
+
+def run_coroutine(stub, coro, in_background: bool):
+    """Stub::RunCoroutine: one event loop in a daemon thread, created on first use."""
+    if stub.loop is None:
+        loop = asyncio.new_event_loop()
+        t = threading.Thread(target=loop.run_forever, name="tritonstub-asyncio", daemon=True)
+        t.start()
+        stub.loop = loop
+    fut = asyncio.run_coroutine_threadsafe(coro, stub.loop)
+    if in_background:
+        rt = stub.runtime
+        rt.background_futures.add(fut)
+        fut.add_done_callback(rt.background_future_done)
+        return None
+    return fut.result()
+
+
+def _type_str(obj) -> str:
+    return str(type(obj))
+
+
+def process_requests(stub, batch_handle: int, owned: Owned) -> int:
+    """Run execute on one batch; returns the ExecuteResponse block handle (already filled)."""
+    from .bridge import response_data, sender_of
+    from .exc_text import call_user
+    region = stub.region
+    decoupled = stub.decoupled
+    requests: list = []
+    block = 0
+    handles: List[int] = []
+    try:
+        requests = load_requests(stub, batch_handle)
+        execute = getattr(stub.model_instance, "execute", None)
+        if execute is None:
+            raise ExecuteError(f"Python model {stub.ctx.python_model_path()} does not "
+                               "implement `execute` method.")
+        ret = call_user(execute, requests)
+        if asyncio.iscoroutine(ret):
+            if decoupled:
+                run_coroutine(stub, ret, in_background=True)
+                ret = None
+            else:
+                ret = run_coroutine(stub, ret, in_background=False)
+        handles = _returned_responses(stub, requests, ret, decoupled, owned)
+        block = region.construct(_HANDLES + 8 * len(handles))
+        owned.append(block)
+        B = L.ResponseBatch
+        region.write(block + _H + _BATCH, bytes(B.size))
+        B.write(region.buf, block + _H + _BATCH, batch_size=len(handles), has_error=False,
+                is_error_set=False, error=0, is_response_factory_deleted=False)
+        if handles:
+            struct.pack_into(f"<{len(handles)}q", region.buf, block + _H + _HANDLES, *handles)
+    except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
+        text = stub.error_text(e)
+        msg = f"Failed to process the request(s) for model '{stub.name}', message: {text}"
+        stub.log(2, msg)
+        if block:
+            owned.remove(block)
+            region.release(block)
+        block = region.construct(_HANDLES)
+        owned.append(block)
+        B = L.ResponseBatch
+        region.write(block + _H + _BATCH, bytes(B.size))
+        factory_deleted = False
+        if decoupled:
+            factory_deleted = any(sender_of(r).is_closed() for r in requests)
+        eh = codec.create_string(region, msg, owned)
+        B.write(region.buf, block + _H + _BATCH, batch_size=0, has_error=True,
+                is_error_set=True, error=eh, is_response_factory_deleted=factory_deleted)
+        for r in requests:
+            sender_of(r).close()
+    L.IPCMessageShm.write(region.buf, block + _H, command=int(C.ExecuteResponse),
+                          args=block + _BATCH, inline_response=False, response_handle=0,
+                          response_mutex=0, response_cond=0)
+    return block
+
+
+def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> List[int]:
+    """ProcessReturnedResponses: validate the return value and save the responses."""
+    from .bridge import is_inference_response, response_data, sender_of
+    region = stub.region
+    if ret is None:
+        if decoupled:
+            return []
+        return [_missing_response(stub, r, owned) for r in requests]
+    if decoupled:
+        raise ExecuteError(f"Python model '{stub.name}' is using the decoupled mode and the "
+                           "execute function must return None.")
+    if not isinstance(ret, list):
+        raise ExecuteError(f"Expected a list in the execute return, found type "
+                           f"'{_type_str(ret)}'.")
+    if len(ret) != len(requests):
+        raise ExecuteError(
+            "Number of InferenceResponse objects do not match the number of InferenceRequest "
+            f"objects. InferenceRequest(s) size is:{len(requests)}, and InferenceResponse(s) "
+            f"size is:{len(ret)}\n")
+    final = L.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    for req, resp in zip(requests, ret):
+        if resp is None:
+            continue
+        if req._release_flags == L.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:
+            raise ExecuteError("Expected a None object in the execute function return list "
+                               f"for reschduled request, found type '{_type_str(resp)}'.")
+        if not is_inference_response(resp):
+            raise ExecuteError("Expected an 'InferenceResponse' object in the execute function "
+                               f"return list, found type '{_type_str(resp)}'.")
+        sender_of(req).update_state_and_counters(resp, final)
+    handles = []
+    for req, resp in zip(requests, ret):
+        if resp is None:
+            handles.append(_missing_response(stub, req, owned))
+            continue
+        data = response_data(resp, req.requested_output_names())
+        handles.append(codec.save_response(region, data, owned))
+    return handles
+
+
+def _missing_response(stub, request, owned: Owned) -> int:
+    """Handle 0 (no response) unless that would leave the client waiting forever."""
+    from .bridge import sender_of
+    sender = sender_of(request)
+    if (sender.is_closed() or sender.responses_sent() > 0
+            or request._release_flags == L.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE):
+        return 0
+    text = (f"Python model '{stub.name}' returned no response for a request and did not send "
+            "one through the request's response sender: a non-decoupled model must return an "
+            "InferenceResponse for every request (or send one with "
+            "request.get_response_sender().send(response, flags=TRITONSERVER_RESPONSE_COMPLETE_"
+            "FINAL)). tritonstub reports this instead of leaving the client waiting.")
+    stub.log(2, text)
+    sender.close()
+    data = codec.ResponseData(error=(L.TRITONSERVER_Error_Code.INTERNAL, text))
+    return codec.save_response(stub.region, data, owned)
