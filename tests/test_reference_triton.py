@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -159,6 +160,30 @@ def test_regions_left_behind_are_reported_and_removed(triton_server, tmp_path):
         assert not fake.exists()
     finally:
         fake.unlink(missing_ok=True)
+
+
+def test_a_port_taken_before_tritonserver_binds_it_is_retried(triton_server, monkeypatch):
+    import tritonstub.testing.tritonserver as tritonserver_module
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    busy = squatter.getsockname()[1]
+    picks = []
+    real_free_port = tritonserver_module.free_port
+
+    def first_attempt_gets_a_busy_port(host="127.0.0.1"):
+        picks.append(host)
+        return busy if len(picks) == 1 else real_free_port(host)
+
+    monkeypatch.setattr(tritonserver_module, "free_port", first_attempt_gets_a_busy_port)
+    try:
+        server = triton_server(triton_server.repository({}))
+    finally:
+        squatter.close()
+    assert busy not in (server.http_port, server.grpc_port, server.metrics_port)
+    assert len(picks) >= 6, "a second start attempt picked new ports"
+    assert server.running
 
 
 def test_demo_runs_add_sub_with_the_cpp_stub(triton_reference):

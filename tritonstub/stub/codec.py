@@ -334,3 +334,55 @@ def read_response(region: Region, handle: int) -> ResponseData:
 
 def dumps_config(obj) -> str:
     return json.dumps(obj)
+
+
+def _create_correlation_id(region: Region, corr, owned: Owned) -> int:
+    """CorrelationId::SaveToSharedMemory: the string is always written ("" for numeric ids)."""
+    is_str = isinstance(corr, str)
+    sh = create_string(region, corr if is_str else "", owned)
+    h = region.construct(L.CorrelationIdShm.size)
+    owned.append(h)
+    L.CorrelationIdShm.write(region.buf, h + _H, id_string_shm_handle=sh,
+                             id_uint=0 if is_str else int(corr),
+                             id_type=int(L.CorrelationIdDataType.STRING if is_str
+                                         else L.CorrelationIdDataType.UINT64))
+    return h
+
+
+def _create_trace(region: Region, triton_trace: int, context: str, owned: Owned) -> int:
+    sh = create_string(region, context or "", owned)
+    h = region.construct(L.InferenceTraceShm.size)
+    owned.append(h)
+    L.InferenceTraceShm.write(region.buf, h + _H, trace_context_shm_handle=sh,
+                              triton_trace=int(triton_trace))
+    return h
+
+
+def save_request(region: Region, req: RequestData, owned: Owned) -> int:
+    """InferRequest::SaveToSharedMemory (BLS requests; the harness's server requests)."""
+    R = L.InferRequestShm
+    in_handles = [save_tensor(region, t.name, t.dtype, t.dims, t.data, owned) for t in req.inputs]
+    n_out, n_in = len(req.requested_output_names), len(in_handles)
+    h = region.construct(R.size + 8 * (n_out + n_in))
+    owned.append(h)
+    out_handles = [create_string(region, n, owned) for n in req.requested_output_names]
+    corr = _create_correlation_id(region, req.correlation_id, owned)
+    model_name = create_string(region, req.model_name, owned)
+    request_id = create_string(region, req.request_id, owned)
+    params = create_string(region, req.parameters, owned)
+    trace = _create_trace(region, req.trace_address, req.trace_context or "", owned)
+    buf = region.buf
+    p = h + _H
+    R.write(buf, p, input_count=n_in, requested_output_count=n_out,
+            model_version=int(req.model_version), flags=int(req.flags), address=req.address,
+            response_factory_address=req.response_factory_address, is_decoupled=False,
+            timeout=int(req.timeout), preferred_memory_type=int(req.preferred_memory_type),
+            preferred_memory_device_id=int(req.preferred_memory_device_id),
+            trace_shm_handle=trace, request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
+            correlation_id_shm_handle=corr, model_name_shm_handle=model_name,
+            request_id_shm_handle=request_id, parameters_shm_handle=params)
+    if n_out:
+        struct.pack_into(f"<{n_out}q", buf, p + R.size, *out_handles)
+    if n_in:
+        struct.pack_into(f"<{n_in}q", buf, p + R.size + 8 * n_out, *in_handles)
+    return h

@@ -72,7 +72,7 @@ def _type_str(obj) -> str:
 
 def process_requests(stub, batch_handle: int, owned: Owned) -> int:
     """Run execute on one batch; returns the ExecuteResponse block handle (already filled)."""
-    from .bridge import response_data, sender_of
+    from .bridge import sender_of
     from .exc_text import call_user
     region = stub.region
     decoupled = stub.decoupled
@@ -114,12 +114,12 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         region.write(block + _H + _BATCH, bytes(B.size))
         factory_deleted = False
         if decoupled:
-            factory_deleted = any(sender_of(r).is_closed() for r in requests)
+            factory_deleted = any(sender_of(r)._is_closed() for r in requests)
         eh = codec.create_string(region, msg, owned)
         B.write(region.buf, block + _H + _BATCH, batch_size=0, has_error=True,
                 is_error_set=True, error=eh, is_response_factory_deleted=factory_deleted)
         for r in requests:
-            sender_of(r).close()
+            sender_of(r)._close()
     L.IPCMessageShm.write(region.buf, block + _H, command=int(C.ExecuteResponse),
                           args=block + _BATCH, inline_response=False, response_handle=0,
                           response_mutex=0, response_cond=0)
@@ -155,7 +155,7 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> L
         if not is_inference_response(resp):
             raise ExecuteError("Expected an 'InferenceResponse' object in the execute function "
                                f"return list, found type '{_type_str(resp)}'.")
-        sender_of(req).update_state_and_counters(resp, final)
+        sender_of(req)._update_state(resp, final)
     handles = []
     for req, resp in zip(requests, ret):
         if resp is None:
@@ -170,7 +170,7 @@ def _missing_response(stub, request, owned: Owned) -> int:
     """Handle 0 (no response) unless that would leave the client waiting forever."""
     from .bridge import sender_of
     sender = sender_of(request)
-    if (sender.is_closed() or sender.responses_sent() > 0
+    if (sender._is_closed() or sender._responses_sent() > 0
             or request._release_flags == L.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE):
         return 0
     text = (f"Python model '{stub.name}' returned no response for a request and did not send "
@@ -179,6 +179,6 @@ def _missing_response(stub, request, owned: Owned) -> int:
             "request.get_response_sender().send(response, flags=TRITONSERVER_RESPONSE_COMPLETE_"
             "FINAL)). tritonstub reports this instead of leaving the client waiting.")
     stub.log(2, text)
-    sender.close()
+    sender._close()
     data = codec.ResponseData(error=(L.TRITONSERVER_Error_Code.INTERNAL, text))
     return codec.save_response(stub.region, data, owned)

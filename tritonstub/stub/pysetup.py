@@ -25,10 +25,6 @@ from ..loader.default import ModelContext
 TPBU = "triton_python_backend_utils"
 CPBU = "c_python_backend_utils"
 
-_INJECTED = ("TritonError", "TritonModelException", "Tensor", "InferenceRequest",
-             "InferenceResponse", "Logger", "PreferredMemory", "TRITONSERVER_MEMORY_GPU",
-             "TRITONSERVER_MEMORY_CPU", "MetricFamily", "load_model", "unload_model",
-             "is_model_ready")
 
 
 def install_runtime(runtime) -> None:
@@ -58,17 +54,8 @@ def _import_tpbu(ctx: ModelContext) -> ModuleType:
 
 
 def inject(stub, tpbu: ModuleType, cpbu: ModuleType) -> None:
-    for name in _INJECTED:
-        if hasattr(cpbu, name):
-            setattr(tpbu, name, getattr(cpbu, name))
     ctx = stub.ctx
-    tpbu.get_model_dir = lambda: ctx.get_model_dir()
-    shared = getattr(cpbu, "SharedMemory", None)
-    if shared is not None:
-        try:
-            cpbu.shared_memory = shared()
-        except TypeError:
-            pass
+    cpbu._inject_into_pb_utils(tpbu, get_model_dir=ctx.get_model_dir)
 
 
 def setup_and_import(stub) -> ModuleType:

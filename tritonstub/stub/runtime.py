@@ -263,7 +263,10 @@ class Runtime(abc.ABC):
         a local failure may be raised as :class:`TritonModelException`, which
         the surface turns into an error response like the C++ ``Exec`` does.
         Responses built for a decoupled call carry ``_id`` (the parent's
-        InferPayload address) and ``_is_last_response``.
+        InferPayload address) and ``_is_last_response``.  For
+        ``decoupled=True`` the surface wraps the returned response with
+        :meth:`response_iterator`; returning a ``ResponseIterator`` directly is
+        accepted too (it is then passed through unchanged).
         """
 
     def response_iterator(self, response: Any) -> Any:

@@ -29,8 +29,6 @@ class ShmRuntime(Runtime):
         self.stub = stub
         self.stub_name = stub.name
         self.kind = KIND_INSTANCE
-        self.initialized = False
-        self.finalizing = False
         self.messenger = Messenger(stub)
         self.worker = Worker(self.messenger)
         self.monitor: Optional[Monitor] = None
@@ -38,6 +36,14 @@ class ShmRuntime(Runtime):
         self.background_futures: set = set()
 
     # ------------------------------------------------------------------ state
+    @property
+    def initialized(self) -> bool:
+        return self.stub.initialized
+
+    @property
+    def finalizing(self) -> bool:
+        return self.stub.finalizing
+
     @property
     def stub_to_parent_active(self) -> bool:
         return self.worker.running

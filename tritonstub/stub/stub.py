@@ -225,6 +225,7 @@ class Stub:
 
     # ------------------------------------------------------------------ auto-complete
     def handle_auto_complete(self, args_handle: int) -> bool:
+        from .runtime import KIND_AUTOCOMPLETE
         region = self.region
         owned = Owned()
         reply = region.construct(L.IPCMessageShm.size)
@@ -238,6 +239,7 @@ class Stub:
         try:
             config_json = codec.read_string(region, args_handle)
             module = self._setup_python()
+            self.runtime.kind = KIND_AUTOCOMPLETE
             from . import pysetup
             out = pysetup.auto_complete(self, module, config_json)
             ch = codec.create_string(region, out, owned)
@@ -317,8 +319,6 @@ class Stub:
     # ------------------------------------------------------------------ shutdown
     def finalize(self) -> None:
         self.finalizing = True
-        if self.runtime is not None:
-            self.runtime.finalizing = True
         if self.initialized:
             if self.loop is not None:
                 self.loop.call_soon_threadsafe(self.loop.stop)

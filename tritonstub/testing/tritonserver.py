@@ -258,18 +258,26 @@ def region_mappers() -> Dict[str, Set[int]]:
 
 
 def listening_ports(pid: int) -> Set[int]:
-    """IPv4 TCP ports that process ``pid`` itself listens on (socket inodes in /proc/net/tcp vs its fds)."""
+    """TCP ports that process ``pid`` itself listens on (socket inodes in /proc/net/tcp* vs its fds)."""
+    fd_dir = f"/proc/{pid}/fd"
     try:
-        fd_dir = f"/proc/{pid}/fd"
-        owned = {os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)}
+        fds = os.listdir(fd_dir)
     except OSError:
         return set()
+    owned = set()
+    for fd in fds:
+        try:
+            owned.add(os.readlink(f"{fd_dir}/{fd}"))
+        except OSError:  # closed meanwhile
+            pass
     ports = set()
-    for line in (_read_proc(pid, "net/tcp") or b"").splitlines()[1:]:
-        cols = line.split()
-        # cols: sl local_address rem_address st ... inode(9); 0A = LISTEN
-        if len(cols) > 9 and cols[3] == b"0A" and f"socket:[{cols[9].decode()}]" in owned:
-            ports.add(int(cols[1].split(b":")[1], 16))
+    # gRPC binds 127.0.0.1 through an AF_INET6 socket (::ffff:127.0.0.1), so it shows in tcp6.
+    for table in ("net/tcp", "net/tcp6"):
+        for line in (_read_proc(pid, table) or b"").splitlines()[1:]:
+            cols = line.split()
+            # cols: sl local_address rem_address st ... inode(9); st 0A = LISTEN
+            if len(cols) > 9 and cols[3] == b"0A" and f"socket:[{cols[9].decode()}]" in owned:
+                ports.add(int(cols[1].split(b":")[1], 16))
     return ports
 
 
