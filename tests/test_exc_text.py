@@ -267,6 +267,64 @@ def test_triton_model_exception_text_in_user_code():
     assert text.endswith("): model\n")
 
 
+# --- model import (the stub imports "<version>.model" through __import__) ---------------------
+
+
+@pytest.fixture
+def model_repo(tmp_path, monkeypatch):
+    """A model directory on sys.path; yields a function writing <name>/1/model.py."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    created = []
+
+    def write(package, source):
+        version = tmp_path / package
+        version.mkdir()
+        (version / "model.py").write_text(source)
+        created.append(package)
+        return str(version / "model.py")
+
+    yield write
+    for package in created:
+        for name in list(sys.modules):
+            if name == package or name.startswith(package + "."):
+                del sys.modules[name]
+
+
+def _import(name):
+    return text_of(__import__, name, None, None, ["__doc__"], 0)
+
+
+def test_import_syntax_error_has_no_at_block(model_repo):
+    model_repo("pkg_syntax", "def f(:\n    pass\n")
+    text = _import("pkg_syntax.model")
+    assert text.startswith("SyntaxError: ")
+    assert "(model.py, line 1)" in text
+    assert "At:" not in text
+
+
+def test_import_missing_module_has_no_at_block():
+    assert _import("tritonstub_no_such_module_xyz") == "ModuleNotFoundError: No module named 'tritonstub_no_such_module_xyz'"
+
+
+def test_import_error_inside_model(model_repo):
+    path = model_repo("pkg_raise", "import os\nraise ValueError('at import')\n")
+    text = _import("pkg_raise.model")
+    lines = text.split("\n")
+    assert lines[0] == "ValueError: at import"
+    assert lines[3] == "  %s(2): <module>" % path
+    assert "<frozen importlib._bootstrap>" in lines[4] and lines[4].endswith("): _call_with_frames_removed")
+    assert lines[-2].endswith("): _find_and_load")  # the walk ends where __import__ (C) was called
+    assert "call_user" not in text and "text_of" not in text
+
+
+def test_error_from_stub_code_only_has_no_at_block():
+    def internal_failure():
+        pb.Tensor("x", [1])  # raises inside tritonstub code, called from tritonstub code
+
+    assert "At:" not in text_of(pb.Tensor, "", np.zeros(1))
+    assert text_of(internal_failure).startswith("TypeError: __init__(): incompatible constructor arguments.")
+
+
 # --- optional: compare with a real pybind11 2.10 build -----------------------------------------
 
 _CASES = [
@@ -333,6 +391,19 @@ def _ours(fn):
         fn()
     except BaseException as exc:  # noqa: BLE001
         return error_text(exc, stop=[_ours.__code__], hide=lambda f: False)
+
+
+def test_import_matches_pybind11_oracle(oracle, model_repo):
+    import functools
+
+    model_repo("pkg_oracle", "x = 1\n\n\ndef helper():\n    raise KeyError('k')\n\n\nhelper()\n")
+    theirs = _oracle_text(oracle, functools.partial(__import__, "pkg_oracle.model", None, None, ["__doc__"], 0))
+    for name in [n for n in sys.modules if n.startswith("pkg_oracle")]:
+        del sys.modules[name]
+    marker = "): _oracle_text\n"
+    cut = theirs.index(marker)
+    theirs = theirs[: theirs.rindex("\n", 0, cut) + 1]
+    assert _import("pkg_oracle.model") == theirs
 
 
 @pytest.mark.parametrize("fn", _CASES, ids=[f.__name__ for f in _CASES])

@@ -92,9 +92,11 @@ def test_cpp_stub_serves_add_sub_over_http_and_grpc(triton_server, add_sub_repo)
     for argv in launches:
         assert argv[0] == str(add_sub_repo / "add_sub" / STUB_NAME)
         assert argv[1] == str(add_sub_repo / "add_sub" / "1" / "model.py")
-        assert argv[2].startswith(REGION_PREFIX)
+        assert argv[2].startswith(server.region_prefix) and server.region_prefix.startswith(REGION_PREFIX)
         assert argv[5] == str(server.pid)
     assert "add_sub: initialized instance add_sub_0_0" in server.log_text()
+    # The auto-complete stub is gone; the instance stub's region is the server's only one.
+    assert server.regions() == [launches[1][2]]
 
     regions = [argv[2] for argv in launches]
     assert server.stop() == 0
@@ -140,9 +142,12 @@ def test_startup_timeout_is_bounded_and_stop_kills_the_stub(triton_reference, tr
 
 
 def test_stop_after_a_server_crash_kills_orphan_stubs_and_removes_regions(triton_server, add_sub_repo):
-    server = triton_server(add_sub_repo, log_verbose=1, models=["add_sub"], check_cleanup=False)
+    # With the python backend's default region names: the fixture tells its regions apart by a
+    # before/after diff of /dev/shm and by who still maps them.
+    server = triton_server(add_sub_repo, log_verbose=1, models=["add_sub"], region_prefix=REGION_PREFIX,
+                           check_cleanup=False)
     instance_region = server.stub_launches()[-1][2]
-    assert (SHM_DIR / instance_region).exists()
+    assert server.regions() == [instance_region]
     os.kill(server.pid, signal.SIGKILL)
     server.stop()
     assert server.returncode == -signal.SIGKILL
@@ -150,9 +155,9 @@ def test_stop_after_a_server_crash_kills_orphan_stubs_and_removes_regions(triton
     _assert_gone([instance_region])
 
 
-def test_regions_left_behind_are_reported_and_removed(triton_server, tmp_path):
+def test_regions_left_behind_are_reported_and_removed(triton_server):
     server = triton_server(triton_server.repository({}), check_cleanup=False)
-    fake = SHM_DIR / f"{REGION_PREFIX}fixture-selftest-{uuid.uuid4()}"
+    fake = SHM_DIR / f"{server.region_prefix}fixture-selftest-{uuid.uuid4()}"
     fake.write_bytes(b"\0" * 64)
     try:
         server.stop()
@@ -186,8 +191,10 @@ def test_a_port_taken_before_tritonserver_binds_it_is_retried(triton_server, mon
     assert server.running
 
 
-def test_demo_runs_add_sub_with_the_cpp_stub(triton_reference):
-    proc = subprocess.run([sys.executable, "-m", "tritonstub.testing.demo", "--stub", "cpp"], cwd=ROOT,
+@pytest.mark.parametrize("stub", ["cpp", "ours"])
+def test_demo_serves_add_sub_through_the_chosen_stub(triton_reference, stub):
+    # `bash scripts/bootstrap.sh demo` is the README's first command; it runs this with --stub ours.
+    proc = subprocess.run([sys.executable, "-m", "tritonstub.testing.demo", "--stub", stub], cwd=ROOT,
                           capture_output=True, text=True, timeout=180, env=_subprocess_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OUTPUT0 = [ 1.5   2.25  5.   12.  ]" in proc.stdout

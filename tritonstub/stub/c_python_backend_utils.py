@@ -814,7 +814,7 @@ _CapsuleNew = _ctypes.PYFUNCTYPE(
 )(("PyCapsule_New", _capi))
 
 _exports = {}
-_exports_lock = _threading.Lock()
+_exports_lock = _threading.RLock()
 
 
 def _release_export(address):
@@ -1218,7 +1218,15 @@ class InferenceResponse:
     __slots__ = ("_outputs", "_error", "_is_last_response", "_id", "_shm", "__weakref__")
 
     def __init__(self, *args, **kwargs):
-        outputs, error = _RESPONSE_SIG.bind(args, kwargs)
+        if (
+            not kwargs
+            and len(args) == 1
+            and type(args[0]) is list
+            and all(type(x) is Tensor or x is None for x in args[0])
+        ):
+            outputs, error = args[0], None
+        else:
+            outputs, error = _RESPONSE_SIG.bind(args, kwargs)
         for tensor in outputs:
             if tensor is None:
                 raise TritonModelException("Output tensor for inference response should not be empty.")

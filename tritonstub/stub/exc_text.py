@@ -12,7 +12,7 @@ log see, so tritonstub reproduces it exactly (protocol notes §4.4):
     ``str(exc)`` prints as ``<EMPTY MESSAGE>``.
 
 ``\\n\\nAt:\\n`` + one line per frame
-    Only when the exception carries a traceback.  The walk starts at the
+    Only when the exception carries a traceback (see below for what counts).  The walk starts at the
     frame of the *deepest* traceback entry and follows ``f_back`` outward (so
     it also lists callers that are not part of the traceback), printing
     ``  <co_filename>(<frame's current line>): <co_name>\\n``.  The line is
@@ -46,6 +46,12 @@ picture:
   outside the model (the stub's main loop, the entry script, ``runpy``) never
   appear.
 
+The traceback itself is cut the same way: C++ only sees the entries added after
+the exception left the model code, so the entries up to the deepest stop frame
+are dropped, and when no visible entry remains there is no ``At:`` block at all
+(e.g. ``SyntaxError``/``ModuleNotFoundError`` raised by the import of model.py,
+whose importlib frames CPython strips).
+
 Both rules can be replaced per call (``stop=`` and ``hide=``).
 """
 from __future__ import annotations
@@ -66,9 +72,26 @@ __all__ = [
 EMPTY_MESSAGE = "<EMPTY MESSAGE>"
 _UNAVAILABLE = "<MESSAGE UNAVAILABLE DUE TO ANOTHER EXCEPTION>"
 
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_PKG_PREFIX = _PKG_DIR + os.sep
-_FALLBACK_PREFIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tpbu_fallback") + os.sep
+
+def _prefixes(path: str) -> "tuple[str, ...]":
+    forms = {path, os.path.abspath(path)}
+    try:
+        forms.add(os.path.realpath(path))
+    except OSError:  # pragma: no cover
+        pass
+    return tuple(sorted(f + os.sep for f in forms))
+
+
+_STUB_DIR = os.path.dirname(__file__) or os.curdir
+_PKG_DIR = os.path.dirname(os.path.abspath(_STUB_DIR))
+_PKG_PREFIXES = _prefixes(_PKG_DIR)
+if os.path.dirname(_STUB_DIR):
+    _PKG_PREFIXES += _prefixes(os.path.dirname(_STUB_DIR))
+# Python code that is not the C++ stub's counterpart: the fallback pb_utils module (a Python
+# file in real Triton too) and tritonstub.testing (test models and helpers may live there).
+_USER_PREFIXES = _prefixes(os.path.join(_STUB_DIR, "tpbu_fallback")) + _prefixes(
+    os.path.join(_PKG_DIR, "testing")
+)
 
 _boundary_codes: "set[Any]" = set()
 _internal_cache: "dict[Any, bool]" = {}
@@ -102,18 +125,24 @@ register_boundary(call_user)
 def is_internal_code(code: Any) -> bool:
     """True when ``code`` belongs to tritonstub itself (hidden from traces).
 
-    The fallback ``triton_python_backend_utils`` is not internal: the stock file
-    is a Python module whose frames appear in the C++ stub's traces as well.
+    The fallback ``triton_python_backend_utils`` is not internal (the stock file
+    is a Python module whose frames appear in the C++ stub's traces as well), nor
+    is ``tritonstub.testing``.
     """
     cached = _internal_cache.get(code)
     if cached is not None:
         return cached
-    filename = code.co_filename
+    filename = str(code.co_filename)
+    forms = [filename]
     try:
-        path = os.path.abspath(filename)
-    except (TypeError, ValueError):
-        path = str(filename)
-    result = path.startswith(_PKG_PREFIX) and not path.startswith(_FALLBACK_PREFIX)
+        forms.append(os.path.abspath(filename))
+    except (TypeError, ValueError):  # pragma: no cover
+        pass
+    result = False
+    for path in forms:
+        if path.startswith(_PKG_PREFIXES):
+            result = not path.startswith(_USER_PREFIXES)
+            break
     if len(_internal_cache) > 4096:
         _internal_cache.clear()
     _internal_cache[code] = result
@@ -186,10 +215,35 @@ def exception_type_name(exc_type: type) -> str:
     return _tp_name(exc_type)
 
 
-def _frames_text(tb: Any, stop: FramePredicate, hide: FramePredicate) -> str:
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    frame = tb.tb_frame
+def _deepest_visible(tb: Any, stop: FramePredicate, hide: FramePredicate) -> Any:
+    """The deepest frame of the part of the traceback C++ would have seen, or None.
+
+    The C++ stub only sees the traceback entries added after the exception left
+    the model code it called: the entries after the deepest stop (boundary)
+    frame.  If none of those is a visible frame (the error came straight from
+    tritonstub code or from C, e.g. a SyntaxError in the import whose importlib
+    frames CPython strips), C++ had no traceback and prints no ``At:`` block.
+    """
+    start = tb
+    node = tb
+    while node is not None:
+        if stop(node.tb_frame):
+            start = node.tb_next
+        node = node.tb_next
+    deepest = None
+    visible = False
+    node = start
+    while node is not None:
+        if not visible and not hide(node.tb_frame):
+            visible = True
+        deepest = node
+        node = node.tb_next
+    if not visible:
+        return None
+    return deepest.tb_frame
+
+
+def _frames_text(frame: Any, stop: FramePredicate, hide: FramePredicate) -> str:
     parts = []
     while frame is not None:
         if stop(frame):
@@ -218,11 +272,13 @@ def _format(exc: BaseException, stop: FramePredicate, hide: FramePredicate, dept
     if not message:
         message = EMPTY_MESSAGE
     text = head + ": " + message
-    tb = exc.__traceback__
-    if tb is not None:
-        text += "\n\nAt:\n" + _frames_text(tb, stop, hide)
+    deepest = None
+    if exc.__traceback__ is not None:
+        deepest = _deepest_visible(exc.__traceback__, stop, hide)
+    if deepest is not None:
+        text += "\n\nAt:\n" + _frames_text(deepest, stop, hide)
     if nested:
-        if tb is None:
+        if deepest is None:
             text += "\n"
         text += "\nMESSAGE UNAVAILABLE DUE TO EXCEPTION: " + nested
     return text

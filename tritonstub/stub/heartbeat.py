@@ -31,6 +31,26 @@ from .log import stub_log
 PR_SET_PDEATHSIG = 1
 
 
+def pid_alive(pid: int) -> bool:
+    """kill(pid, 0) as the C++ stub does, but a zombie counts as dead.
+
+    A SIGKILLed tritonserver stays a zombie until its own parent reaps it; the C++ stub keeps
+    running against it until then. We treat it as gone at once.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] not in (b"Z", b"X")
+    except OSError:
+        return True
+
+
 def start(region: Region, control_payload: int, parent_pid: int) -> int:
     """Fork the heartbeat process; returns its pid (in the stub)."""
     mutex_addr = region.addr(control_payload + L.IPCControlShm.stub_health_mutex)
@@ -77,9 +97,7 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
             buf[flag_off] = 1
         finally:
             mutex.unlock()
-        try:
-            os.kill(parent_pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(parent_pid):
             stub_log("I", "Non-graceful termination detected. ", pid=stub_pid)
             try:
                 os.unlink(region_path(region_name))
@@ -90,5 +108,3 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
             except OSError:
                 pass
             return 1
-        except PermissionError:
-            pass                              # alive, just not ours to signal

@@ -127,13 +127,7 @@ class Stub:
         return bool(self.region.buf[self.control + L.IPCControlShm.decoupled])
 
     def parent_alive(self) -> bool:
-        try:
-            os.kill(self.args.parent_pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        return heartbeat.pid_alive(self.args.parent_pid)
 
     def start(self) -> None:
         self.heartbeat_pid = heartbeat.start(self.region, self.control, self.args.parent_pid)

@@ -21,9 +21,10 @@ What it guarantees:
 - **Stop cleans up and reports.** :meth:`TritonServer.stop` sends SIGTERM by pid, then SIGKILLs the
   group when the grace time runs out. It kills any process of the group that is still alive, or any
   process whose command line names one of this server's shm regions (``orphans``). Then it unlinks
-  the ``/dev/shm/triton_python_backend_shm_region_*`` regions that appeared while the server lived
+  the ``/dev/shm/triton_python_backend_shm_region_*`` regions of this server that are still there
   and that no live process maps any more (``leaked_regions``). A clean run leaves both lists empty.
-  Tests assert that.
+  Tests assert that. Each server gets its own region-name prefix by default, so this holds with
+  other servers running next to it.
 
 The stub a model uses is chosen per model: the python backend runs
 ``<model dir>/triton_python_backend_stub`` when that file exists. :func:`install_cpp_stub` and
@@ -45,6 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import uuid
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,6 +308,19 @@ class TritonServer:
 
     ``http_url``, ``grpc_url`` and ``metrics_url`` are ``host:port`` strings, the form tritonclient
     takes. ``http_base`` is the ``http://`` URL for raw requests.
+
+    Region names: by default each server gets its own prefix,
+    ``triton_python_backend_shm_region_<8 hex>_`` (backend config ``shm-region-prefix-name``), so
+    that its regions, leaks and orphan stubs are told apart from other servers' exactly. Pass
+    ``region_prefix=REGION_PREFIX`` to run with the python backend's default names.
+
+    ``exit_timeout`` is ``--exit-timeout-secs``: how long tritonserver waits for open HTTP
+    connections at shutdown before it exits *without* unloading models (leaking stubs and
+    regions). Clients from :meth:`http_client` / :meth:`grpc_client` are closed before the stop.
+
+    The C++ stub embeds the system Python, but takes its ``sys.prefix`` from the ``python3`` found on
+    PATH. With a virtualenv's ``bin`` first on PATH it uses that venv's site-packages (and numpy), so
+    pass ``env={"PATH": ...}`` when that matters.
     """
 
     def __init__(
@@ -321,7 +336,7 @@ class TritonServer:
         log_dir: Optional[Union[str, Path]] = None,
         wait_for: str = "ready",
         models: Iterable[str] = (),
-        region_prefix: str = REGION_PREFIX,
+        region_prefix: Optional[str] = None,
         exit_timeout: int = 5,
     ):
         if wait_for not in ("ready", "live", "none"):
@@ -339,7 +354,9 @@ class TritonServer:
         self.log = self.log_dir / "server.log"
         self.wait_for = wait_for
         self.models = tuple(models)
-        self.region_prefix = region_prefix
+        # A prefix of its own makes "the regions of this server" exact even with other servers
+        # running; REGION_PREFIX (the python backend's default) falls back to a before/after diff.
+        self.region_prefix = region_prefix if region_prefix is not None else f"{REGION_PREFIX}{uuid.uuid4().hex[:8]}_"
         self.exit_timeout = exit_timeout
 
         self.http_port = self.grpc_port = self.metrics_port = 0
@@ -544,6 +561,13 @@ class TritonServer:
                 return resp.read().decode()
         except (urllib.error.URLError, OSError) as exc:
             raise TritonServerError(f"GET {self.metrics_url}/metrics failed: {exc}") from exc
+
+    def regions(self) -> List[str]:
+        """The shm regions of this server that exist now (one per live stub)."""
+        names = list_regions(self.region_prefix) - self._regions_before
+        if self.region_prefix == REGION_PREFIX and self.pid is not None:  # shared prefix: keep ours only
+            names = {n for n in names if self.pid in region_mappers().get(n, set())}
+        return sorted(names)
 
     # ---- clients -------------------------------------------------------------------------------
 

@@ -1,0 +1,548 @@
+"""Differential testing: one case, two stubs, one real tritonserver, byte-for-byte comparison.
+
+Every model under ``tests/differential/models/<source>/`` is served twice by the same server:
+``<base>_cpp`` runs Triton's C++ ``triton_python_backend_stub`` and ``<base>_ours`` runs
+tritonstub's, each installed per model as ``<model dir>/triton_python_backend_stub``. Apart from
+that file the two model directories are identical copies. A case is a function of the served
+model (:class:`Target`) that returns an :class:`Outcome`; it runs against both names and the two
+outcomes must be equal after :class:`Normaliser` has removed what legitimately differs.
+
+The server runs in explicit model-control mode, so a model that fails to load gives its error
+text straight back from ``POST /v2/repository/models/<name>/load`` while the others keep serving.
+
+A few C++ behaviours wreck the server they run in (a request that never gets a response keeps
+the model from unloading, so tritonserver cannot stop cleanly; a stub that dies keeps the load
+hanging forever). Those ``_cpp`` variants are *quarantined*: they are served by a second,
+throwaway server whose leftovers are expected, checked to be exactly theirs, and cleaned up.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import sysconfig
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from tritonstub.testing.reference import Reference
+from tritonstub.testing.tritonserver import (
+    TritonServer,
+    TritonServerError,
+    install_cpp_stub,
+    install_our_stub,
+)
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+STUBS = ("cpp", "ours")
+#: Bound on any single HTTP call to the server (inference, load, config) unless a case says less.
+HTTP_TIMEOUT_S = 30.0
+#: Bound on a model load; our stub may hang at load while it is being written.
+LOAD_TIMEOUT_S = 45.0
+
+
+# ---------------------------------------------------------------------------------------------
+# models and repositories
+
+
+@dataclass(frozen=True)
+class DiffModel:
+    """One model of a test module, served as ``<base>_cpp`` and ``<base>_ours``.
+
+    ``source`` is the directory under ``models/`` (default: ``base``). ``config`` replaces its
+    config.pbtxt (so one model.py can serve several configs). ``preload`` loads the model when
+    the server starts (load errors are recorded, not raised). ``quarantine_cpp`` serves the
+    ``_cpp`` variant from a separate throwaway server because the C++ stub breaks the server
+    there (see the module docstring).
+    """
+
+    base: str
+    source: Optional[str] = None
+    config: Optional[str] = None
+    preload: bool = True
+    quarantine_cpp: bool = False
+
+    @property
+    def source_dir(self) -> Path:
+        return MODELS_DIR / (self.source or self.base)
+
+    def name(self, stub: str) -> str:
+        return f"{self.base}_{stub}"
+
+
+def build_model(root: Path, model: DiffModel, stub: str, reference: Reference) -> Path:
+    """Copy ``model``'s source directory to ``root/<base>_<stub>`` and install that stub in it."""
+    target = root / model.name(stub)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(model.source_dir, target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "triton_python_backend_stub"))
+    if model.config is not None:
+        (target / "config.pbtxt").write_text(model.config)
+    if stub == "cpp":
+        install_cpp_stub(target, reference)
+    elif stub == "ours":
+        install_our_stub(target)
+    else:
+        raise ValueError(f"unknown stub {stub!r}")
+    return target
+
+
+def build_repositories(root: Path, models: Sequence[DiffModel], reference: Reference,
+                       stubs: Iterable[str] = STUBS) -> Tuple[Path, Optional[Path]]:
+    """Build the main repository (and the quarantine one, if any model needs it) under ``root``.
+
+    Returns ``(main, quarantine)``; ``quarantine`` is None when no ``_cpp`` variant is quarantined.
+    """
+    main = root / "repo"
+    quarantine = root / "quarantine_repo"
+    main.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for model in models:
+        for stub in stubs:
+            where = quarantine if (stub == "cpp" and model.quarantine_cpp) else main
+            jobs.append((where, model, stub))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(build_model, where, model, stub, reference) for where, model, stub in jobs]:
+            future.result()
+    return main, (quarantine if quarantine.exists() else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# normalisation
+
+
+def _stdlib_roots() -> List[str]:
+    """Standard-library directories of the interpreters the two stubs run.
+
+    Ours runs this interpreter (install_our_stub's default); the C++ stub embeds the system
+    libpython3.11 and finds its stdlib under /usr/lib/python3.11.
+    """
+    roots = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
+             f"/usr/lib/python{sys.version_info.major}.{sys.version_info.minor}",
+             "/usr/lib/python3.11", "/usr/local/lib/python3.11"}
+    return sorted({str(Path(r)) for r in roots if r}, key=len, reverse=True)
+
+
+#: A frame line of pybind11's ``At:`` block: ``  <co_filename>(<lineno>): <co_name>``.
+_AT_FRAME = re.compile(r"^(?P<indent>  )(?P<file>\S.*?)\((?P<line>\d+)\): (?P<func>.*)$", re.MULTILINE)
+#: A frame line of Python's own traceback format: ``  File "<path>", line <n>, in <func>``.
+_PY_FRAME = re.compile(r'^(?P<indent>\s*)File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.*)$',
+                       re.MULTILINE)
+#: The core's log prefix: ``<L><MMDD> <HH:MM:SS.uuuuuu> <pid> <file>:<line>] ``.
+_LOG_PREFIX = re.compile(r"^(?P<level>[IWEV])\d{4} \d{2}:\d{2}:\d{2}\.\d{6} +\d+ (?P<where>\S+?:\d+)\] ?")
+
+
+class Normaliser:
+    """Makes texts from ``<base>_cpp`` and ``<base>_ours`` comparable; changes nothing else.
+
+    What it rewrites, and why each is legitimate:
+
+    1. **Model and instance names.** ``<base>_cpp`` and ``<base>_ours`` (for the module's bases
+       only, as whole names: also inside instance names ``<base>_cpp_0``, paths
+       ``…/<base>_cpp/1/model.py`` and quoted names) become ``<base>_<stub>``.
+    2. **Repository roots.** The main and quarantine repository paths become ``<repo>``
+       (quarantined ``_cpp`` models live in another directory).
+    3. **Standard-library frames in tracebacks**, in both pybind11's ``At:`` format
+       (``  <file>(<line>): <func>``) and Python's (``File "<file>", line <n>, in <func>``):
+       the C++ stub embeds Debian's Python 3.11.2 (stdlib in /usr/lib/python3.11) while ours
+       runs the venv's 3.11.7 (another prefix), so a stdlib frame's directory becomes
+       ``<stdlib>`` and its line number ``#``; ``<frozen …>`` frames keep their module name and
+       lose only the line number. The frame itself, its file name below the stdlib root, its
+       function and the order of all frames are kept, and frames of model code,
+       triton_python_backend_utils.py and anything else are left untouched.
+
+    Timestamps and pids are dropped from log lines by :meth:`log_line`, keeping the level letter,
+    ``file:line`` and the message.
+    """
+
+    def __init__(self, bases: Iterable[str], repo_roots: Iterable[Union[str, Path]] = ()):
+        bases = sorted(set(bases), key=len, reverse=True)
+        alternatives = "|".join(re.escape(b) for b in bases) or r"(?!)"
+        # A whole name: not preceded by a name character, not followed by one except "_" (which
+        # starts an instance suffix such as _0_0).
+        self._names = re.compile(rf"(?<![A-Za-z0-9_])({alternatives})_(?:cpp|ours)(?![A-Za-z0-9])")
+        self._repos = [str(Path(r)) for r in repo_roots]
+        self._stdlib = _stdlib_roots()
+
+    def _frame_file(self, path: str) -> Tuple[str, bool]:
+        """(normalised path, True if it is a stdlib or frozen frame whose line number goes)."""
+        if path.startswith("<frozen ") and path.endswith(">"):
+            return path, True
+        for root in self._stdlib:
+            if path.startswith(root + "/"):
+                rest = path[len(root) + 1:]
+                if not rest.startswith(("site-packages/", "dist-packages/")):
+                    return "<stdlib>/" + rest, True
+        return path, False
+
+    def _at_frame(self, m: re.Match) -> str:
+        path, drop = self._frame_file(m.group("file"))
+        return f"{m.group('indent')}{path}({'#' if drop else m.group('line')}): {m.group('func')}"
+
+    def _py_frame(self, m: re.Match) -> str:
+        path, drop = self._frame_file(m.group("file"))
+        return f'{m.group("indent")}File "{path}", line {"#" if drop else m.group("line")}, in {m.group("func")}'
+
+    def text(self, text: Optional[str]) -> Optional[str]:
+        if text is None:
+            return None
+        text = _AT_FRAME.sub(self._at_frame, text)
+        text = _PY_FRAME.sub(self._py_frame, text)
+        for root in self._repos:
+            text = text.replace(root + "/", "<repo>/")
+        return self._names.sub(r"\1_<stub>", text)
+
+    def value(self, value):
+        """Normalise every string inside a JSON-like value (dict keys included)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.value(v) for v in value)
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        return value
+
+    def log_line(self, line: str) -> str:
+        """``I1121 06:11:11.415474 15542 model.py:17] "msg"`` -> ``I model.py:17] "msg"``."""
+        m = _LOG_PREFIX.match(line)
+        if m:
+            line = f"{m.group('level')} {m.group('where')}] {line[m.end():]}"
+        return self.text(line)
+
+
+# ---------------------------------------------------------------------------------------------
+# outcomes
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output tensor as the client received it."""
+
+    name: str
+    datatype: str
+    shape: Tuple[int, ...]
+    #: The raw little-endian bytes for numeric types; a tuple of the elements (bytes) for BYTES.
+    data: Union[bytes, Tuple[bytes, ...]]
+
+    def array(self) -> np.ndarray:
+        if self.datatype == "BYTES":
+            return np.array(self.data, dtype=object).reshape(self.shape)
+        from tritonclient.utils import triton_to_np_dtype
+        return np.frombuffer(self.data, dtype=triton_to_np_dtype(self.datatype)).reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one case produced on one stub, normalised; equal outcomes mean equal behaviour.
+
+    ``kind``: ``"ok"`` (outputs), ``"error"`` (an error text and a status), ``"timeout"`` (no
+    answer within the client's timeout) or ``"value"`` (a case-specific value, e.g. log lines or
+    a model config). ``raw`` keeps the unnormalised error text and is not compared.
+    """
+
+    kind: str
+    outputs: Tuple[Output, ...] = ()
+    header: Optional[dict] = None
+    error: Optional[str] = None
+    status: Optional[str] = None
+    value: object = None
+    raw: Optional[str] = field(default=None, compare=False)
+
+    def output(self, name: str) -> Output:
+        for out in self.outputs:
+            if out.name == name:
+                return out
+        raise KeyError(f"no output {name!r}; outputs: {[o.name for o in self.outputs]}; {self.describe()}")
+
+    def array(self, name: str) -> np.ndarray:
+        return self.output(name).array()
+
+    def json(self, name: str):
+        """The first element of a BYTES output, parsed as JSON."""
+        return json.loads(self.output(name).data[0])
+
+    @property
+    def names(self) -> List[str]:
+        return [o.name for o in self.outputs]
+
+    def describe(self) -> str:
+        if self.kind == "ok":
+            return f"ok: outputs {self.names}"
+        if self.kind == "error":
+            return f"error (status {self.status}): {self.raw if self.raw is not None else self.error!r}"
+        if self.kind == "timeout":
+            return f"timeout: {self.error}"
+        return f"value: {self.value!r}"
+
+    def require_ok(self) -> "Outcome":
+        assert self.kind == "ok", self.describe()
+        return self
+
+    def require_error(self) -> "Outcome":
+        assert self.kind == "error", self.describe()
+        return self
+
+
+def _outputs_of(result) -> Tuple[Output, ...]:
+    outputs = []
+    for out in result.get_response().get("outputs", []):
+        name = out["name"]
+        arr = result.as_numpy(name)
+        shape = tuple(int(d) for d in out["shape"])
+        if out["datatype"] == "BYTES":
+            data = tuple(bytes(x) for x in arr.reshape(-1)) if arr is not None else ()
+        else:
+            data = arr.tobytes() if arr is not None else b""
+        outputs.append(Output(name, out["datatype"], shape, data))
+    return tuple(outputs)
+
+
+InputValue = Union[np.ndarray, Tuple[str, np.ndarray]]
+
+
+def make_inputs(client_module, inputs: Mapping[str, InputValue]):
+    """tritonclient InferInputs from ``name -> array`` (or ``name -> (datatype, array)``)."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    made = []
+    for name, value in inputs.items():
+        if isinstance(value, tuple):
+            datatype, arr = value
+        else:
+            arr = value
+            datatype = "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype)
+        tensor = client_module.InferInput(name, list(arr.shape), datatype)
+        tensor.set_data_from_numpy(arr)
+        made.append(tensor)
+    return made
+
+
+# ---------------------------------------------------------------------------------------------
+# the server pair
+
+
+@dataclass
+class Target:
+    """One served model (``<base>_<stub>``) and the server it runs in."""
+
+    base: str
+    stub: str
+    name: str
+    server: TritonServer
+    normaliser: Normaliser
+
+    def client(self, network_timeout: float = HTTP_TIMEOUT_S, concurrency: int = 1):
+        return self.server.http_client(network_timeout=network_timeout, connection_timeout=10.0,
+                                       concurrency=concurrency)
+
+    def infer(self, inputs: Mapping[str, InputValue], outputs: Optional[Sequence[str]] = None, *,
+              timeout_s: float = HTTP_TIMEOUT_S, **kwargs) -> Outcome:
+        """One HTTP inference (binary tensors); ``kwargs`` go to tritonclient's ``infer``."""
+        import tritonclient.http as httpclient
+
+        client = self.client(network_timeout=timeout_s)
+        requested = None if outputs is None else [httpclient.InferRequestedOutput(o, binary_data=True)
+                                                  for o in outputs]
+        made = make_inputs(httpclient, inputs)  # a client-side mistake raises here, not as an outcome
+        try:
+            result = client.infer(self.name, made, outputs=requested, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a comparable outcome
+            return self.failure(exc, timeout_s)
+        finally:
+            client.close()
+        return self.success(result)
+
+    def success(self, result) -> Outcome:
+        header = dict(result.get_response())
+        header.pop("outputs", None)
+        return Outcome("ok", outputs=_outputs_of(result), header=self.normaliser.value(header))
+
+    def failure(self, exc: BaseException, timeout_s: float) -> Outcome:
+        from tritonclient.utils import InferenceServerException
+
+        if isinstance(exc, InferenceServerException):
+            raw = exc.message()
+            return Outcome("error", error=self.normaliser.text(raw), status=str(exc.status()), raw=raw)
+        if _is_timeout(exc):
+            return Outcome("timeout", error=f"no response within {timeout_s:g} s", raw=repr(exc))
+        raise exc
+
+    def load(self, timeout_s: float = LOAD_TIMEOUT_S) -> Outcome:
+        """``POST /v2/repository/models/<name>/load``: ok, or the error text the server returns."""
+        status, body = self.server.http("POST", f"/v2/repository/models/{self.name}/load", {}, timeout=timeout_s)
+        if status == 200:
+            return Outcome("ok")
+        if status == 0:
+            return Outcome("timeout", error=f"load did not answer within {timeout_s:g} s")
+        raw = _error_text(body)
+        return Outcome("error", error=self.normaliser.text(raw), status=str(status), raw=raw)
+
+    def config(self) -> dict:
+        status, body = self.server.http("GET", f"/v2/models/{self.name}/config")
+        assert status == 200, f"GET config of {self.name}: {status} {body[:500]!r}"
+        return json.loads(body)
+
+    def index_entry(self) -> Optional[dict]:
+        entry = self.server.model_status(self.name)
+        return None if entry is None else self.normaliser.value(entry)
+
+    def log_lines(self, marker: str, *, expect: int = 1, timeout_s: float = 10.0) -> List[str]:
+        """Normalised server-log lines of this model that contain ``marker``.
+
+        Waits (bounded) until at least ``expect`` such lines appeared: log records travel to the
+        server asynchronously. Lines of the other stub's model are excluded by name (the marker
+        should include the model name, which every test model puts in its log messages).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = [line for line in self.server.log_text().splitlines()
+                     if marker in line and self.name in line]
+            if len(lines) >= expect or time.monotonic() >= deadline:
+                return [self.normaliser.log_line(line) for line in lines]
+            time.sleep(0.1)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    import socket
+
+    names = {c.__name__ for c in type(exc).__mro__}
+    return isinstance(exc, (TimeoutError, socket.timeout)) or "Timeout" in names or "timed out" in str(exc)
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        return json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")
+
+
+class DiffServers:
+    """The servers of one test module: the main one and, if needed, the quarantine one.
+
+    Models are built into repositories under ``workdir`` and preloaded (concurrently) when the
+    main server starts; each load outcome is recorded. The quarantine server starts on first use.
+    """
+
+    def __init__(self, models: Sequence[DiffModel], reference: Reference, workdir: Path, *,
+                 log_verbose: int = 1, stubs: Sequence[str] = STUBS):
+        names = [m.base for m in models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate model bases: {names}")
+        self.models = {m.base: m for m in models}
+        self.reference = reference
+        self.workdir = workdir
+        self.log_verbose = log_verbose
+        self.stubs = tuple(stubs)
+        self.main_repo, self.quarantine_repo = build_repositories(workdir, models, reference, self.stubs)
+        roots = [self.main_repo] + ([self.quarantine_repo] if self.quarantine_repo else [])
+        self.normaliser = Normaliser(names, roots)
+        self.main: Optional[TritonServer] = None
+        self.quarantine: Optional[TritonServer] = None
+        self.loads: Dict[str, Outcome] = {}
+        self._lock = threading.Lock()
+        self._memo: Dict[tuple, Outcome] = {}
+
+    # ---- servers --------------------------------------------------------------------------
+
+    def _server(self, repo: Path, tag: str, exit_timeout: int) -> TritonServer:
+        return TritonServer(repo, reference=self.reference, log_verbose=self.log_verbose,
+                            log_dir=self.workdir / f"server-{tag}", exit_timeout=exit_timeout,
+                            extra_args=["--model-control-mode=explicit"], startup_timeout=60.0)
+
+    def start(self) -> None:
+        self.main = self._server(self.main_repo, "main", exit_timeout=5).start()
+        preload = [self.target(m.base, stub) for m in self.models.values() if m.preload
+                   for stub in self.stubs if not (stub == "cpp" and m.quarantine_cpp)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for target, outcome in zip(preload, pool.map(lambda t: t.load(), preload)):
+                self.loads[target.name] = outcome
+
+    def quarantine_server(self) -> TritonServer:
+        with self._lock:
+            if self.quarantine is None:
+                if self.quarantine_repo is None:
+                    raise RuntimeError("no model of this module is quarantined")
+                self.quarantine = self._server(self.quarantine_repo, "quarantine", exit_timeout=1).start()
+            return self.quarantine
+
+    def servers(self) -> List[TritonServer]:
+        return [s for s in (self.main, self.quarantine) if s is not None]
+
+    def target(self, base: str, stub: str) -> Target:
+        model = self.models[base]
+        quarantined = stub == "cpp" and model.quarantine_cpp
+        server = self.quarantine_server() if quarantined else self.main
+        return Target(base, stub, model.name(stub), server, self.normaliser)
+
+    def loaded(self, base: str, stub: str) -> Target:
+        """The target, loaded (lazily if not preloaded); fails the test if the load failed."""
+        target = self.target(base, stub)
+        with self._lock:
+            outcome = self.loads.get(target.name)
+        if outcome is None:
+            outcome = target.load()
+            with self._lock:
+                self.loads[target.name] = outcome
+        if outcome.kind != "ok":
+            raise AssertionError(f"model {target.name} did not load: {outcome.describe()}")
+        return target
+
+    def load_outcome(self, base: str, stub: str, timeout_s: float = LOAD_TIMEOUT_S) -> Outcome:
+        target = self.target(base, stub)
+        with self._lock:
+            outcome = self.loads.get(target.name)
+        if outcome is None:
+            outcome = target.load(timeout_s)
+            with self._lock:
+                self.loads[target.name] = outcome
+        return outcome
+
+    def memo(self, key: tuple, compute: Callable[[], Outcome]) -> Outcome:
+        with self._lock:
+            if key in self._memo:
+                return self._memo[key]
+        outcome = compute()
+        with self._lock:
+            self._memo[key] = outcome
+        return outcome
+
+    # ---- stop -----------------------------------------------------------------------------
+
+    def stop(self) -> List[str]:
+        """Stop both servers; return problems (leftovers of the main server, unexpected ones)."""
+        problems = []
+        if self.quarantine is not None:
+            self.quarantine.stop(timeout=5)
+            problems += self._unexpected_quarantine_leftovers()
+        if self.main is not None:
+            self.main.stop(timeout=20)
+            report = self.main.cleanup_report()
+            if report:
+                problems.append(f"the main server (log {self.main.log}) left things behind:\n{report}")
+        return problems
+
+    def _unexpected_quarantine_leftovers(self) -> List[str]:
+        """The quarantine server is expected to leave its stubs and regions; only theirs."""
+        server = self.quarantine
+        ours = {str(self.quarantine_repo)}
+        problems = [f"quarantine server left an unexpected process {pid}: {line[:200]}"
+                    for pid, line in server.orphans if not any(root in line for root in ours)]
+        launched = {tok for argv in server.stub_launches() for tok in argv}
+        problems += [f"quarantine server left a region no quarantined stub was given: {r}"
+                     for r in server.leaked_regions if r not in launched]
+        return problems
+
+
+def assert_same(cpp: Outcome, ours: Outcome) -> None:
+    """The differential assertion: equal normalised outcomes, with both sides shown if not."""
+    assert ours == cpp, (f"the stubs differ\n  C++ stub: {cpp.describe()}\n  our stub: {ours.describe()}")

@@ -1,0 +1,2 @@
+"""Found through the version directory, the first entry the stub appends to sys.path."""
+WHERE = "version directory"
