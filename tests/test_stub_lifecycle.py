@@ -156,13 +156,19 @@ def test_sequential_and_concurrent_load_returns_to_idle(triton_server):
 
     errors = []
     lock = threading.Lock()
-    clients = [server.http_client(network_timeout=120) for _ in range(16)]
+    local = threading.local()   # one gRPC client per worker thread
 
     def one(i: int):
+        import tritonclient.grpc as grpcclient
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = server.grpc_client()
         n = (64 << 20) if i % 2000 == 7 else int(sizes[i % 5])
         data = np.full(n, i % 251, dtype=np.uint8)
         try:
-            out = _infer(clients[i % 16], data).as_numpy("OUT")
+            inp = grpcclient.InferInput("IN", [n], "UINT8")
+            inp.set_data_from_numpy(data)
+            out = client.infer("echo", [inp], client_timeout=120).as_numpy("OUT")
             if out.shape != (n,) or (n and out[0] != i % 251):
                 raise AssertionError(f"request {i}: bad output")
         except Exception as e:  # noqa: BLE001

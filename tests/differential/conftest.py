@@ -12,6 +12,13 @@ tests take ``pair`` (and so get parametrized over ``stub`` = ``cpp`` / ``ours``)
 
 One server per module (``diff_servers``, module scope), in explicit model-control mode, with every
 model preloaded. ``TRITONSTUB_DIFF_STUBS=cpp`` runs only the ``[cpp]`` half.
+
+Modules: test_tensors (arithmetic, dtypes, BYTES, zero-size, sizes, requested outputs),
+test_requests (request metadata, sequence batching, dynamic batching), test_model_env (initialize
+args, module identity, imports, interpreter, Logger, print, finalize), test_execute_errors,
+test_load_errors (auto_complete_config and load failures), test_deliberate (intended differences),
+test_normaliser (unit tests, no server). Models live in models/, one directory per theme;
+models/syntax_error/1/model.py is invalid Python on purpose.
 """
 from __future__ import annotations
 
@@ -30,6 +37,9 @@ def _selected_stubs():
     unknown = set(chosen) - set(STUBS)
     if unknown:
         raise pytest.UsageError(f"{STUBS_ENV}: unknown stub(s) {sorted(unknown)}; use {STUBS}")
+    if chosen and "cpp" not in chosen:
+        raise pytest.UsageError(f"{STUBS_ENV}={','.join(chosen)}: the [ours] half compares with the C++ stub, "
+                                f"so it needs cpp too (leave {STUBS_ENV} unset)")
     return chosen or list(STUBS)
 
 
@@ -83,15 +93,21 @@ class Pair:
         return self.servers.loaded(base, stub or self.stub)
 
     def run(self, base: str, case: Callable[[Target], Outcome], *, key: object = None,
-            compare: bool = True) -> Outcome:
-        """``case`` on this stub's model; on ``ours`` also compared with the C++ outcome."""
-        mine = self._outcome(base, self.stub, case, key)
+            compare: bool = True, loaded: bool = True) -> Outcome:
+        """``case`` on this stub's model; on ``ours`` also compared with the C++ outcome.
+
+        ``loaded=False`` hands the case the target without loading it first (for cases about
+        loading, or about models that fail to load).
+        """
+        mine = self._outcome(base, self.stub, case, key, loaded)
         if compare and self.stub != "cpp":
-            assert_same(self._outcome(base, "cpp", case, key), mine)
+            assert_same(self._outcome(base, "cpp", case, key, loaded), mine)
         return mine
 
-    def _outcome(self, base: str, stub: str, case: Callable[[Target], Outcome], key: object) -> Outcome:
-        return self.servers.memo((self._key, base, stub, key), lambda: case(self.servers.loaded(base, stub)))
+    def _outcome(self, base: str, stub: str, case: Callable[[Target], Outcome], key: object,
+                 loaded: bool) -> Outcome:
+        get = self.servers.loaded if loaded else self.servers.target
+        return self.servers.memo((self._key, base, stub, key), lambda: case(get(base, stub)))
 
     def load(self, base: str, *, compare: bool = True, timeout_s: Optional[float] = None) -> Outcome:
         """The load outcome of ``<base>_<stub>`` (ok / error text); compared like :meth:`run`."""
@@ -114,4 +130,4 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     if report.failed and report.when in ("setup", "call"):
         for servers in item.config.stash.get(_ACTIVE, []):
             for server in servers.servers():
-                report.sections.append((f"tritonserver pid {server.pid} log ({server.log})", server.log_tail(60)))
+                report.sections.append((f"tritonserver pid {server.pid} log ({server.log})", server.log_tail(40)))

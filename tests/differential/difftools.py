@@ -18,7 +18,6 @@ throwaway server whose leftovers are expected, checked to be exactly theirs, and
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -35,7 +34,6 @@ import numpy as np
 from tritonstub.testing.reference import Reference
 from tritonstub.testing.tritonserver import (
     TritonServer,
-    TritonServerError,
     install_cpp_stub,
     install_our_stub,
 )
@@ -46,10 +44,38 @@ STUBS = ("cpp", "ours")
 HTTP_TIMEOUT_S = 30.0
 #: Bound on a model load; our stub may hang at load while it is being written.
 LOAD_TIMEOUT_S = 45.0
+#: The servers' environment is pinned where it changes what a model observes, so that results do
+#: not depend on who runs the suite. The C++ stub's embedded interpreter ignores all of these
+#: (it is initialised isolated); a stub that honours them differs visibly.
+SERVER_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "LANG": "C.UTF-8",
+    "LC_ALL": None,
+    "PYTHONIOENCODING": None,
+    "PYTHONHOME": None,
+    "PYTHONSTARTUP": None,
+    "PYTHONWARNINGS": None,
+    # PYTHONPATH is set per server to a directory with a probe module (see DiffServers).
+}
+PYTHONPATH_PROBE = "difftest_pythonpath_probe"
 
 
 # ---------------------------------------------------------------------------------------------
 # models and repositories
+
+
+def line_of(model_file: str, text: str) -> int:
+    """The 1-based line of ``models/<model_file>`` that contains ``text`` (exactly one must).
+
+    Expected tracebacks and log lines name model.py lines; looking them up keeps the tests right
+    when a model file is edited.
+    """
+    lines = (MODELS_DIR / model_file).read_text().splitlines()
+    found = [i for i, line in enumerate(lines, 1) if text in line]
+    if len(found) != 1:
+        raise AssertionError(f"{text!r} is on lines {found} of models/{model_file}; expected exactly one")
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -277,7 +303,8 @@ class Outcome:
 
     def describe(self) -> str:
         if self.kind == "ok":
-            return f"ok: outputs {self.names}"
+            shown = "; ".join(f"{o.name} {o.datatype}{list(o.shape)} {_short(o.data)}" for o in self.outputs)
+            return f"ok: {shown or 'no outputs'}"
         if self.kind == "error":
             return f"error (status {self.status}): {self.raw if self.raw is not None else self.error!r}"
         if self.kind == "timeout":
@@ -291,6 +318,11 @@ class Outcome:
     def require_error(self) -> "Outcome":
         assert self.kind == "error", self.describe()
         return self
+
+
+def _short(data, limit: int = 300) -> str:
+    text = repr(data)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(data)} items/bytes)"
 
 
 def _outputs_of(result) -> Tuple[Output, ...]:
@@ -377,6 +409,26 @@ class Target:
             return Outcome("timeout", error=f"no response within {timeout_s:g} s", raw=repr(exc))
         raise exc
 
+    def infer_grpc(self, inputs: Mapping[str, InputValue], *, timeout_s: float = HTTP_TIMEOUT_S,
+                   **kwargs) -> Outcome:
+        """One gRPC inference; errors keep the gRPC status code name (e.g. ``StatusCode.NOT_FOUND``)."""
+        import tritonclient.grpc as grpcclient
+
+        client = self.server.grpc_client()
+        made = make_inputs(grpcclient, inputs)
+        try:
+            result = client.infer(self.name, made, client_timeout=timeout_s, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            return self.failure(exc, timeout_s)
+        finally:
+            client.close()
+        outputs = []
+        for out in result.get_response().outputs:
+            arr = result.as_numpy(out.name)
+            data = tuple(bytes(x) for x in arr.reshape(-1)) if out.datatype == "BYTES" else arr.tobytes()
+            outputs.append(Output(out.name, out.datatype, tuple(out.shape), data))
+        return Outcome("ok", outputs=tuple(outputs))
+
     def load(self, timeout_s: float = LOAD_TIMEOUT_S) -> Outcome:
         """``POST /v2/repository/models/<name>/load``: ok, or the error text the server returns."""
         status, body = self.server.http("POST", f"/v2/repository/models/{self.name}/load", {}, timeout=timeout_s)
@@ -386,6 +438,41 @@ class Target:
             return Outcome("timeout", error=f"load did not answer within {timeout_s:g} s")
         raw = _error_text(body)
         return Outcome("error", error=self.normaliser.text(raw), status=str(status), raw=raw)
+
+    def log_during(self, action: Callable[[], object], *, settle_s: float = 0.5,
+                   timeout_s: float = 5.0) -> Tuple[object, List[str]]:
+        """Run ``action``; return its result and the server-log lines written meanwhile (raw).
+
+        After the action, waits until the log has not grown for ``settle_s`` (at most
+        ``timeout_s``), since stubs write to it asynchronously.
+        """
+        start = len(self.server.log_text())
+        result = action()
+        deadline = time.monotonic() + timeout_s
+        size, stable_since = len(self.server.log_text()), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - stable_since < settle_s:
+            time.sleep(0.1)
+            now = len(self.server.log_text())
+            if now != size:
+                size, stable_since = now, time.monotonic()
+        return result, self.server.log_text()[start:].splitlines()
+
+    def stub_lines(self, lines: Sequence[str], needle: str = "Failed to initialize Python stub") -> List[str]:
+        """The lines a stub wrote about itself, normalised: lines with another pid than the
+        server's (the stub's own stderr) and their continuation lines, plus lines containing
+        ``needle`` (what the stub sent the parent to log)."""
+        kept, in_stub_block = [], False
+        for line in lines:
+            m = _LOG_PREFIX.match(line)
+            if m is None:
+                if in_stub_block:
+                    kept.append(self.normaliser.text(line))
+                continue
+            pid = int(line.split()[2])
+            in_stub_block = pid != self.server.pid
+            if in_stub_block or needle in line:
+                kept.append(self.normaliser.log_line(line))
+        return kept
 
     def config(self) -> dict:
         status, body = self.server.http("GET", f"/v2/models/{self.name}/config")
@@ -455,8 +542,12 @@ class DiffServers:
     # ---- servers --------------------------------------------------------------------------
 
     def _server(self, repo: Path, tag: str, exit_timeout: int) -> TritonServer:
+        probe_dir = self.workdir / "pythonpath"
+        probe_dir.mkdir(exist_ok=True)
+        (probe_dir / f"{PYTHONPATH_PROBE}.py").write_text('"""Importable only through PYTHONPATH."""\n')
+        env = dict(SERVER_ENV, PYTHONPATH=str(probe_dir))
         return TritonServer(repo, reference=self.reference, log_verbose=self.log_verbose,
-                            log_dir=self.workdir / f"server-{tag}", exit_timeout=exit_timeout,
+                            log_dir=self.workdir / f"server-{tag}", exit_timeout=exit_timeout, env=env,
                             extra_args=["--model-control-mode=explicit"], startup_timeout=60.0)
 
     def start(self) -> None:
@@ -521,11 +612,16 @@ class DiffServers:
     def stop(self) -> List[str]:
         """Stop both servers; return problems (leftovers of the main server, unexpected ones)."""
         problems = []
+        # Both at once. The quarantine server may ignore SIGTERM for good (a load that never
+        # ends), so it gets a short grace time before its process group is killed.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            stops = [pool.submit(server.stop, timeout=timeout)
+                     for server, timeout in ((self.quarantine, 2), (self.main, 20)) if server is not None]
+            for stop in stops:
+                stop.result()
         if self.quarantine is not None:
-            self.quarantine.stop(timeout=5)
             problems += self._unexpected_quarantine_leftovers()
         if self.main is not None:
-            self.main.stop(timeout=20)
             report = self.main.cleanup_report()
             if report:
                 problems.append(f"the main server (log {self.main.log}) left things behind:\n{report}")

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
 
-from difftools import DiffModel, Outcome, Target
+from difftools import MODELS_DIR, DiffModel, Outcome, Target, line_of
 
-DIFF_MODELS = [DiffModel("whoami"), DiffModel("model_env"), DiffModel("logging")]
+GROUP_CONFIG = (MODELS_DIR / "model_env" / "config.pbtxt").read_text() + """
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+DIFF_MODELS = [DiffModel("whoami"), DiffModel("model_env"), DiffModel("logging"),
+               DiffModel("model_env_group", source="model_env", config=GROUP_CONFIG),
+               DiffModel("finalize")]
 #: Logger.log_verbose needs the server at verbose level 1.
 DIFF_LOG_VERBOSE = 1
 
@@ -40,15 +46,17 @@ def test_each_side_runs_its_own_stub(pair):
         assert who_am_i["cmdline"][-9:][0].endswith("/whoami_ours/1/model.py")
 
 
-def test_initialize_args(pair):
-    args = pair.run("model_env", lambda t: _env(t, "args")).value["args"]
+@pytest.mark.parametrize("base,instance", [("model_env", "model_env_<stub>_0"),
+                                           ("model_env_group", "model_env_group_<stub>_0_0")])
+def test_initialize_args(pair, base, instance):
+    args = pair.run(base, lambda t: _env(t, "args")).value["args"]
     assert args == {
         "model_instance_kind": "CPU",
-        "model_instance_name": "model_env_<stub>_0",
+        "model_instance_name": instance,
         "model_instance_device_id": "0",
-        "model_repository": "<repo>/model_env_<stub>",
+        "model_repository": f"<repo>/{base}_<stub>",
         "model_version": "1",
-        "model_name": "model_env_<stub>",
+        "model_name": f"{base}_<stub>",
     }
 
 
@@ -126,8 +134,15 @@ def test_threads_seen_by_python(pair):
 
 
 def test_signal_dispositions(pair):
-    got = pair.run("model_env", lambda t: _env(t, "signals", "stdin_isatty")).value
-    assert got["signals"]["SIGINT"] == "None" and got["signals"]["SIGTERM"] == "None"
+    """Deliberate difference: both stubs survive SIGINT/SIGTERM with a no-op handler, but the
+    C++ stub installs it from C before Python starts, so ``signal.getsignal`` reports None; ours
+    is a Python no-op function (there is no way to make Python report None afterwards)."""
+    got = pair.run("model_env", lambda t: _env(t, "signals", "stdin_isatty"), compare=False).value
+    if pair.is_cpp:
+        assert got["signals"]["SIGINT"] == "None" and got["signals"]["SIGTERM"] == "None"
+    else:
+        assert got["signals"]["SIGINT"].startswith("<function _noop")
+        assert got["signals"]["SIGTERM"].startswith("<function _noop")
     assert got["signals"]["SIGPIPE"] == "<Handlers.SIG_IGN: 1>"
     assert got["signals"]["SIGCHLD"] == "<Handlers.SIG_DFL: 0>"
     assert got["stdin_isatty"] is False
@@ -139,11 +154,60 @@ def test_main_module_and_working_directory(pair):
     assert got["main_spec"] == "None"
 
 
+def test_environment_variables_seen_by_the_model(pair):
+    """The stub process inherits the server's environment; a stub must not add or drop variables."""
+    keys = pair.run("model_env", lambda t: _env(t, "environ_keys")).value["environ_keys"]
+    assert "LD_LIBRARY_PATH" in keys
+
+
+def test_interpreter_settings(pair):
+    """Standard streams, encodings and interpreter flags as model.py sees them.
+
+    The C++ stub initialises its embedded interpreter isolated (pybind11's scoped_interpreter):
+    it ignores PYTHON* variables (here PYTHONPATH, PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE, set
+    by difftools.SERVER_ENV) and does not adopt the locale (LANG=C.UTF-8), so its streams and file
+    names are ASCII.
+    """
+    got = pair.run("model_env", lambda t: _env(t, "interpreter"), compare=False).value["interpreter"]
+    if not pair.is_cpp:
+        # Deliberate difference: our stub is the user's own interpreter, so it honours the
+        # PYTHON* variables and the locale like any Python program (UTF-8 streams here).
+        assert got["filesystem_encoding"] == "utf-8"
+        assert got["stdout"] == ["utf-8", "surrogateescape", False]
+        assert got["dont_write_bytecode"] == 1 and got["pythonpath_probe_importable"] is True
+        assert got["recursion_limit"] == 1000 and got["switch_interval"] == 0.005
+        return
+    assert got == {
+        "default_displayhook": True,
+        "default_excepthook": True,
+        "dont_write_bytecode": 0,
+        "filesystem_encoding": "ascii",
+        "pythonpath_probe_importable": False,
+        "recursion_limit": 1000,
+        "stderr": ["ascii", "backslashreplace", True],
+        "stdin": "'<stdin>'",
+        "stdout": ["ascii", "surrogateescape", False],
+        "switch_interval": 0.005,
+        "utf8_mode": 0,
+    }
+
+
 # ---- Logger -----------------------------------------------------------------------------------
 
 #: initialize: 4 levels; execute: 4 levels + 4 log() calls + 2 special messages.
 LOGGER_LINES = 14
 _LOGGER_LINE = re.compile(r'^[IWE] \S+:\d+\] "')
+
+
+BARE_TAG_CALL = 'logger.log_info(f"{self.tag}")'
+
+
+def _line_of(text: str) -> int:
+    """The line of models/logging/1/model.py that logs ``text`` (the file:line the log shows)."""
+    lines = (MODELS_DIR / "logging" / "1" / "model.py").read_text().splitlines()
+    found = [i for i, line in enumerate(lines, 1) if text in line and "log" in line]
+    assert len(found) == 1, (text, found)
+    return found[0]
 
 
 def _log(target: Target) -> Outcome:
@@ -166,20 +230,80 @@ def test_logger_lines_in_the_server_log(pair):
     payload, logger, printed = pair.run("logging", _log).value
     tag = "DIFFLOG[logging_<stub>_0]"
     assert payload == (b"payload \xe2\x9c\x93 [('ERROR', 2), ('INFO', 0), ('VERBOSE', 3), ('WARNING', 1)]",)
-    assert logger == (
-        f'I model.py:14] "{tag} initialize info"',
-        f'W model.py:15] "{tag} initialize warn"',
-        f'E model.py:16] "{tag} initialize error"',
-        f'I model.py:17] "{tag} initialize verbose"',
-        f'I model.py:24] "{tag} execute info payload ✓"',
-        f'W model.py:25] "{tag} execute warn payload ✓"',
-        f'E model.py:26] "{tag} execute error payload ✓"',
-        f'I model.py:27] "{tag} execute verbose payload ✓"',
-        f'I model.py:28] "{tag} log() default level"',
-        f'E model.py:29] "{tag} log() level ERROR"',
-        f'W model.py:30] "{tag} log() level WARNING"',
-        f'I model.py:31] "{tag} log() level VERBOSE"',
-        f'I model.py:32] "{tag} quotes \\" and \'single\', backslash \\\\, tab\\t, newline\\nsecond line, ünïcödé ✓"',
-        f'I model.py:33] "{tag}"',
+    expected = [("I", "initialize info"), ("W", "initialize warn"), ("E", "initialize error"),
+                ("I", "initialize verbose"), ("I", "execute info payload ✓"), ("W", "execute warn payload ✓"),
+                ("E", "execute error payload ✓"), ("I", "execute verbose payload ✓"),
+                ("I", "log() default level"), ("E", "log() level ERROR"), ("W", "log() level WARNING"),
+                ("I", "log() level VERBOSE")]
+    assert logger[:12] == tuple(f'{level} model.py:{_line_of(text.split(" payload")[0])}] "{tag} {text}"'
+                                for level, text in expected)
+    # The core quotes and escapes the message.
+    assert logger[12:] == (
+        f'I model.py:{_line_of("quotes")}] "{tag} quotes \\" and \'single\', backslash \\\\, tab\\t, '
+        f'newline\\nsecond line, ünïcödé ✓"',
+        f'I model.py:{_line_of(BARE_TAG_CALL)}] "{tag}"',
     )
     assert printed == (f"{tag} print to stdout", f"{tag} print to stderr")
+
+
+def test_print_without_flush_is_block_buffered(pair):
+    """model.py's stdout is the server's log file, so print() is block-buffered: the line shows up
+    only when the buffer fills or the stub exits (PYTHONUNBUFFERED=1 in the server's environment
+    does not apply to the C++ stub's embedded interpreter)."""
+    def case(target: Target) -> Outcome:
+        _, lines = target.log_during(
+            lambda: target.infer({"IN": np.array([b"print_unflushed"], dtype=object)}).require_ok(), settle_s=1.0)
+        return Outcome("value", value=tuple(target.normaliser.text(line) for line in lines if "unflushed" in line))
+
+    lines = pair.run("logging", case, compare=False).value
+    if pair.is_cpp:
+        assert lines == ()
+    else:
+        # Deliberate difference: PYTHONUNBUFFERED=1 applies to our (ordinary) interpreter.
+        assert len(lines) == 1
+
+
+def test_print_of_non_ascii_text(pair):
+    """The C++ stub's embedded interpreter writes stdout as ASCII (it ignores LANG=C.UTF-8), so
+    print() of non-ASCII text raises in model.py."""
+    out = pair.run("logging", lambda t: t.infer({"IN": np.array([b"print_unicode"], dtype=object)}),
+                   compare=False).require_ok()
+    if pair.is_cpp:
+        assert out.output("OUT").data == (b"UnicodeEncodeError: 'ascii' codec can't encode character "
+                                          b"'\\xfc' in position 23: ordinal not in range(128)",)
+    else:
+        # Deliberate difference: our interpreter follows the locale (C.UTF-8), so it prints.
+        assert b"UnicodeEncodeError" not in out.output("OUT").data[0]
+
+
+# ---- unload -----------------------------------------------------------------------------------
+
+
+def _unload(target: Target) -> Outcome:
+    """Unload the model; the log lines of its finalize (Logger and the stub's own) until it is gone."""
+    target.infer({"IN": np.array([1.0], dtype=np.float32)}).require_ok()
+    done = f"successfully unloaded '{target.name}'"
+
+    def unload():
+        status, body = target.server.http("POST", f"/v2/repository/models/{target.name}/unload", {})
+        deadline = time.monotonic() + 15
+        while done not in target.server.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return status
+
+    status, lines = target.log_during(unload)
+    assert done in "\n".join(lines), f"{target.name} did not unload within 15 s"
+    tag = f"DIFFLOG[{target.name}_0]"
+    return Outcome("value", value=(status, tuple(target.normaliser.log_line(line) for line in lines if tag in line)))
+
+
+def test_finalize_logs_and_raises_at_unload(pair):
+    """The exception from finalize is logged (through the parent) by the stub, which then exits."""
+    status, lines = pair.run("finalize", _unload).value
+    tag = "DIFFLOG[finalize_<stub>_0]"
+    assert status == 200
+    assert lines == (
+        f'I model.py:{line_of("finalize/1/model.py", "finalize called")}] "{tag} finalize called"',
+        f'I pb_stub.cc:978] "RuntimeError: {tag} finalize failed on purpose\\n\\nAt:\\n'
+        f'  <repo>/finalize_<stub>/1/model.py({line_of("finalize/1/model.py", "raise RuntimeError")}): finalize\\n"',
+    )

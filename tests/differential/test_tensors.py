@@ -1,12 +1,11 @@
 """Tensors through both stubs: arithmetic, every dtype, BYTES, zero-size shapes, output filtering."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-from difftools import DiffModel
+from difftools import DiffModel, Outcome
 
 INT32_CONFIG = """
 backend: "python"
@@ -182,3 +181,34 @@ def test_requesting_an_output_not_in_the_config_is_rejected(pair):
     values = np.array([1.5], dtype=np.float32)
     out = pair.run("outputs", lambda t: t.infer({"IN": values}, ["NOT_IN_CONFIG"])).require_error()
     assert "NOT_IN_CONFIG" in out.error
+
+
+# ---- sizes ------------------------------------------------------------------------------------
+
+
+def test_tensors_larger_than_the_shared_memory_region(pair):
+    """8 MiB in and out: the 1 MiB region (shm-default-byte-size) must grow, on both sides."""
+    sample = np.arange(1024 * 2048, dtype=np.float32).reshape(1024, 2048)
+    big_bytes = np.array([[bytes([i % 251]) * 40000 for i in range(30)]], dtype=object)  # 1.2 MB
+    out = pair.run("dtypes", lambda t: t.infer({"IN_FP32": sample, "IN_BYTES": big_bytes},
+                                               ["OUT_FP32", "OUT_BYTES"])).require_ok()
+    assert out.output("OUT_FP32").shape == (2048, 1024)
+    assert out.output("OUT_FP32").data == np.ascontiguousarray((sample * 2).T).tobytes()
+    assert out.output("OUT_BYTES").data == tuple(b"<" + x + b">" for x in big_bytes.reshape(-1))
+
+
+def test_many_requests_of_varying_size(pair):
+    """A sequence of growing and shrinking requests through one stub (allocation and release)."""
+    sizes = [1, 1000, 300000, 7, 900000, 0, 50000, 1200000, 3, 250000] * 2
+
+    def case(target):
+        results = []
+        for i, size in enumerate(sizes):
+            sample = (np.arange(size, dtype=np.int64) * (i + 1)).reshape(1, size)
+            results.append(target.infer({"IN_INT64": sample}, ["OUT_INT64"]))
+        return Outcome("value", value=tuple(results))
+
+    out = pair.run("dtypes", case)
+    for i, (size, result) in enumerate(zip(sizes, out.value)):
+        expected = np.flip((np.arange(size, dtype=np.int64) * (i + 1)).reshape(1, size))
+        assert result.require_ok().output("OUT_INT64").data == expected.tobytes()

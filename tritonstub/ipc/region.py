@@ -279,9 +279,24 @@ class Region:
 
     # ------------------------------------------------------------------ access
     def _check_handle(self, handle: int, nbytes: int) -> None:
-        if handle <= 0 or handle + nbytes > self.capacity:
-            raise BadHandle(f"handle {handle} (+{nbytes} bytes) lies outside the "
-                            f"{self.capacity}-byte mapping", region=self.name, offset=handle)
+        if handle <= 0:
+            raise BadHandle(f"handle {handle} is not a valid handle", region=self.name,
+                            offset=handle)
+        if handle + nbytes > self.capacity:
+            self._remap_if_grown()
+            if handle + nbytes > self.capacity:
+                raise BadHandle(f"handle {handle} (+{nbytes} bytes) lies outside the "
+                                f"{self.capacity}-byte region", region=self.name, offset=handle)
+
+    def _remap_if_grown(self) -> None:
+        """The peer may have grown the region since our last operation: map the new size.
+
+        Takes shm_mutex only when ``total size`` changed. Inside ``locked()`` that never
+        happens (it remaps on entry), so the non-recursive mutex is never taken twice.
+        """
+        if self.total_size != self.capacity:
+            with self.locked():
+                pass
 
     def _check_object(self, handle: int) -> None:
         """A Construct'ed object: inside the mapping and an allocated block (caller holds the lock)."""
@@ -296,8 +311,7 @@ class Region:
     def ensure_mapped(self, offset: int, nbytes: int) -> None:
         """Make sure [offset, offset+nbytes) is inside our mapping, remapping if the peer grew."""
         if offset < 0 or offset + nbytes > self.capacity:
-            with self.locked():
-                pass
+            self._remap_if_grown()
             if offset < 0 or offset + nbytes > self.capacity:
                 raise BadHandle(f"[{offset}, {offset + nbytes}) lies outside the "
                                 f"{self.capacity}-byte mapping", region=self.name, offset=offset)

@@ -2259,3 +2259,20 @@ for _cls in (
 for _func in (load_model, unload_model, is_model_ready, async_event_future_done_callback):
     _func.__module__ = _MODULE
 del _cls, _func, _name, _member
+
+
+# dir() of the C++ embedded module: its public names only (our helpers stay importable, but a
+# model listing the module sees what it would see under the C++ stub).
+_CPP_DIR = (
+    "COUNTER", "GAUGE", "HISTOGRAM", "InferenceRequest", "InferenceResponse",
+    "InferenceResponseSender", "InferenceTrace", "Logger", "MemoryType", "Metric",
+    "MetricFamily", "MetricKind", "PreferredMemory", "ResponseIterator", "SharedMemory",
+    "TRITONSERVER_MEMORY_CPU", "TRITONSERVER_MEMORY_GPU", "Tensor", "TritonError",
+    "TritonModelException", "async_event_future_done_callback", "is_model_ready", "load_model",
+    "shared_memory", "unload_model",
+    "__doc__", "__loader__", "__name__", "__package__", "__spec__",
+)
+
+
+def __dir__():
+    return sorted(_CPP_DIR)

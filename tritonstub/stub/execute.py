@@ -26,6 +26,7 @@ from ..errors import TritonStubError
 from ..ipc.layouts import r24_10 as L
 from . import codec
 from .codec import Owned
+from .log import SITE_EXECUTE_FAILED
 
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER
@@ -54,7 +55,8 @@ def run_coroutine(stub, coro, in_background: bool):
     """Stub::RunCoroutine: one event loop in a daemon thread, created on first use."""
     if stub.loop is None:
         loop = asyncio.new_event_loop()
-        t = threading.Thread(target=loop.run_forever, name="tritonstub-asyncio", daemon=True)
+        # As in pb_stub.cc: a (visible) Python daemon thread runs the loop.
+        t = threading.Thread(target=loop.run_forever, daemon=True)
         t.start()
         stub.loop = loop
     fut = asyncio.run_coroutine_threadsafe(coro, stub.loop)
@@ -104,7 +106,7 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
         text = stub.error_text(e)
         msg = f"Failed to process the request(s) for model '{stub.name}', message: {text}"
-        stub.log(2, msg)
+        stub.log(2, msg, line=SITE_EXECUTE_FAILED)
         if block:
             owned.remove(block)
             region.release(block)
@@ -178,7 +180,7 @@ def _missing_response(stub, request, owned: Owned) -> int:
             "InferenceResponse for every request (or send one with "
             "request.get_response_sender().send(response, flags=TRITONSERVER_RESPONSE_COMPLETE_"
             "FINAL)). tritonstub reports this instead of leaving the client waiting.")
-    stub.log(2, text)
+    stub.log(2, text, filename="tritonstub")
     sender._close()
     data = codec.ResponseData(error=(L.TRITONSERVER_Error_Code.INTERNAL, text))
     return codec.save_response(stub.region, data, owned)

@@ -26,7 +26,7 @@ import time
 from ..ipc.layouts import r24_10 as L
 from ..ipc.region import Region, region_path
 from ..ipc.sync import Mutex
-from .log import stub_log
+from .log import SITE_NON_GRACEFUL, stub_log
 
 PR_SET_PDEATHSIG = 1
 
@@ -98,7 +98,8 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
         finally:
             mutex.unlock()
         if not pid_alive(parent_pid):
-            stub_log("I", "Non-graceful termination detected. ", pid=stub_pid)
+            stub_log("I", "Non-graceful termination detected. ", line=SITE_NON_GRACEFUL,
+                     pid=stub_pid)
             try:
                 os.unlink(region_path(region_name))
             except OSError:

@@ -20,7 +20,7 @@ STUB_NAME = "triton_python_backend_stub"
 LAUNCHER = """#!/bin/sh
 # tritonstub launcher: Triton's python backend runs this instead of its C++ stub.
 if [ "$#" -lt 8 ]; then
-  echo "I$(date -u +'%m%d %H:%M:%S.%6N') $$ tritonstub:0]  Expected 9 arguments, found $(($# + 1)) arguments." >&2
+  echo "I$(date -u +'%m%d %H:%M:%S.%6N') $$ pb_stub.cc:2059]  Expected 9 arguments, found $(($# + 1)) arguments." >&2
   exit 1
 fi
 exec {python} -m tritonstub.stub "$@"

@@ -13,8 +13,22 @@ from typing import Optional
 
 LEVEL_CHAR = {0: "I", 1: "W", 2: "E", 3: "I"}
 
+# Where the C++ stub logs each of its own messages (pb_stub.cc, r24.10). We report the same
+# source location so log scrapers and the differential tests see identical lines.
+CPP = "pb_stub.cc"
+SITE_INSTANTIATE = 199
+SITE_GPU_BUFFERS = 406
+SITE_AUTO_COMPLETE_FAILED = 298
+SITE_INITIALIZE_FAILED = 366
+SITE_EXECUTE_FAILED = 714
+SITE_FINALIZE_EXCEPTION = 978
+SITE_ARGC = 2059
+SITE_BAD_PATH = 2087
+SITE_PREINIT = 2105
+SITE_NON_GRACEFUL = 2145
 
-def format_line(level_char: str, message: str, filename: str = "pb_stub.py", line: int = 0,
+
+def format_line(level_char: str, message: str, filename: str = CPP, line: int = 0,
                 pid: Optional[int] = None) -> str:
     now = time.time()
     tm = time.gmtime(now)
@@ -24,7 +38,7 @@ def format_line(level_char: str, message: str, filename: str = "pb_stub.py", lin
             f"{line}]  {message}")
 
 
-def stub_log(level_char: str, message: str, filename: str = "tritonstub", line: int = 0,
+def stub_log(level_char: str, message: str, filename: str = CPP, line: int = 0,
              pid: Optional[int] = None) -> None:
     try:
         sys.stderr.write(format_line(level_char, message, filename, line, pid) + "\n")

@@ -20,6 +20,7 @@ request that a CPU-only stub must still answer).
 """
 from __future__ import annotations
 
+import _thread
 import queue
 import threading
 from typing import Callable, Dict, Optional, Tuple
@@ -193,6 +194,25 @@ class Messenger:
                        owned)
 
 
+def start_hidden_thread(target) -> "threading.Lock":
+    """Run ``target`` in a thread that model code does not see in ``threading.enumerate()``.
+
+    The C++ stub's helper threads are native threads, invisible to Python (a model sees only
+    MainThread). We start ours with the low-level ``_thread`` module for the same picture. The
+    returned lock is released when ``target`` returns (join = acquire it with a timeout).
+    """
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run():
+        try:
+            target()
+        finally:
+            done.release()
+    _thread.start_new_thread(run, ())
+    return done
+
+
 class Worker:
     """The stub->parent worker thread (ServiceStubToParentRequests)."""
 
@@ -201,14 +221,12 @@ class Worker:
     def __init__(self, messenger: Messenger):
         self.messenger = messenger
         self.q: "queue.Queue" = queue.Queue()
-        self.thread: Optional[threading.Thread] = None
+        self.done: Optional["threading.Lock"] = None
         self.running = False
 
     def start(self) -> None:
         self.running = True
-        self.thread = threading.Thread(target=self._run, name="tritonstub-stub-to-parent",
-                                       daemon=True)
-        self.thread.start()
+        self.done = start_hidden_thread(self._run)
 
     def submit(self, fn: Callable[[], None]) -> None:
         self.q.put(fn)
@@ -230,8 +248,8 @@ class Worker:
         if self.running:
             self.running = False
             self.q.put(self._STOP)
-            if self.thread is not None:
-                self.thread.join(timeout)
+            if self.done is not None and self.done.acquire(timeout=timeout):
+                self.done.release()
 
 
 class Monitor:
@@ -241,14 +259,12 @@ class Monitor:
         self.stub = stub
         self.mq = stub.queues["parent_to_stub_mq"]
         self.handlers = handlers
-        self.thread: Optional[threading.Thread] = None
+        self.done: Optional["threading.Lock"] = None
         self.running = False
 
     def start(self) -> None:
         self.running = True
-        self.thread = threading.Thread(target=self._run, name="tritonstub-parent-to-stub",
-                                       daemon=True)
-        self.thread.start()
+        self.done = start_hidden_thread(self._run)
 
     def _run(self) -> None:
         region = self.stub.region
@@ -278,5 +294,5 @@ class Monitor:
                 self.mq.push(L.DUMMY_MESSAGE, 1.0)
             except IPCTimeout:
                 pass
-            if self.thread is not None:
-                self.thread.join(timeout)
+            if self.done is not None and self.done.acquire(timeout=timeout):
+                self.done.release()

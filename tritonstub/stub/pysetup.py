@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from types import ModuleType
-from typing import Dict
+from typing import Dict, Optional
 
 from ..errors import TritonStubError
 from ..loader.default import ModelContext
@@ -41,6 +41,12 @@ def c_utils() -> ModuleType:
 
 
 def _import_tpbu(ctx: ModelContext) -> ModuleType:
+    """Import the stock pb_utils from argv[6] by name, as C++ does.
+
+    It is imported before model.py (see the module docstring), when the loader has not yet
+    appended argv[6]; it is put on ``sys.path`` for this import only, so that ``sys.path`` ends
+    exactly as the loader's rule builds it.
+    """
     mod = sys.modules.get(TPBU)
     if mod is not None:
         return mod
@@ -50,7 +56,11 @@ def _import_tpbu(ctx: ModelContext) -> ModuleType:
         sys.modules[TPBU] = mod
         return mod
     import importlib
-    return importlib.import_module(TPBU)
+    sys.path.append(ctx.python_lib)
+    try:
+        return importlib.import_module(TPBU)
+    finally:
+        del sys.path[len(sys.path) - 1 - sys.path[::-1].index(ctx.python_lib)]
 
 
 def inject(stub, tpbu: ModuleType, cpbu: ModuleType) -> None:
@@ -58,27 +68,106 @@ def inject(stub, tpbu: ModuleType, cpbu: ModuleType) -> None:
     cpbu._inject_into_pb_utils(tpbu, get_model_dir=ctx.get_model_dir)
 
 
-def setup_and_import(stub) -> ModuleType:
-    """Paths, pb_utils and the import of model.py, as ModelContext::StubSetup does."""
-    from ..loader import default as loader
-    from .exc_text import call_user
+def setup_and_import(stub, config_json: Optional[str] = None,
+                     stub_kind: str = "instance") -> ModuleType:
+    """Paths, pb_utils and the import of the model (StubSetup), through tritonstub.loader.
+
+    ``config_json`` is the model config Triton sent (the AutoCompleteRequest's config, or
+    Initialize's ``model_config``): its ``TRITONSTUB_*`` parameters configure the loader.
+    ``stub_kind`` is ``"auto_complete"`` or ``"instance"``. Returns the object holding
+    ``TritonPythonModel`` (the model module for the built-in loaders).
+
+    Where the loader's log lines go: the auto-complete stub writes them to stderr (the parent
+    reads no log messages from that stub); an instance stub sends them to the Triton log
+    (LogRequest on stub_to_parent_mq, which the parent serves from before the launch) as they
+    happen, before the stub->parent worker starts.
+    """
+    from .. import loader
     ctx = stub.ctx
-    stem = ctx.module_stem()
     cpbu = c_utils()
-    if ctx.is_default:
-        sys.path.append(ctx.version_dir)
-        sys.path.append(ctx.model_dir)
-        sys.path.append(ctx.python_lib)
-        module_name = f"{ctx.version}.{stem}"
+
+    def prepare() -> None:
+        inject(stub, _import_tpbu(ctx), cpbu)
+
+    if stub_kind == "instance" and stub.runtime is not None:
+        sink = _ParentLog(stub.runtime.messenger)
     else:
-        sys.path.append(ctx.runtime_modeldir)
-        sys.path.append(ctx.python_lib)
-        module_name = stem
-    tpbu = _import_tpbu(ctx)
-    inject(stub, tpbu, cpbu)
-    # PyImport_ImportModule goes through __import__ with a non-empty fromlist.
-    call_user(__import__, module_name, None, None, ["__doc__"], 0)
-    return sys.modules[module_name]
+        sink = _stderr_log
+    try:
+        return loader.load_model(ctx, stub_name=stub.name, stub_kind=stub_kind,
+                                 config_json=config_json, emit=sink, prepare=prepare)
+    finally:
+        if isinstance(sink, _ParentLog):
+            sink.close()
+
+
+LOG_FILE = "tritonstub.loader"
+
+
+def _stderr_log(level: int, message: str) -> None:
+    from .log import LEVEL_CHAR, stub_log
+    stub_log(LEVEL_CHAR.get(level, "I"), message, LOG_FILE)
+
+
+class _ParentLog:
+    """The loader's lines to the Triton log, sent by a helper thread so the import never waits.
+
+    :meth:`close` waits (at most ``timeout`` s) until every line is out, so they come before the
+    stub's reply; lines the parent did not take by then go to stderr instead.
+    """
+
+    def __init__(self, messenger, timeout: float = 5.0):
+        import queue
+        import threading
+        self.messenger = messenger
+        self.timeout = timeout
+        self.q: "queue.Queue" = queue.Queue()
+        self.done = threading.Condition()
+        self.pending = 0
+        self.failed = False
+        self.thread = threading.Thread(target=self._run, name="tritonstub-loader-log", daemon=True)
+        self.thread.start()
+
+    def __call__(self, level: int, message: str) -> None:
+        if self.failed:
+            _stderr_log(level, message)
+            return
+        with self.done:
+            self.pending += 1
+        self.q.put((level, message))
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            level, message = item
+            if not self.failed:
+                try:
+                    self.messenger.send_log(LOG_FILE, 0, level, message)
+                except Exception:  # noqa: BLE001 - parent gone or queue trouble: use stderr
+                    self.failed = True
+            if self.failed:
+                _stderr_log(level, message)
+            with self.done:
+                self.pending -= 1
+                self.done.notify_all()
+
+    def close(self) -> None:
+        import queue
+        with self.done:
+            self.done.wait_for(lambda: self.pending == 0, self.timeout)
+            stuck = self.pending != 0
+        if stuck:
+            self.failed = True
+            while True:
+                try:
+                    item = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    _stderr_log(*item)
+        self.q.put(None)
 
 
 def auto_complete(stub, module: ModuleType, config_json: str) -> str:

@@ -44,6 +44,7 @@ from ..loader.default import ModelContext, split_model_path
 from . import codec, heartbeat
 from .codec import Owned
 from .exc_text import error_text, register_boundary
+from . import log as stublog
 from .log import stub_log
 
 C = L.PYTHONSTUB_CommandType
@@ -192,14 +193,18 @@ class Stub:
             return True
         if cmd == C.LoadGPUBuffers:
             self.log(2, "An error occurred while trying to load GPU buffers in the Python "
-                        "backend stub: GPU tensors are not supported by tritonstub yet")
+                        "backend stub: GPU tensors are not supported by tritonstub yet",
+                     line=stublog.SITE_GPU_BUFFERS)
             self.send_to_parent_mq(L.DUMMY_MESSAGE)
             return False
         return False  # unknown commands are ignored, as in C++
 
     # ------------------------------------------------------------------ python set-up
-    def _setup_python(self):
-        """StubSetup: import the model, inject the pb_utils attributes. Returns the module."""
+    def _setup_python(self, config_json: Optional[str] = None, kind: str = "instance"):
+        """StubSetup: import the model, inject the pb_utils attributes. Returns the module.
+
+        ``config_json`` (the model config) configures tritonstub.loader; ``kind`` is
+        "auto_complete" or "instance"."""
         from . import pysetup
         if self.runtime is None:
             from .shm_runtime import ShmRuntime
@@ -208,7 +213,7 @@ class Stub:
         if self.preinit_error is not None:
             raise TritonStubError(self.preinit_error)
         if self.model_module is None:
-            self.model_module = pysetup.setup_and_import(self)
+            self.model_module = pysetup.setup_and_import(self, config_json, kind)
         return self.model_module
 
     def error_text(self, exc: BaseException) -> str:
@@ -232,7 +237,7 @@ class Stub:
         terminate = False
         try:
             config_json = codec.read_string(region, args_handle)
-            module = self._setup_python()
+            module = self._setup_python(config_json, "auto_complete")
             self.runtime.kind = KIND_AUTOCOMPLETE
             from . import pysetup
             out = pysetup.auto_complete(self, module, config_json)
@@ -244,7 +249,8 @@ class Stub:
         except BaseException as e:  # noqa: BLE001 - report every failure to the parent
             text = self.error_text(e)
             self.delete_region = False
-            stub_log("I", f"Failed to initialize Python stub for auto-complete: {text}")
+            stub_log("I", f"Failed to initialize Python stub for auto-complete: {text}",
+                     line=stublog.SITE_AUTO_COMPLETE_FAILED)
             eh = codec.create_string(region, text, owned)
             A.write(region.buf, resp + _H, response_has_error=True, response_is_error_set=True,
                     response_error=eh)
@@ -271,7 +277,7 @@ class Stub:
         terminate = False
         try:
             params = codec.read_map(region, args_handle)
-            module = self._setup_python()
+            module = self._setup_python(params.get("model_config"), "instance")
             from . import pysetup
             pysetup.initialize(self, module, params)
             self.initialized = True
@@ -280,7 +286,8 @@ class Stub:
         except BaseException as e:  # noqa: BLE001
             text = self.error_text(e)
             self.delete_region = False
-            self.log(0, f"Failed to initialize Python stub: {text}")
+            self.log(0, f"Failed to initialize Python stub: {text}",
+                     line=stublog.SITE_INITIALIZE_FAILED)
             eh = codec.create_string(region, text, owned)
             I.write(region.buf, resp + _H, response_has_error=True, response_is_error_set=True,
                     response_error=eh)
@@ -303,7 +310,7 @@ class Stub:
         owned.release(self.region)
 
     # ------------------------------------------------------------------ logging
-    def log(self, level: int, message: str, filename: str = "pb_stub.py", line: int = 0) -> None:
+    def log(self, level: int, message: str, filename: str = stublog.CPP, line: int = 0) -> None:
         if self.runtime is not None and self.runtime.worker_running():
             self.runtime.log(filename, line, level, message)
         else:
@@ -321,7 +328,7 @@ class Stub:
                 try:
                     fin()
                 except BaseException as e:  # noqa: BLE001
-                    self.log(0, self.error_text(e))
+                    self.log(0, self.error_text(e), line=stublog.SITE_FINALIZE_EXCEPTION)
         if self.runtime is not None:
             self.runtime.stop_workers()
 
@@ -354,28 +361,32 @@ def main(argv: List[str]) -> int:
     signal.signal(signal.SIGTERM, _noop)
     tokens = split_model_path(argv[1])
     if len(tokens) < 2:
-        stub_log("I", f"Model path does not look right: {argv[1]}")
+        stub_log("I", f"Model path does not look right: {argv[1]}", line=stublog.SITE_BAD_PATH)
         return 1
     try:
         args = StubArgs.parse(argv)
     except (ValueError, IndexError) as e:
-        stub_log("I", f"Failed to preinitialize Python stub: bad argument: {e}")
+        stub_log("I", f"Failed to preinitialize Python stub: bad argument: {e}",
+                 line=stublog.SITE_PREINIT)
         return 1
     ctx = ModelContext(args.model_path, args.python_lib, args.runtime_modeldir, tokens[-2])
     stub = Stub(args, ctx)
-    if ctx.is_default and not os.path.exists(args.model_path):
-        # C++ exits here and the server waits forever; we go on and report it as a load error.
-        stub.preinit_error = f"Python model file not found in '{args.model_path}'"
-        stub_log("I", f"Failed to preinitialize Python stub: {stub.preinit_error}")
-    # Match the embedded interpreter the C++ stub runs: sys.argv == [''], sys.path[0] == ''.
+    # A missing model file is the loader's to report (C++ exits here and the server waits
+    # forever): its rules may find the model elsewhere, and its error lists what it tried.
+    # Match the embedded interpreter the C++ stub runs: sys.argv == [''], sys.path[0] == '',
+    # and an empty __main__ (no __file__, __spec__ None), which multiprocessing relies on.
     sys.argv[:] = [""]
     if sys.path and sys.path[0] != "":
         sys.path[0] = ""
+    import types
+    main_module = types.ModuleType("__main__")
+    main_module.__builtins__ = __builtins__
+    sys.modules["__main__"] = main_module
     code = 0
     try:
         stub.instantiate()
     except TritonStubError as e:
-        stub_log("I", f"Failed to preinitialize Python stub: {e}")
+        stub_log("I", f"Failed to preinitialize Python stub: {e}", line=stublog.SITE_PREINIT)
         stub.shutdown(unlink=False)
         return 1
     try:
@@ -384,7 +395,7 @@ def main(argv: List[str]) -> int:
     except StubExit as e:
         code = e.code
     except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent
-        stub_log("E", "tritonstub internal error:\n" + traceback.format_exc())
+        stub_log("E", "tritonstub internal error:\n" + traceback.format_exc(), filename="tritonstub")
         code = 1
     stub.shutdown(unlink=stub.delete_region and code == 0)
     return code

@@ -21,6 +21,18 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             text = request.inputs()[0].as_numpy()[0].decode()
+            if text == "print_unicode":
+                try:
+                    print(f"{self.tag} ünïcödé ✓", flush=True)
+                    result = b"printed"
+                except Exception as exc:
+                    result = f"{type(exc).__name__}: {exc}".encode()
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([result], dtype=object))]))
+                continue
+            if text == "print_unflushed":
+                print(f"{self.tag} unflushed print")
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([b"printed"], dtype=object))]))
+                continue
             if text == "print":
                 # Separate from the Logger calls: both end up in the server's stdout, and a print
                 # can land in the middle of a log line the server is writing.

@@ -27,6 +27,14 @@ AT_IMPORT = {
 }
 
 
+def importable(name):
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
 def public_names(module):
     return sorted(name for name in dir(module) if not name.startswith("_"))
 
@@ -74,6 +82,22 @@ class TritonPythonModel:
             "main_spec": repr(getattr(main, "__spec__", None)),
             "stdin_isatty": sys.stdin is not None and sys.stdin.isatty(),
             "numpy_input_dtype": str(requests[0].inputs()[0].as_numpy().dtype),
+            "environ_keys": sorted(os.environ),
+            "interpreter": {
+                "stdout": [getattr(sys.stdout, "encoding", None), getattr(sys.stdout, "errors", None),
+                           getattr(sys.stdout, "line_buffering", None)],
+                "stderr": [getattr(sys.stderr, "encoding", None), getattr(sys.stderr, "errors", None),
+                           getattr(sys.stderr, "line_buffering", None)],
+                "stdin": repr(getattr(sys.stdin, "name", None)),
+                "filesystem_encoding": sys.getfilesystemencoding(),
+                "utf8_mode": sys.flags.utf8_mode,
+                "dont_write_bytecode": sys.flags.dont_write_bytecode,
+                "recursion_limit": sys.getrecursionlimit(),
+                "switch_interval": sys.getswitchinterval(),
+                "default_excepthook": sys.excepthook is sys.__excepthook__,
+                "default_displayhook": sys.displayhook is sys.__displayhook__,
+                "pythonpath_probe_importable": importable("difftest_pythonpath_probe"),
+            },
         }
         payload = json.dumps(env, sort_keys=True).encode()
         return [pb_utils.InferenceResponse([pb_utils.Tensor("ENV", np.array([payload], dtype=object))])

@@ -1,0 +1,6 @@
+"""Not valid Python: the model cannot load."""
+
+
+class TritonPythonModel:
+    def execute(self, requests)
+        return []

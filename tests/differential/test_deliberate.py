@@ -1,0 +1,94 @@
+"""Where our stub differs from the C++ one on purpose: the C++ stub is broken there.
+
+Each test asserts the C++ behaviour on ``[cpp]`` (so a change in the reference is noticed) and our
+correct behaviour on ``[ours]``; nothing is compared. The C++ cases that leave the server unable
+to stop cleanly (a request that never gets a response, a load that never ends, a stub that spins)
+run on a quarantine server (see difftools.DiffModel.quarantine_cpp); their tests come last in
+this file where they burn CPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from difftools import DiffModel
+
+DIFF_MODELS = [
+    DiffModel("import_time_tensor"),
+    DiffModel("triton_dtype"),
+    DiffModel("return_none", quarantine_cpp=True),
+    DiffModel("nomodel", quarantine_cpp=True),
+    DiffModel("dlpack_numpy", quarantine_cpp=True),
+]
+
+IN = np.array([1.5, -2.0], dtype=np.float32)
+#: How long the C++ side is given where it never answers.
+CPP_HANG_S = 3.0
+
+
+def test_pb_utils_tensor_at_import_time(pair):
+    """C++: pb_utils.Tensor & co. are injected after model.py is imported, so using them at import
+    time fails the load with an AttributeError. Ours injects them first: the model loads and serves."""
+    load = pair.load("import_time_tensor", compare=False)
+    if pair.is_cpp:
+        assert load.require_error().error.startswith(
+            "load failed for model 'import_time_tensor_<stub>': version 1 is at UNAVAILABLE state: Internal: "
+            "AttributeError: module 'triton_python_backend_utils' has no attribute 'Tensor'\n\nAt:\n"
+            "  <repo>/import_time_tensor_<stub>/1/model.py(6): <module>\n")
+    else:
+        load.require_ok()
+        out = pair.run("import_time_tensor", lambda t: t.infer({"IN": IN}), compare=False).require_ok()
+        np.testing.assert_array_equal(out.array("OUT"), np.array([42.0], dtype=np.float32))
+
+
+def test_tensor_triton_dtype(pair):
+    """C++: Tensor.triton_dtype() raises TypeError (pybind11 cannot convert its own return enum).
+    Ours returns the TRITONSERVER_DataType number (FP32 = 11, INT16 = 7)."""
+    out = pair.run("triton_dtype", lambda t: t.infer({"IN": IN}), compare=False)
+    if pair.is_cpp:
+        assert out.require_error().error.startswith(
+            "Failed to process the request(s) for model 'triton_dtype_<stub>_0', message: TypeError: Unable to "
+            "convert function return value to a Python type! The signature was\n\t(self: "
+            "c_python_backend_utils.Tensor) -> TRITONSERVER_datatype_enum\n\nAt:\n")
+    else:
+        np.testing.assert_array_equal(out.require_ok().array("OUT"), np.array([11, 7], dtype=np.float32))
+
+
+def test_execute_returning_none(pair):
+    """C++: a non-decoupled execute that returns None sends no response at all; the client waits
+    until its own timeout and the request never completes. Ours answers with an error response
+    that points at the response sender (the decoupled API)."""
+    if pair.is_cpp:
+        out = pair.run("return_none", lambda t: t.infer({"IN": IN}, timeout_s=CPP_HANG_S), compare=False)
+        assert out.kind == "timeout", out.describe()
+    else:
+        out = pair.run("return_none", lambda t: t.infer({"IN": IN}), compare=False).require_error()
+        assert "return_none_<stub>" in out.error and "sender" in out.error.lower(), out.error
+
+
+def test_model_py_missing(pair):
+    """C++: the stub exits at start ("Python model file not found") before its handshake, and the
+    server waits for it forever: the load never ends. Ours fails the load with that error."""
+    if pair.is_cpp:
+        out = pair.load("nomodel", compare=False, timeout_s=CPP_HANG_S)
+        assert out.kind == "timeout", out.describe()
+        status = pair.servers.target("nomodel", "cpp").index_entry()
+        assert status["state"] == "LOADING"
+        launches = pair.servers.target("nomodel", "cpp").server.log_text()
+        assert "Failed to preinitialize Python stub: Python model file not found in '" in launches
+    else:
+        out = pair.load("nomodel", compare=False).require_error()
+        assert out.error.startswith("load failed for model 'nomodel_<stub>': version 1 is at UNAVAILABLE state: ")
+        assert "<repo>/nomodel_<stub>/1/model.py" in out.error
+
+
+def test_tensor_from_dlpack_of_a_numpy_array(pair):
+    """C++: Tensor.from_dlpack(name, numpy_array) renames the capsule wrongly and loops on
+    "PyCapsule_GetPointer called with incorrect name" until the parent finds it "not healthy"; the
+    request gets that error, or none before the client gives up. Ours builds the tensor."""
+    if pair.is_cpp:
+        out = pair.run("dlpack_numpy", lambda t: t.infer({"IN": IN}, timeout_s=CPP_HANG_S), compare=False)
+        assert out.kind == "timeout" or out.error == "Stub process 'dlpack_numpy_<stub>_0' is not healthy.", \
+            out.describe()
+    else:
+        out = pair.run("dlpack_numpy", lambda t: t.infer({"IN": IN}), compare=False).require_ok()
+        np.testing.assert_array_equal(out.array("OUT"), IN * 2)
