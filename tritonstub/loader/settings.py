@@ -189,6 +189,13 @@ def valid_keys() -> str:
     return ", ".join(SETTINGS)
 
 
+def _close(key: str, cutoff: float) -> Optional[str]:
+    """The valid key ``key`` is probably a misspelling of (compared without the prefix)."""
+    names = {k[len(PREFIX):]: k for k in SETTINGS}
+    close = difflib.get_close_matches(key[len(PREFIX):], list(names), n=1, cutoff=cutoff)
+    return names[close[0]] if close else None
+
+
 @dataclass
 class Settings:
     """Resolved values (``values[key]`` is the parsed value) and where each came from."""
@@ -264,18 +271,18 @@ def resolve(parameters: Mapping[str, str], environ: Optional[Mapping[str, str]] 
     if unknown:
         hints = []
         for k in unknown:
-            close = difflib.get_close_matches(k, SETTINGS, n=1)
-            hints.append(f"'{k}'" + (f" (did you mean {close[0]}?)" if close else ""))
+            close = _close(k, 0.6)
+            hints.append(f"'{k}'" + (f" (did you mean {close}?)" if close else ""))
         raise ConfigError(f"tritonstub: unknown parameter{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(hints)} in config.pbtxt; the valid TRITONSTUB_* "
                           f"parameters are: {valid_keys()}")
     warnings = []
     for k in sorted(environ):
         if k.startswith(PREFIX) and k not in SETTINGS and k not in _FOREIGN_ENV:
-            close = difflib.get_close_matches(k, SETTINGS, n=1, cutoff=0.8)
+            close = _close(k, 0.8)
             if close:
                 warnings.append(f"environment variable {k} is not a tritonstub setting and is "
-                                f"ignored; did you mean {close[0]}?")
+                                f"ignored; did you mean {close}?")
     values, sources, raw = {}, {}, {}
     for key, setting in SETTINGS.items():
         if key in parameters:
