@@ -11,13 +11,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_RUNNER = textwrap.dedent("""
+RUNNER = textwrap.dedent("""
     import json, sys
     args = json.loads(sys.argv[1])
     sys.argv[:] = [""]
@@ -118,7 +118,7 @@ def run_loader(model_path: Path, *, python_lib: Path, runtime_dir: str = "DEFAUL
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRITONSTUB_")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-c", _RUNNER, json.dumps(args)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(args)], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=str(cwd or python_lib))
     for line in proc.stdout.splitlines():
         if line.startswith("LOADER-RESULT "):

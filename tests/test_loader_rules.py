@@ -6,6 +6,8 @@ Triton.
 """
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from loader_support import DapClient, model_dir, run_loader
+from loader_support import ROOT, RUNNER, DapClient, config_with, model_dir, run_loader
 
 MODEL = """
     import triton_python_backend_utils as pb_utils
@@ -346,8 +348,7 @@ PLUGIN = """
 
 
 def test_plugin_from_an_entry_point(tmp_path, lib):
-    m = model_dir(tmp_path, files={"elsewhere.py": MODEL.format(who="plugin").replace(
-        "import triton_python_backend_utils as pb_utils", "import triton_python_backend_utils as pb_utils\n")})
+    m = model_dir(tmp_path, files={"elsewhere.py": MODEL.format(who="plugin")})
     _plugin(m / "plugins", PLUGIN)
     params = {"TRITONSTUB_LOADER": "fixed", "TRITONSTUB_SYS_PATH": "$$TRITON_MODEL_DIRECTORY/plugins"}
     run = run_loader(m / "1" / "model.py", python_lib=lib, parameters=params)
@@ -412,15 +413,12 @@ def test_debugpy_waits_for_a_debugger_before_the_import(tmp_path, lib):
     pytest.importorskip("debugpy")
     m = model_dir(tmp_path, model_py=MODEL.format(who="argv1"))
     port = _free_port()
-    import json
-    from loader_support import ROOT, _RUNNER, config_with
     args = {"model_path": str(m / "1" / "model.py"), "python_lib": str(lib), "runtime_dir": "DEFAULT",
             "config": config_with({"TRITONSTUB_DEBUGPY": str(port), "TRITONSTUB_DEBUGPY_WAIT": "60"}),
             "kind": "instance", "name": "m_0_0", "after": ""}
-    import os
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRITONSTUB_")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.Popen([sys.executable, "-c", _RUNNER, json.dumps(args)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=str(lib), start_new_session=True)
     try:
         deadline = time.monotonic() + 30

@@ -75,6 +75,7 @@ class Region:
         self.unlink_on_close = False
         self._closed = False
         self._local = threading.RLock()   # guards our Python-side state across threads
+        self._tls = threading.local()      # per-thread depth of locked()
 
     # ------------------------------------------------------------------ opening / creating
     @classmethod
@@ -197,30 +198,50 @@ class Region:
     # ------------------------------------------------------------------ locking
     @contextmanager
     def locked(self) -> Iterator["Region"]:
-        """Hold ``shm_mutex`` (and our thread lock) and make sure the newest mapping is in use."""
+        """Hold ``shm_mutex`` and make sure the newest mapping is in use.
+
+        Re-entrant for the calling thread (the pthread mutex itself is not), so several
+        operations can share one lock hold: ``with region.locked(): a = construct(); ...``.
+        """
+        tls = self._tls
+        if tls.__dict__.get("depth", 0):
+            tls.depth += 1
+            try:
+                yield self
+            finally:
+                tls.depth -= 1
+            return
         with self._local:
             self.mutex.lock()
+            tls.depth = 1
             try:
                 self.grow_if_needed(0)
                 yield self
             finally:
+                tls.depth = 0
                 self.mutex.unlock()
 
     # ------------------------------------------------------------------ objects
     def construct(self, nbytes: int, aligned: bool = False) -> int:
         """SharedMemoryManager::Construct: allocate nbytes + 16, ref_count = 1, return the handle."""
-        req = nbytes + L.OWNERSHIP_HEADER
         with self.locked():
+            return self._construct_locked(nbytes + L.OWNERSHIP_HEADER, aligned)
+
+    def construct_many(self, sizes, aligned: bool = False) -> list:
+        """Several Constructs under one hold of ``shm_mutex`` (one lock round trip, not n)."""
+        with self.locked():
+            return [self._construct_locked(n + L.OWNERSHIP_HEADER, aligned) for n in sizes]
+
+    def _construct_locked(self, req: int, aligned: bool) -> int:
+        seg = self.segment
+        try:
+            h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
+        except OutOfMemory:
+            self.grow_if_needed(req)
             seg = self.segment
-            alloc = (lambda: seg.allocate_aligned(req, 32)) if aligned else (lambda: seg.allocate(req))
-            try:
-                h = alloc()
-            except OutOfMemory:
-                self.grow_if_needed(req)
-                seg = self.segment
-                h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
-            _REF.pack_into(self.buf, h, 1)
-            return h
+            h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
+        _REF.pack_into(self.buf, h, 1)
+        return h
 
     def load(self, handle: int) -> int:
         """SharedMemoryManager::Load: one more reference. Returns the payload offset."""

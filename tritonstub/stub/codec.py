@@ -177,13 +177,23 @@ def save_tensor(region: Region, name: str, dtype: int, dims: Sequence[int], data
 
     ``data`` is any C-contiguous buffer (bytes, numpy array memoryview).
     """
+    bname, mv = _tensor_parts(name, data)
+    h = region.construct(tensor_block_size(bname, len(dims), len(mv)))
+    owned.append(h)
+    _fill_tensor(region.buf, h, bname, dtype, dims, mv)
+    return h
+
+
+def _tensor_parts(name: str, data):
     bname = name.encode("utf-8", "surrogateescape")
-    mv = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    mv = data if isinstance(data, (bytes, bytearray)) else memoryview(data).cast("B")
+    return bname, mv
+
+
+def _fill_tensor(buf, h: int, bname: bytes, dtype: int, dims: Sequence[int], mv) -> None:
+    """Write a Construct'ed tensor block. The block is still private to us: no lock needed."""
     nbytes = len(mv)
     ndims = len(dims)
-    h = region.construct(tensor_block_size(bname, ndims, nbytes))
-    owned.append(h)
-    buf = region.buf
     p = h + _H
     L.TensorShm.write(buf, p, memory=0, dtype=int(dtype), dims_count=ndims)
     if ndims:
@@ -200,7 +210,6 @@ def save_tensor(region: Region, name: str, dtype: int, dims: Sequence[int], data
     if nbytes:
         d = m + L.MemoryShm.size
         buf[d:d + nbytes] = mv
-    return h
 
 
 # ------------------------------------------------------------------ requests
@@ -298,12 +307,17 @@ def save_response(region: Region, resp: ResponseData, owned: Owned) -> int:
         S.write(region.buf, h + _H, outputs_size=0, error=eh, has_error=True, is_error_set=True,
                 id=resp.id, is_last_response=resp.is_last_response)
         return h
-    n = len(resp.outputs)
-    tensor_handles = [save_tensor(region, name, dt, dims, data, owned)
-                      for name, dt, dims, data in resp.outputs]
-    h = region.construct(S.size + 8 * n)
-    owned.append(h)
+    # One lock hold for all the blocks of this response; the copies happen after, unlocked.
+    parts = [(_tensor_parts(name, data), dt, dims) for name, dt, dims, data in resp.outputs]
+    n = len(parts)
+    sizes = [S.size + 8 * n] + [tensor_block_size(bname, len(dims), len(mv))
+                                for (bname, mv), dt, dims in parts]
+    handles = region.construct_many(sizes)
+    owned.extend(handles)
+    h, tensor_handles = handles[0], handles[1:]
     buf = region.buf
+    for th, ((bname, mv), dt, dims) in zip(tensor_handles, parts):
+        _fill_tensor(buf, th, bname, dt, dims, mv)
     S.write(buf, h + _H, outputs_size=n, error=0, has_error=False, is_error_set=False,
             id=resp.id, is_last_response=resp.is_last_response)
     if n:

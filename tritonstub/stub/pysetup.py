@@ -10,6 +10,9 @@ get_model_dir).
 One deliberate difference: the C++ stub imports model.py first and injects the attributes
 afterwards, so a model that touches e.g. ``pb_utils.Tensor`` at import time fails there with an
 AttributeError; we inject first, so it works.
+
+Which file is imported, and how, is tritonstub.loader's job (docs/loader.md): by default it
+imports argv[1] or argv[9]/model.py exactly as the C++ stub does, and logs what it tried.
 """
 from __future__ import annotations
 

@@ -1,0 +1,295 @@
+"""Decoupled models and the response sender, over gRPC streams, through both stubs.
+
+``dec_modes`` (decoupled) sends through ``request.get_response_sender()`` as its MODE input
+says: N responses then FINAL, FINAL on the last response, FINAL alone, from another thread after
+execute returned, error responses (final and not), sends after FINAL, bad flags, exceptions after
+some sends. ``dec_async`` has ``async def execute`` (run in the background by both stubs),
+``nondec_sender`` uses the sender in a non-decoupled model (one response + FINAL, return None),
+``nondec_async`` is a non-decoupled ``async def execute``. Notes that a model kept (errors raised
+when nothing reaches the client any more) are compared through its "report" mode.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+
+from difftools import DiffModel, Outcome, Target, line_of
+from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
+from streams import notes, stream_infer
+
+DIFF_MODELS = [
+    DiffModel("dec_modes"),
+    DiffModel("dec_async"),
+    DiffModel("nondec_sender"),
+    DiffModel("nondec_async"),
+    # Cases that break the server they run in (see solo.py): the C++ side on the quarantine
+    # server, ours on a server of its own.
+    DiffModel("nondec_hazard", source="nondec_sender", quarantine_cpp=True),
+    DiffModel("dec_async_raise", source="dec_async", quarantine_cpp=True),
+]
+SOLO_MODELS = [
+    DiffModel("nondec_hazard", source="nondec_sender"),
+    DiffModel("dec_async_raise", source="dec_async"),
+]
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
+
+
+def _inputs(mode: str, n: int = 0):
+    return {"MODE": np.array([mode.encode()], dtype=object), "N": np.array([n], dtype=np.int32)}
+
+
+def _stream(mode: str, n: int = 0, **kwargs):
+    return lambda t: stream_infer(t, _inputs(mode, n), **kwargs)
+
+
+def _kept(raw) -> tuple:
+    return tuple((label, _ADDRESS.sub(" at 0x…>", text)) for label, text in raw)
+
+
+def _with_notes(mode: str, n: int = 0):
+    """The stream of one request, then the notes the model kept meanwhile."""
+    def case(t: Target) -> Outcome:
+        first = stream_infer(t, _inputs(mode, n)).value
+        return Outcome("value", value=(first, _kept(notes(t))))
+    return case
+
+
+# ---- normal use -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_n_responses_then_final_flag_alone(pair, n):
+    result = pair.run("dec_modes", _stream("repeat", n)).value
+    assert result.end == "final"
+    assert result.values() == list(range(n))
+    assert len(result.msgs) == n + 1 and result.msgs[-1].outputs == () and result.msgs[-1].final
+
+
+def test_final_flag_on_the_last_response(pair):
+    result = pair.run("dec_modes", _stream("final_with_last", 3)).value
+    assert result.end == "final" and result.values() == [0, 1, 2]
+    assert [m.final for m in result.msgs] == [False, False, True]
+
+
+def test_final_flag_without_any_response(pair):
+    result = pair.run("dec_modes", _stream("final_only")).value
+    assert result.end == "final" and len(result.msgs) == 1 and result.msgs[0].outputs == ()
+
+
+def test_get_response_sender_returns_the_same_object(pair):
+    result = pair.run("dec_modes", _stream("same_sender")).value
+    assert result.responses[0].scalar("NOTE") == "same sender object: True"
+
+
+def test_sends_from_another_thread_after_execute_returned(pair):
+    result = pair.run("dec_modes", _stream("thread", 4)).value
+    assert result.end == "final" and result.values() == [0, 1, 2, 3]
+    assert {m.scalar("NOTE") for m in result.responses} == {"sender-thread"}
+
+
+def test_is_cancelled_on_the_sender_and_the_request(pair):
+    result = pair.run("dec_modes", _stream("is_cancelled")).value
+    assert result.responses[0].scalar("NOTE") == "sender False, request False"
+
+
+def test_requests_in_a_row_on_one_instance(pair):
+    def case(t: Target) -> Outcome:
+        return Outcome("value", value=tuple(stream_infer(t, _inputs("repeat", k)).value for k in (2, 0, 3)))
+    results = pair.run("dec_modes", case).value
+    assert [r.values() for r in results] == [[0, 1], [], [0, 1, 2]]
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+def test_error_response_with_the_final_flag(pair):
+    result = pair.run("dec_modes", _stream("error_final", 2)).value
+    assert result.values() == [0, 1]
+    assert result.errors == ("decoupled failure",)
+    assert result.end == "error"
+
+
+def test_error_response_without_the_final_flag_then_more(pair):
+    result = pair.run("dec_modes", _stream("error_then_more")).value
+    assert result.errors == ("not final yet",)
+    assert result.values() == [1] and result.end == "final"
+
+
+def test_sending_after_final(pair):
+    first, kept = pair.run("dec_modes", _with_notes("after_final")).value
+    assert first.values() == [0] and first.end == "final"
+    assert kept == (
+        ("response after FINAL", "TritonModelException: Unable to send response. Response sender has been closed."),
+        ("FINAL after FINAL", "TritonModelException: Unable to send response. Response sender has been closed."),
+    )
+
+
+def test_bad_send_arguments(pair):
+    first, kept = pair.run("dec_modes", _with_notes("bad_sends")).value
+    assert first.values() == [0]
+    labels = [k[0] for k in kept]
+    assert labels == ["flags=2", "no response, flags 0", "not a response", "negative flags"]
+    assert kept[0][1] == "TritonModelException: Unable to send response. Unsupported flag provided."
+    assert kept[1][1] == ("TritonModelException: Inference Response object must be provided when the "
+                          "response flags is set to zero.")
+    assert kept[2][1].startswith("TypeError: send(): incompatible function arguments.")
+
+
+def test_exception_after_final_is_logged(pair):
+    def case(t: Target) -> Outcome:
+        result, lines = t.log_during(lambda: stream_infer(t, _inputs("raise_after_final")).value)
+        logged = [t.normaliser.log_line(line) for line in lines if "Failed to process" in line]
+        return Outcome("value", value=(result, tuple(logged)))
+    result, logged = pair.run("dec_modes", case).value
+    assert result.values() == [0] and result.end == "final"
+    line = line_of("dec_modes/1/model.py", "# raises: the sender is closed")
+    assert logged == ((
+        "E pb_stub.cc:714] \"Failed to process the request(s) for model 'dec_modes_<stub>_0_0', message: "
+        "TritonModelException: Unable to send response. Response sender has been closed.\\n\\nAt:\\n"
+        f"  <repo>/dec_modes_<stub>/1/model.py({line}): mode_raise_after_final\\n"
+        f"  <repo>/dec_modes_<stub>/1/model.py({line_of('dec_modes/1/model.py', 'result = getattr(self')}): execute\\n\""),)
+
+
+def test_exception_after_some_sends(pair):
+    """The responses sent before the exception arrive, then the execute error (FINAL)."""
+    result = pair.run("dec_modes", _stream("raise_after_sends", 2)).value
+    assert result.values() == [0, 1]
+    raise_line = line_of("dec_modes/1/model.py", 'raise ValueError("failed after')
+    call_line = line_of("dec_modes/1/model.py", "result = getattr(self")
+    assert result.errors == (
+        "Failed to process the request(s) for model 'dec_modes_<stub>_0_0', message: ValueError: failed after 2 "
+        f"sends\n\nAt:\n  <repo>/dec_modes_<stub>/1/model.py({raise_line}): mode_raise_after_sends\n"
+        f"  <repo>/dec_modes_<stub>/1/model.py({call_line}): execute\n",)
+
+
+def test_decoupled_execute_returning_a_list(pair):
+    result = pair.run("dec_modes", _stream("return_list")).value
+    assert result.values() == []
+    assert result.errors == ("Failed to process the request(s) for model 'dec_modes_<stub>_0_0', message: "
+                             "Python model 'dec_modes_<stub>_0_0' is using the decoupled mode and the execute "
+                             "function must return None.",)
+
+
+def test_model_still_serves_after_the_errors(pair):
+    def case(t: Target) -> Outcome:
+        for mode in ("raise_after_sends", "return_list", "raise_after_final"):
+            stream_infer(t, _inputs(mode, 1))
+        return stream_infer(t, _inputs("repeat", 2))
+    assert pair.run("dec_modes", case).value.values() == [0, 1]
+
+
+# ---- async def execute ------------------------------------------------------------------------
+
+
+def test_async_decoupled_execute_sends_from_the_event_loop(pair):
+    result = pair.run("dec_async", _stream("sleep_send", 3)).value
+    assert result.end == "final" and result.values() == [0, 1, 2]
+    assert {m.scalar("NOTE") for m in result.responses} == {"off the main thread: True"}
+
+
+def test_async_decoupled_execute_gathers_coroutines(pair):
+    result = pair.run("dec_async", _stream("gather", 4)).value
+    assert result.end == "final" and result.values() == [3, 2, 1, 0]
+
+
+# ---- the response sender in a non-decoupled model ---------------------------------------------
+
+
+def test_non_decoupled_send_with_final_and_return_none(pair):
+    out = pair.run("nondec_sender", lambda t: t.infer(_inputs("send_final", 7))).require_ok()
+    assert out.array("OUT").tolist() == [7]
+
+
+def test_non_decoupled_send_then_final_alone(pair):
+    out = pair.run("nondec_sender", lambda t: t.infer(_inputs("send_then_final", 8))).require_ok()
+    assert out.array("OUT").tolist() == [8]
+
+
+def _infer_then_report(mode: str, n: int):
+    def case(t: Target) -> Outcome:
+        first = t.infer(_inputs(mode, n))
+        report = t.infer(_inputs("report")).require_ok()
+        kept = t.normaliser.value(report.json("NOTE"))
+        return Outcome("value", value=(first, _kept(kept)))
+    return case
+
+
+def test_non_decoupled_final_before_a_response(pair):
+    first, kept = pair.run("nondec_sender", _infer_then_report("final_first", 3)).value
+    assert first.require_ok().array("OUT").tolist() == [3]
+    assert kept == (("FINAL before a response", "TritonModelException: Unable to send response. Non-decoupled "
+                     "model cannot send complete final before sending a response."),)
+
+
+def test_non_decoupled_second_response(pair):
+    first, kept = pair.run("nondec_sender", _infer_then_report("send_twice", 4)).value
+    assert first.require_ok().array("OUT").tolist() == [4]
+    assert kept == (("second response", "TritonModelException: Unable to send response. Non-decoupled model "
+                     "cannot send more than one response."),)
+
+
+def test_non_decoupled_async_execute(pair):
+    out = pair.run("nondec_async", lambda t: t.infer(_inputs("add", 41))).require_ok()
+    assert out.array("OUT").tolist() == [42]
+
+
+def test_non_decoupled_async_execute_gathers(pair):
+    out = pair.run("nondec_async", lambda t: t.infer(_inputs("gather", 5))).require_ok()
+    assert out.array("OUT").tolist() == [20]
+    assert out.output("NOTE").data == (b"_UnixSelectorEventLoop",)
+
+
+def test_non_decoupled_async_execute_raising(pair):
+    out = pair.run("nondec_async", lambda t: t.infer(_inputs("raise"))).require_error()
+    assert out.error.startswith("Failed to process the request(s) for model 'nondec_async_<stub>_0_0', message: "
+                                "RuntimeError: async execute failed\n\nAt:\n"), out.error
+
+
+# ---- hazards: each stub on a server where its failure harms nothing else ------------------------
+
+
+def test_async_decoupled_execute_raising_is_only_logged(pair, solo):
+    """Both stubs log the coroutine's traceback (pb_stub.cc:945) and send nothing more: FINAL never
+    comes. Under the C++ stub the model can then never unload (the failed coroutine keeps the
+    response sender, hence the response factory, alive), so it runs on the quarantine server;
+    ours must let the model unload (the solo server must stop cleanly)."""
+    def case(t: Target) -> Outcome:
+        result, lines = t.log_during(lambda: stream_infer(t, _inputs("raise"), timeout_s=2.0).value)
+        logged = [t.normaliser.log_line(line) for line in lines if "async decoupled failure" in line]
+        return Outcome("value", value=(result, tuple(logged)))
+    result, logged = run_hazard(pair, solo, "dec_async_raise", case).value
+    assert result.values() == [0] and result.end == "timeout"
+    assert len(logged) == 1 and logged[0].startswith('E pb_stub.cc:945] "Traceback (most recent call last):'), logged
+    assert logged[0].endswith('ValueError: async decoupled failure\\n"')
+
+
+def test_non_decoupled_send_and_also_return(pair, solo):
+    """The sent response reaches the client; the returned one fails execute (logged as a C++-side
+    error: no exception type). The C++ stub marks the response factory as already deleted; a stub
+    that does not makes the parent delete it a second time (heap corruption in tritonserver)."""
+    def case(t: Target) -> Outcome:
+        out, lines = t.log_during(lambda: t.infer(_inputs("send_and_return", 5)))
+        logged = [t.normaliser.log_line(line) for line in lines if "Failed to process" in line]
+        after = t.infer(_inputs("return", 6))
+        return Outcome("value", value=(out, tuple(logged), after))
+    out, logged, after = run_hazard(pair, solo, "nondec_hazard", case).value
+    assert out.require_ok().array("OUT").tolist() == [5]
+    assert logged == ('E pb_stub.cc:714] "Failed to process the request(s) for model \'nondec_hazard_<stub>_0_0\', '
+                      'message: Unable to send response. Non-decoupled model cannot send more than one response."',)
+    assert after.require_ok().array("OUT").tolist() == [6]
+
+
+def test_non_decoupled_exception_after_the_final_send(pair, solo):
+    """The client has its response; the execute error only reaches the log. The C++ stub then lets
+    the parent delete the (already deleted) response factory again: it runs on the quarantine
+    server. Ours must tell the parent the factory is gone (the solo server must stop cleanly)."""
+    def case(t: Target) -> Outcome:
+        out, lines = t.log_during(lambda: t.infer(_inputs("send_final_then_raise", 9)))
+        logged = [t.normaliser.log_line(line) for line in lines if "Failed to process" in line]
+        return Outcome("value", value=(out, tuple(logged)))
+    out, logged = run_hazard(pair, solo, "nondec_hazard", case).value
+    assert out.require_ok().array("OUT").tolist() == [9]
+    assert len(logged) == 1 and "ValueError: raised after the response was sent" in logged[0], logged
