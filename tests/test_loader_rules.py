@@ -446,3 +446,17 @@ def test_debugpy_waits_for_a_debugger_before_the_import(tmp_path, lib):
     log = "\n".join(msg for _, msg in result["log"])
     assert f"debugpy is listening on 127.0.0.1:{port}" in log
     assert "debugpy: a debugger is attached; importing the model" in log
+
+
+def test_debugpy_in_the_auto_complete_stub_only_when_asked(tmp_path, lib):
+    pytest.importorskip("debugpy")
+    m = model_dir(tmp_path, model_py=MODEL.format(who="argv1"))
+    port = _free_port()
+    params = {"TRITONSTUB_DEBUGPY": str(port), "TRITONSTUB_DEBUGPY_STUB": "auto_complete"}
+    ac = run_loader(m / "1" / "model.py", python_lib=lib, parameters=params, kind="auto_complete")
+    assert ac.ok, ac.error
+    # shown although the auto-complete stub's other loader lines are VERBOSE
+    assert ac.log == [(0, f"model 'm_0_0': debugpy is listening on 127.0.0.1:{port}: attach a debugger "
+                          f"('attach' to 127.0.0.1:{port})")]
+    instance = run_loader(m / "1" / "model.py", python_lib=lib, parameters=params)
+    assert instance.ok and "debugpy is listening" not in instance.log_text()

@@ -5,10 +5,10 @@ delete that corrupts its heap, a model that can never unload). ``DiffModel(...,
 quarantine_cpp=True)`` already sends the ``_cpp`` variant to a throwaway server. For such a
 case our variant must not share the module's main server either: if our stub had the same bug
 it would take every other test of the module down with it. A module that imports the ``solo``
-fixture gets a third server that serves only the ``_ours`` variants of its ``SOLO_MODELS``;
-:func:`run_hazard` runs a case on the right server for each stub and compares, and the solo
-server must stop cleanly (exit status 0, no fatal signal, nothing left behind) or the module
-fails at teardown.
+fixture gets, per test and on first use, a server of its own that serves only the ``_ours``
+variants of the module's ``SOLO_MODELS``; :func:`run_hazard` runs a
+case on the right server for each stub and compares, and that server must stop cleanly (exit
+status 0, no fatal signal, nothing left behind) or the test fails at teardown.
 """
 from __future__ import annotations
 
@@ -25,34 +25,45 @@ _FATAL = re.compile(r"^Signal \((?:6|11|7|4)\) received\.|double free|corrupted|
 
 
 class Solo:
-    def __init__(self, servers: DiffServers):
-        self.servers = servers
+    """Our variants of the module's ``SOLO_MODELS``, on a server started on first use (one per test)."""
+
+    def __init__(self, models, reference, workdir):
+        self.models = {m.base: m for m in models}
+        self.reference = reference
+        self.workdir = workdir
+        self.servers = None
 
     def target(self, base: str) -> Target:
+        if self.servers is None:
+            self.servers = DiffServers(list(self.models.values()), self.reference, self.workdir, stubs=("ours",))
+            self.servers.start()
         return self.servers.loaded(base, "ours")
 
-
-@pytest.fixture(scope="module")
-def solo(triton_reference, tmp_path_factory, request):
-    models = getattr(request.module, "SOLO_MODELS", None)
-    if not models:
-        raise pytest.UsageError(f"{request.module.__name__} uses the solo fixture but has no SOLO_MODELS")
-    workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + "_solo")
-    servers = DiffServers(models, triton_reference, workdir, stubs=("ours",))
-    try:
-        servers.start()
-        yield Solo(servers)
-    finally:
-        problems = servers.stop()
-        server = servers.main
+    def stop(self):
+        if self.servers is None:
+            return []
+        problems = self.servers.stop()
+        server = self.servers.main
         if server is not None:
             fatal = _FATAL.findall(server.log_text())
             if fatal or server.returncode not in (0, None):
                 problems.append(f"the solo server (our stub only) did not stop cleanly: exit status "
                                 f"{server.returncode}, {fatal}; log {server.log}")
+        return problems
+
+
+@pytest.fixture
+def solo(triton_reference, tmp_path, request):
+    models = getattr(request.module, "SOLO_MODELS", None)
+    if not models:
+        raise pytest.UsageError(f"{request.module.__name__} uses the solo fixture but has no SOLO_MODELS")
+    solo = Solo(models, triton_reference, tmp_path / "solo")
+    try:
+        yield solo
+    finally:
+        problems = solo.stop()
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
-
 
 def run_hazard(pair, solo: Solo, base: str, case: Callable[[Target], Outcome], *, compare: bool = True,
                key: object = None) -> Outcome:

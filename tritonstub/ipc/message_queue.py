@@ -83,9 +83,10 @@ class MessageQueue:
     # ------------------------------------------------------------------ push / pop
     def push(self, value: int, timeout: Optional[float] = None) -> bool:
         """Push a handle. With ``timeout`` (s) return False if no slot/lock came in time."""
-        if not self.sem_empty.wait(timeout):
+        # Fast path first: a free slot and a free mutex need no deadline (no ctypes timespec).
+        if not self.sem_empty.try_wait() and not self.sem_empty.wait(timeout):
             return False
-        if not self._lock(timeout, self.sem_empty):
+        if not self.mutex.try_lock() and not self._lock(timeout, self.sem_empty):
             return False
         try:
             buf = self._buf
@@ -99,9 +100,9 @@ class MessageQueue:
 
     def pop(self, timeout: Optional[float] = None) -> Optional[int]:
         """Pop a handle; with ``timeout`` return None if nothing came in time."""
-        if not self.sem_full.wait(timeout):
+        if not self.sem_full.try_wait() and not self.sem_full.wait(timeout):
             return None
-        if not self._lock(timeout, self.sem_full):
+        if not self.mutex.try_lock() and not self._lock(timeout, self.sem_full):
             return None
         try:
             buf = self._buf

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Iterator, List, Optional
 
 from .layouts import r24_10 as L
-from .segment import ManagedSegment
+from .segment import ManagedSegment, units_for
 from .sync import Mutex
 from ..errors import (BadHandle, NotASegment, OutOfMemory, RegionNotFound, ShmError)
 
@@ -76,6 +76,10 @@ class Region:
         self._closed = False
         self._local = threading.RLock()   # guards our Python-side state across threads
         self._tls = threading.local()      # per-thread depth of locked()
+        # Block reuse (off unless enable_block_reuse() is called; see there).
+        self._reuse = False
+        self._cache: dict = {}             # block units -> [handles we own, ref count 0]
+        self._cached_bytes = 0
 
     # ------------------------------------------------------------------ opening / creating
     @classmethod
@@ -196,6 +200,33 @@ class Region:
             self._set_total_size(new_size)      # published last: the peer remaps on seeing it
 
     # ------------------------------------------------------------------ locking
+    def _enter(self) -> None:
+        """Take ``shm_mutex`` (re-entrant for this thread) and remap if the peer grew."""
+        tls = self._tls
+        depth = tls.__dict__.get("depth", 0)
+        if depth:
+            tls.depth = depth + 1
+            return
+        self._local.acquire()
+        try:
+            self.mutex.lock()
+        except BaseException:
+            self._local.release()
+            raise
+        tls.depth = 1
+        try:
+            self.grow_if_needed(0)
+        except BaseException:
+            self._exit()
+            raise
+
+    def _exit(self) -> None:
+        tls = self._tls
+        tls.depth -= 1
+        if tls.depth == 0:
+            self.mutex.unlock()
+            self._local.release()
+
     @contextmanager
     def locked(self) -> Iterator["Region"]:
         """Hold ``shm_mutex`` and make sure the newest mapping is in use.
@@ -203,45 +234,100 @@ class Region:
         Re-entrant for the calling thread (the pthread mutex itself is not), so several
         operations can share one lock hold: ``with region.locked(): a = construct(); ...``.
         """
-        tls = self._tls
-        if tls.__dict__.get("depth", 0):
-            tls.depth += 1
-            try:
-                yield self
-            finally:
-                tls.depth -= 1
-            return
-        with self._local:
-            self.mutex.lock()
-            tls.depth = 1
-            try:
-                self.grow_if_needed(0)
-                yield self
-            finally:
-                tls.depth = 0
-                self.mutex.unlock()
+        self._enter()
+        try:
+            yield self
+        finally:
+            self._exit()
 
     # ------------------------------------------------------------------ objects
     def construct(self, nbytes: int, aligned: bool = False) -> int:
         """SharedMemoryManager::Construct: allocate nbytes + 16, ref_count = 1, return the handle."""
-        with self.locked():
+        self._enter()
+        try:
             return self._construct_locked(nbytes + L.OWNERSHIP_HEADER, aligned)
+        finally:
+            self._exit()
 
     def construct_many(self, sizes, aligned: bool = False) -> list:
         """Several Constructs under one hold of ``shm_mutex`` (one lock round trip, not n)."""
-        with self.locked():
+        self._enter()
+        try:
             return [self._construct_locked(n + L.OWNERSHIP_HEADER, aligned) for n in sizes]
+        finally:
+            self._exit()
 
     def _construct_locked(self, req: int, aligned: bool) -> int:
+        if self._reuse and not aligned:
+            u = units_for(req)
+            for units in (u, u + 1, u + 2):     # best fit may leave up to 2 units of slack
+                lst = self._cache.get(units)
+                if lst:
+                    h = lst.pop()
+                    self._cached_bytes -= units * 16
+                    _REF.pack_into(self.buf, h, 1)
+                    return h
         seg = self.segment
         try:
             h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
         except OutOfMemory:
+            if self._cached_bytes:
+                self._flush_locked()            # give cached blocks back before growing
+                return self._construct_locked(req, aligned)
             self.grow_if_needed(req)
             seg = self.segment
             h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
         _REF.pack_into(self.buf, h, 1)
         return h
+
+    # ------------------------------------------------------------------ block reuse
+    REUSE_MAX_BLOCK = 64 << 10        # only small blocks are kept
+    REUSE_MAX_TOTAL = 1 << 20         # at most this many bytes kept
+    REUSE_MAX_PER_SIZE = 64
+
+    def enable_block_reuse(self) -> None:
+        """Keep small blocks we freed for our next Constructs of the same size.
+
+        The stub builds and frees the same few objects for every request (IPC messages,
+        ResponseShm, output tensors, the response batch); reusing them skips two allocator
+        walks per object. Only blocks whose last reference was ours go to the cache; they stay
+        allocated (so ``tritonstub shm inspect`` counts them) until :meth:`flush_block_cache`,
+        which the stub calls after one idle second, before growing, and at exit.
+        """
+        self._reuse = True
+
+    def _flush_locked(self) -> None:
+        seg = self.segment
+        for lst in self._cache.values():
+            for h in lst:
+                seg.deallocate(h)
+        self._cache.clear()
+        self._cached_bytes = 0
+
+    def flush_block_cache(self) -> None:
+        if self._cached_bytes:
+            self._enter()
+            try:
+                self._flush_locked()
+            finally:
+                self._exit()
+
+    def _free_locked(self, handle: int, usable: int = 0) -> None:
+        """Our last reference went away: cache the block when reuse is on, else free it.
+
+        ``usable`` is the block's usable size when the caller already validated the handle.
+        """
+        if self._reuse:
+            units = ((usable or self.segment.usable_size(handle)) - 8) // 16 + 1
+            nbytes = units * 16
+            if (nbytes <= self.REUSE_MAX_BLOCK
+                    and self._cached_bytes + nbytes <= self.REUSE_MAX_TOTAL):
+                lst = self._cache.setdefault(units, [])
+                if len(lst) < self.REUSE_MAX_PER_SIZE:
+                    lst.append(handle)
+                    self._cached_bytes += nbytes
+                    return
+        self.segment.deallocate(handle)
 
     def load(self, handle: int) -> int:
         """SharedMemoryManager::Load: one more reference. Returns the payload offset."""
@@ -262,24 +348,29 @@ class Region:
             rc -= 1
             _REF.pack_into(self.buf, handle, rc)
             if rc == 0:
-                self.segment.deallocate(handle)
+                self._free_locked(handle)
                 return True
             return False
 
     def release_many(self, handles) -> None:
         """Release several handles under one lock (the hot path after an execute)."""
-        with self.locked():
+        self._enter()
+        try:
             buf = self.buf
+            seg = self.segment
             for handle in handles:
-                self._check_object(handle)
-                rc = _REF.unpack_from(buf, handle)[0]
+                self._check_handle(handle, L.OWNERSHIP_HEADER)
+                usable = seg.usable_size(handle)    # an allocated block, or BadHandle: never
+                rc = _REF.unpack_from(buf, handle)[0]   # write into a free block's tree hook
                 if rc == 0:
                     raise ShmError("releasing an object whose ref count is already 0",
                                    region=self.name, offset=handle)
                 rc -= 1
                 _REF.pack_into(buf, handle, rc)
                 if rc == 0:
-                    self.segment.deallocate(handle)
+                    self._free_locked(handle, usable)
+        finally:
+            self._exit()
 
     def deallocate(self, handle: int) -> None:
         with self.locked():

@@ -57,6 +57,11 @@ class _Log:
         if level_enabled(shown_as, self.threshold):
             self.emit(level, f"{self.prefix}{message}")
 
+    def undemoted(self, level: int, message: str) -> None:
+        """For what the user asked for explicitly (debugpy): shown in the auto-complete stub too."""
+        if level_enabled(level, self.threshold):
+            self.emit(level, f"{self.prefix}{message}")
+
 
 def load_model(model, *, stub_name: str, stub_kind: str, config_json: Optional[str],
                emit: Callable[[int, str], None], prepare: Callable[[], None],
@@ -70,7 +75,8 @@ def load_model(model, *, stub_name: str, stub_kind: str, config_json: Optional[s
 
     In the auto-complete stub every line is VERBOSE: its stderr stays what the C++ stub prints
     (the instance stubs log the same resolution at INFO a moment later, and a failure carries
-    the report in its error text).
+    the report in its error text). debugpy's lines are the exception: they answer an explicit
+    request (TRITONSTUB_DEBUGPY_STUB=auto_complete) and say where to attach.
     """
     log = _Log(emit, f"model '{stub_name}': ", demote=(stub_kind == STUB_AUTO_COMPLETE))
     settings = from_config(config_json, environ)     # ConfigError: before anything else
@@ -80,7 +86,7 @@ def load_model(model, *, stub_name: str, stub_kind: str, config_json: Optional[s
     for line in settings.describe():
         log(INFO, f"setting {line}")
     from . import debug
-    debug.maybe_start(settings, stub_kind, log)
+    debug.maybe_start(settings, stub_kind, log.undemoted)
 
     report = LoadReport(settings.loader, log,
                         list(settings.rules) if settings.loader == "default" else None)
@@ -106,7 +112,8 @@ def load_model(model, *, stub_name: str, stub_kind: str, config_json: Optional[s
         raise
     except BaseException as e:  # noqa: BLE001 - re-raised, with the report where it belongs
         if getattr(e, "report_included", False):
-            log(ERROR, f"no model found:\n{report.format()}")
+            log(ERROR, f"no model found: {str(e).split(chr(10), 1)[0]} (the load error lists "
+                       f"every rule and path tried)")
             raise
         from ..stub.exc_text import error_text
         text = str(e) if isinstance(e, LoaderError) else error_text(e)

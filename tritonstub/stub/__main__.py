@@ -14,6 +14,16 @@ def main(argv=None) -> int:
         stub_log("I", f"Expected 9 arguments, found {len(argv)} arguments.", line=SITE_ARGC)
         return 1
     from .stub import main as stub_main
+    import os
+    out = os.environ.get("TRITONSTUB_PROFILE")
+    if out:
+        # Developer aid: profile the whole stub; the stats land in <out>.<pid> at exit.
+        import cProfile
+        prof = cProfile.Profile()
+        try:
+            return prof.runcall(stub_main, list(argv))
+        finally:
+            prof.dump_stats(f"{out}.{os.getpid()}")
     return stub_main(list(argv))
 
 

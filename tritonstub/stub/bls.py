@@ -3,10 +3,11 @@
 Pattern C. We Construct an IPCMessageShm with an inline (32-aligned) response mutex and
 condition, a one-request RequestBatch and the InferRequestShm with its inputs, lock the response
 mutex, push on stub_to_parent_mq (command 8, or 9 for ``decoupled=True``) and wait. A parent pool
-thread runs the inference, writes the handle of its reply IPCMessageShm (command 10) into our
-``response_handle``, notifies and waits in turn. The C++ stub's wait has no predicate; ours waits
-for ``response_handle != 0`` in one-second slices tied to the parent's liveness. We copy the
-response out and notify, which lets the parent drop its objects.
+thread writes the handle of its reply IPCMessageShm (command 10) into our ``response_handle``
+(before the inference runs), runs the inference, then notifies and waits in turn. There is no
+flag to wait on, so like the C++ stub we wait for the notification (we hold the mutex from
+before the push, so it cannot be missed), in one-second slices tied to the parent's liveness.
+We copy the response out and notify, which lets the parent drop its objects.
 
 Streaming (C″): the first response of ``exec(decoupled=True)`` arrives as above; each later one is
 pushed by the parent on parent_to_stub_mq (command 11) with an inline mutex/condition; the
@@ -51,8 +52,12 @@ def execute(rt, request, decoupled: bool):
         mu.lock()
         try:
             rt.messenger.push(msg_h)
-            while L.IPCMessageShm.get(region.buf, msg_h + _H, "response_handle") == 0:
-                if not cv.wait(mu, WAIT_SLICE_S) and not stub.parent_alive():
+            # The parent writes response_handle *before* it runs the inference and notifies
+            # only when the response is complete, with no flag to test: like the C++ stub we
+            # wait for the notification (we hold the mutex since before the push, so it cannot
+            # be missed), in one-second slices so a dead parent cannot keep us here.
+            while not cv.wait(mu, WAIT_SLICE_S):
+                if not stub.parent_alive():
                     raise ParentGone()
             reply = L.IPCMessageShm.get(region.buf, msg_h + _H, "response_handle")
             result = _read_reply(region, reply)

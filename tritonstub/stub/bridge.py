@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+import numpy as np
+
 from . import c_python_backend_utils as pb
 from . import codec
 
 
 def make_tensor(raw: codec.RawTensor):
-    # The codec already copied the bytes out of shared memory into a fresh bytearray, so the
-    # array can use it directly (writeable, independent of shm) without a second copy.
-    return pb.Tensor._from_raw(raw.name, raw.dtype, raw.dims, raw.data,
-                               copy=not isinstance(raw.data, bytearray))
+    # The codec already copied the bytes out of shared memory into fresh memory, so the array
+    # can use it directly (writeable, independent of shm) without a second copy.
+    return pb.Tensor._from_raw(raw.name, raw.dtype, raw.dims, raw.data, copy=not _fresh(raw.data))
+
+
+def _fresh(data) -> bool:
+    return isinstance(data, (bytearray, np.ndarray))
 
 
 def make_request(rd: codec.RequestData, stub):
@@ -55,7 +60,7 @@ def make_response(data: codec.ResponseData):
     if data.error is not None:
         error = pb.TritonError._create(data.error[1], data.error[0])
         return pb.InferenceResponse._from_parent((), error, data.is_last_response, data.id)
-    outputs = [pb.Tensor._from_raw(name, dt, dims, buf, copy=not isinstance(buf, bytearray))
+    outputs = [pb.Tensor._from_raw(name, dt, dims, buf, copy=not _fresh(buf))
                for name, dt, dims, buf in data.outputs]
     return pb.InferenceResponse._from_parent(outputs, None, data.is_last_response, data.id)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import struct
+
+import numpy as _np
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -40,14 +42,12 @@ def read_string(region: Region, handle: int) -> str:
     """PbString::LoadFromSharedMemory (standalone form)."""
     p = region.payload(handle)
     region.ensure_mapped(p, L.StringShm.size)
-    buf = region.buf
-    data = L.StringShm.get(buf, p, "data")
-    length = L.StringShm.get(buf, p, "length")
+    data, length = L.StringShm._whole.unpack_from(region.buf, p)
     if length == 0:
         return ""
     dp = region.payload(data)
     region.ensure_mapped(dp, length)
-    return bytes(region.buf[dp:dp + length]).decode("utf-8", "surrogateescape")
+    return region.buf[dp:dp + length].decode("utf-8", "surrogateescape")
 
 
 def create_string(region: Region, text, owned: Owned) -> int:
@@ -59,7 +59,7 @@ def create_string(region: Region, text, owned: Owned) -> int:
     owned.append(dh)
     buf = region.buf
     p = h + _H
-    L.StringShm.write(buf, p, data=dh, length=len(data))
+    L.StringShm.pack(buf, p, data=dh, length=len(data))
     if data:
         buf[dh + _H:dh + _H + len(data)] = data
     return h
@@ -131,10 +131,7 @@ def read_tensor(region: Region, handle: int) -> RawTensor:
     T = L.TensorShm
     p = region.payload(handle)
     region.ensure_mapped(p, T.size)
-    buf = region.buf
-    memory = T.get(buf, p, "memory")
-    dtype = T.get(buf, p, "dtype")
-    ndims = T.get(buf, p, "dims_count")
+    memory, dtype, ndims = T._whole.unpack_from(region.buf, p)
     if ndims > 64:
         from ..errors import ProtocolError
         raise ProtocolError(f"tensor at handle {handle} claims {ndims} dims")
@@ -142,7 +139,7 @@ def read_tensor(region: Region, handle: int) -> RawTensor:
     buf = region.buf
     dims = struct.unpack_from(f"<{ndims}q", buf, p + T.size) if ndims else ()
     name_off = p + T.size + L.TENSOR_DIM * ndims
-    name_len = L.StringShm.get(buf, name_off, "length")
+    name_len = _U64.unpack_from(buf, name_off + L.StringShm.length)[0]
     region.ensure_mapped(name_off, L.StringShm.size + name_len)
     buf = region.buf
     s = name_off + L.StringShm.size
@@ -152,17 +149,17 @@ def read_tensor(region: Region, handle: int) -> RawTensor:
     else:
         mp = region.payload(memory)              # standalone MemoryShm (e.g. BLS outputs)
     region.ensure_mapped(mp, L.MemoryShm.size)
-    buf = region.buf
-    M = L.MemoryShm
-    mtype = M.get(buf, mp, "memory_type")
-    mtype_id = M.get(buf, mp, "memory_type_id")
-    nbytes = M.get(buf, mp, "byte_size")
+    m = L.MemoryShm.read(region.buf, mp)
+    mtype, mtype_id, nbytes = m["memory_type"], m["memory_type_id"], m["byte_size"]
     if mtype == L.TRITONSERVER_MemoryType.GPU:
         return RawTensor(name, dtype, tuple(dims), b"", mtype, mtype_id)
-    d = mp + M.size
+    d = mp + L.MemoryShm.size
     region.ensure_mapped(d, nbytes)
-    # One copy into a writable buffer (numpy arrays made from it are writeable, like C++'s).
-    data = bytearray(memoryview(region.buf)[d:d + nbytes])
+    # One copy into fresh, writable memory (numpy arrays made from it are writeable and
+    # independent of shm, like the C++ stub's). numpy's copy is several times faster than
+    # bytearray() for large tensors.
+    data = _np.frombuffer(region.buf, _np.uint8, count=nbytes, offset=d).copy() if nbytes \
+        else bytearray()
     return RawTensor(name, dtype, tuple(dims), data, mtype, mtype_id)
 
 
@@ -195,18 +192,16 @@ def _fill_tensor(buf, h: int, bname: bytes, dtype: int, dims: Sequence[int], mv)
     nbytes = len(mv)
     ndims = len(dims)
     p = h + _H
-    L.TensorShm.write(buf, p, memory=0, dtype=int(dtype), dims_count=ndims)
+    L.TensorShm.pack(buf, p, memory=0, dtype=int(dtype), dims_count=ndims)
     if ndims:
         struct.pack_into(f"<{ndims}q", buf, p + L.TensorShm.size, *dims)
     s = p + L.TensorShm.size + L.TENSOR_DIM * ndims
     # Embedded StringShm: `data` is never read for this form; write 0 rather than garbage.
-    L.StringShm.write(buf, s, data=0, length=len(bname))
+    L.StringShm.pack(buf, s, data=0, length=len(bname))
     s += L.StringShm.size
     buf[s:s + len(bname)] = bname
     m = s + len(bname)
-    L.MemoryShm.write(buf, m, gpu_pointer_offset=0, use_cuda_shared_pool=False,
-                      cuda_pool_offset=0, memory_type=L.TRITONSERVER_MemoryType.CPU,
-                      memory_type_id=0, byte_size=nbytes, memory_release_id=0)
+    L.MemoryShm.pack(buf, m, memory_type=L.TRITONSERVER_MemoryType.CPU, byte_size=nbytes)
     if nbytes:
         d = m + L.MemoryShm.size
         buf[d:d + nbytes] = mv
@@ -318,8 +313,7 @@ def save_response(region: Region, resp: ResponseData, owned: Owned) -> int:
     buf = region.buf
     for th, ((bname, mv), dt, dims) in zip(tensor_handles, parts):
         _fill_tensor(buf, th, bname, dt, dims, mv)
-    S.write(buf, h + _H, outputs_size=n, error=0, has_error=False, is_error_set=False,
-            id=resp.id, is_last_response=resp.is_last_response)
+    S.pack(buf, h + _H, outputs_size=n, id=resp.id, is_last_response=resp.is_last_response)
     if n:
         struct.pack_into(f"<{n}q", buf, h + _H + S.size, *tensor_handles)
     return h

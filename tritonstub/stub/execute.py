@@ -17,7 +17,6 @@ C++ stub. We send an error response for that request instead, saying what to do.
 """
 from __future__ import annotations
 
-import asyncio
 import struct
 import threading
 from typing import List, Optional
@@ -51,8 +50,17 @@ def load_requests(stub, batch_handle: int) -> list:
     return [make_request(codec.read_request(region, h), stub) for h in handles]
 
 
+def _is_coroutine(obj) -> bool:
+    # asyncio costs ~30 ms to import: only a model that returned a coroutine pays for it.
+    if type(obj).__name__ != "coroutine" and not hasattr(obj, "__await__"):
+        return False
+    import asyncio
+    return asyncio.iscoroutine(obj)
+
+
 def run_coroutine(stub, coro, in_background: bool):
     """Stub::RunCoroutine: one event loop in a daemon thread, created on first use."""
+    import asyncio
     if stub.loop is None:
         loop = asyncio.new_event_loop()
         # As in pb_stub.cc: a (visible) Python daemon thread runs the loop.
@@ -88,7 +96,7 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
             raise ExecuteError(f"Python model {stub.ctx.python_model_path()} does not "
                                "implement `execute` method.")
         ret = call_user(execute, requests)
-        if asyncio.iscoroutine(ret):
+        if _is_coroutine(ret):
             if decoupled:
                 run_coroutine(stub, ret, in_background=True)
                 ret = None
@@ -97,10 +105,7 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         handles = _returned_responses(stub, requests, ret, decoupled, owned)
         block = region.construct(_HANDLES + 8 * len(handles))
         owned.append(block)
-        B = L.ResponseBatch
-        region.write(block + _H + _BATCH, bytes(B.size))
-        B.write(region.buf, block + _H + _BATCH, batch_size=len(handles), has_error=False,
-                is_error_set=False, error=0, is_response_factory_deleted=False)
+        L.ResponseBatch.pack(region.buf, block + _H + _BATCH, batch_size=len(handles))
         if handles:
             struct.pack_into(f"<{len(handles)}q", region.buf, block + _H + _HANDLES, *handles)
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
@@ -122,9 +127,8 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
                 is_error_set=True, error=eh, is_response_factory_deleted=factory_deleted)
         for r in requests:
             sender_of(r)._close()
-    L.IPCMessageShm.write(region.buf, block + _H, command=int(C.ExecuteResponse),
-                          args=block + _BATCH, inline_response=False, response_handle=0,
-                          response_mutex=0, response_cond=0)
+    L.IPCMessageShm.pack(region.buf, block + _H, command=int(C.ExecuteResponse),
+                         args=block + _BATCH)
     return block
 
 

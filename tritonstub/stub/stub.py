@@ -26,7 +26,6 @@ clear error instead.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -89,7 +88,7 @@ class Stub:
         self.model_module = None
         self.model_instance = None
         self.delete_region = True
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.loop = None             # the asyncio loop, created on first coroutine
         self.background_futures: set = set()
         self.runtime = None          # ShmRuntime, built in _setup_python
         self.preinit_error: Optional[str] = None
@@ -99,6 +98,7 @@ class Stub:
         """Stub::Instantiate: region, control block, queues, LD_LIBRARY_PATH fix-up."""
         a = self.args
         self.region = Region.open(a.region_name, growth=a.shm_growth_size)
+        self.region.enable_block_reuse()
         # C++: Load<IPCControlShm> (ref +1) then dropped at the end of Instantiate: net zero.
         self.control = self.region.payload(a.ipc_control_handle)
         self.region.ensure_mapped(self.control, L.IPCControlShm.size)
@@ -159,6 +159,8 @@ class Stub:
             v = self.stub_mq.pop(L.QUEUE_POLL_S)
             if v is not None:
                 return v
+            # One idle second: give the blocks kept for reuse back to the allocator.
+            self.region.flush_block_cache()
             if not self.parent_alive():
                 raise StubExit(1)
 

@@ -64,6 +64,24 @@ class StructLayout:
             spans.append((off, off + fsize, fname))
             self.fields[fname] = Field(fname, ftype, off, fsize,
                                        struct.Struct(fmt) if fmt else None)
+        # One precompiled struct over the whole object: scalar fields in offset order, with
+        # pad bytes for gaps and opaque members, so read()/pack() are one C call each.
+        fmt, pos, names = "<", 0, []
+        for f in sorted(self.fields.values(), key=lambda f: f.offset):
+            if f.offset > pos:
+                fmt += f"{f.offset - pos}x"
+            if f.codec is None:
+                fmt += f"{f.size}x"
+            else:
+                fmt += f.codec.format.lstrip("<")
+                names.append(f.name)
+            pos = f.offset + f.size
+        if size > pos:
+            fmt += f"{size - pos}x"
+        self._whole = struct.Struct(fmt)
+        self._scalar_names = tuple(names)
+        self._defaults = {n: (False if self.fields[n].type == "bool" else 0) for n in names}
+        assert self._whole.size == size, (name, self._whole.size, size)
 
     def __getattr__(self, item: str) -> int:
         try:
@@ -84,8 +102,15 @@ class StructLayout:
 
     def read(self, buf, base: int) -> Dict[str, object]:
         """All scalar fields as a dict (opaque fields such as mutexes are skipped)."""
-        return {f.name: f.codec.unpack_from(buf, base + f.offset)[0]
-                for f in self.fields.values() if f.codec is not None}
+        return dict(zip(self._scalar_names, self._whole.unpack_from(buf, base)))
+
+    def pack(self, buf, base: int, **values) -> None:
+        """Write the WHOLE struct: the given fields, every other scalar 0/False, padding and
+        opaque members (mutexes…) zero. For building a fresh object in one call."""
+        if not values.keys() <= self._defaults.keys():
+            raise KeyError(f"{self.name} has no field(s) {sorted(values.keys() - self._defaults.keys())}")
+        d = self._defaults
+        self._whole.pack_into(buf, base, *[values.get(n, d[n]) for n in self._scalar_names])
 
     def write(self, buf, base: int, **values) -> None:
         for k, v in values.items():
