@@ -187,21 +187,35 @@ def _tensor_parts(name: str, data):
     return bname, mv
 
 
+_HEAD_STRUCTS: dict = {}
+
+
+def _head_struct(ndims: int) -> struct.Struct:
+    """TensorShm + dims + the embedded StringShm header as one struct (cached per rank)."""
+    st = _HEAD_STRUCTS.get(ndims)
+    if st is None:
+        fmt = L.TensorShm._whole.format + f"{ndims}q" + L.StringShm._whole.format.lstrip("<")
+        st = _HEAD_STRUCTS[ndims] = struct.Struct(fmt)
+    return st
+
+
+_MEM_CPU = int(L.TRITONSERVER_MemoryType.CPU)
+
+
 def _fill_tensor(buf, h: int, bname: bytes, dtype: int, dims: Sequence[int], mv) -> None:
-    """Write a Construct'ed tensor block. The block is still private to us: no lock needed."""
+    """Write a Construct'ed tensor block. The block is still private to us: no lock needed.
+
+    Layout: TensorShm{memory=0, dtype, dims_count}, i64 dims[], StringShm{data (unused in this
+    embedded form: 0), length} + name bytes, MemoryShm + data (no padding anywhere).
+    """
     nbytes = len(mv)
     ndims = len(dims)
     p = h + _H
-    L.TensorShm.pack(buf, p, memory=0, dtype=int(dtype), dims_count=ndims)
-    if ndims:
-        struct.pack_into(f"<{ndims}q", buf, p + L.TensorShm.size, *dims)
-    s = p + L.TensorShm.size + L.TENSOR_DIM * ndims
-    # Embedded StringShm: `data` is never read for this form; write 0 rather than garbage.
-    L.StringShm.pack(buf, s, data=0, length=len(bname))
-    s += L.StringShm.size
+    _head_struct(ndims).pack_into(buf, p, 0, int(dtype), ndims, *dims, 0, len(bname))
+    s = p + L.TensorShm.size + L.TENSOR_DIM * ndims + L.StringShm.size
     buf[s:s + len(bname)] = bname
     m = s + len(bname)
-    L.MemoryShm.pack(buf, m, memory_type=L.TRITONSERVER_MemoryType.CPU, byte_size=nbytes)
+    L.MemoryShm.pack(buf, m, memory_type=_MEM_CPU, byte_size=nbytes)
     if nbytes:
         d = m + L.MemoryShm.size
         buf[d:d + nbytes] = mv
@@ -233,49 +247,63 @@ class RequestData:
         return self.handle + _H + L.InferRequestShm.request_release_flags
 
 
+_REQ = L.InferRequestShm._whole
+_REQ_NAMES = L.InferRequestShm._scalar_names
+_STR = L.StringShm._whole
+_CORR = L.CorrelationIdShm._whole
+_TRACE = L.InferenceTraceShm._whole
+
+
 def read_request(region: Region, handle: int) -> RequestData:
-    """InferRequest::LoadFromSharedMemory."""
+    """InferRequest::LoadFromSharedMemory.
+
+    This runs for every request, so it reads with local struct calls and checks bounds
+    inline; anything beyond the current mapping goes through the checked, remapping path.
+    """
     R = L.InferRequestShm
     p = region.payload(handle)
     region.ensure_mapped(p, R.size)
-    f = R.read(region.buf, p)
+    f = dict(zip(_REQ_NAMES, _REQ.unpack_from(region.buf, p)))
     n_out, n_in = f["requested_output_count"], f["input_count"]
     region.ensure_mapped(p, R.size + 8 * (n_out + n_in))
-    buf = region.buf
+    buf, cap = region.buf, region.capacity
     out_handles = struct.unpack_from(f"<{n_out}q", buf, p + R.size) if n_out else ()
     in_handles = struct.unpack_from(f"<{n_in}q", buf, p + R.size + 8 * n_out) if n_in else ()
-    names = [read_string(region, h) for h in out_handles]
+
+    def string(h: int) -> str:
+        if 0 < h and h + 32 <= cap:
+            data, length = _STR.unpack_from(buf, h + _H)
+            if length == 0:
+                return ""
+            dp = data + _H
+            if 0 < dp and dp + length <= cap:
+                return buf[dp:dp + length].decode("utf-8", "surrogateescape")
+        return read_string(region, h)       # checked path: remaps, or raises with the offset
+
+    names = [string(h) for h in out_handles]
     inputs = [read_tensor(region, h) for h in in_handles]
     corr: object = 0
     ch = f["correlation_id_shm_handle"]
     if ch:
         cp = region.payload(ch)
         region.ensure_mapped(cp, L.CorrelationIdShm.size)
-        c = L.CorrelationIdShm.read(region.buf, cp)
-        if c["id_type"] == L.CorrelationIdDataType.STRING:
-            corr = read_string(region, c["id_string_shm_handle"])
-        else:
-            corr = c["id_uint"]
+        id_string, id_uint, id_type = _CORR.unpack_from(region.buf, cp)
+        corr = string(id_string) if id_type == L.CorrelationIdDataType.STRING else id_uint
     trace_addr, trace_ctx = 0, None
     th = f["trace_shm_handle"]
     if th:
         tp = region.payload(th)
         region.ensure_mapped(tp, L.InferenceTraceShm.size)
-        t = L.InferenceTraceShm.read(region.buf, tp)
-        trace_addr = t["triton_trace"]
-        if t["trace_context_shm_handle"]:
-            trace_ctx = read_string(region, t["trace_context_shm_handle"])
+        ctx_h, trace_addr = _TRACE.unpack_from(region.buf, tp)
+        if ctx_h:
+            trace_ctx = string(ctx_h)
+    params_h = f["parameters_shm_handle"]
     return RequestData(
-        handle=handle, inputs=inputs, requested_output_names=names,
-        request_id=read_string(region, f["request_id_shm_handle"]),
-        correlation_id=corr,
-        model_name=read_string(region, f["model_name_shm_handle"]),
-        model_version=f["model_version"], flags=f["flags"], timeout=f["timeout"],
-        address=f["address"], response_factory_address=f["response_factory_address"],
-        preferred_memory_type=f["preferred_memory_type"],
-        preferred_memory_device_id=f["preferred_memory_device_id"],
-        parameters=read_string(region, f["parameters_shm_handle"]) if f["parameters_shm_handle"] else "{}",
-        trace_address=trace_addr, trace_context=trace_ctx)
+        handle, inputs, names, string(f["request_id_shm_handle"]), corr,
+        string(f["model_name_shm_handle"]), f["model_version"], f["flags"], f["timeout"],
+        f["address"], f["response_factory_address"], f["preferred_memory_type"],
+        f["preferred_memory_device_id"], string(params_h) if params_h else "{}",
+        trace_addr, trace_ctx)
 
 
 def set_release_flags(region: Region, req: RequestData, flags: int) -> None:
