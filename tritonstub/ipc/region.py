@@ -359,7 +359,6 @@ class Region:
             buf = self.buf
             seg = self.segment
             for handle in handles:
-                self._check_handle(handle, L.OWNERSHIP_HEADER)
                 usable = seg.usable_size(handle)    # an allocated block, or BadHandle: never
                 rc = _REF.unpack_from(buf, handle)[0]   # write into a free block's tree hook
                 if rc == 0:
