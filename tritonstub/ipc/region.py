@@ -26,6 +26,7 @@ import mmap
 import os
 import stat
 import threading
+import weakref
 from contextlib import contextmanager
 from typing import Iterator, List, Optional
 
@@ -34,10 +35,30 @@ from .segment import ManagedSegment, units_for
 from .sync import Mutex
 from ..errors import (BadHandle, NotASegment, OutOfMemory, RegionNotFound, ShmError)
 
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (e.g. multiprocessing in model.py) gets a copy of our Python-side state.
+
+    Locks another thread held at fork time would stay held forever, and the block-reuse cache
+    now lists blocks the parent process will hand out too: reset both. The child may then use
+    the region (BLS from a worker process) like any other client of shm_mutex.
+    """
+    for region in list(_OPEN_REGIONS):
+        region._local = threading.RLock()
+        region._tls = threading.local()
+        region._cache = {}
+        region._cached_bytes = 0
+
+
 DEFAULT_SHM_SIZE = 1 << 20
 DEFAULT_GROWTH = 1 << 20
 SHM_DIR = "/dev/shm"
 _REF = L.AllocatedShmOwnership.fields["ref_count"].codec
+
+
+_OPEN_REGIONS = weakref.WeakSet()
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def region_path(name: str) -> str:
@@ -80,6 +101,7 @@ class Region:
         self._reuse = False
         self._cache: dict = {}             # block units -> [handles we own, ref count 0]
         self._cached_bytes = 0
+        _OPEN_REGIONS.add(self)
 
     # ------------------------------------------------------------------ opening / creating
     @classmethod

@@ -1334,6 +1334,7 @@ class InferenceResponseSender:
         "_closed",
         "_sent",
         "_factory_deleted",
+        "_abandon_error",
         "__weakref__",
     )
 
@@ -1353,6 +1354,7 @@ class InferenceResponseSender:
         obj._closed = False
         obj._sent = 0
         obj._factory_deleted = False
+        obj._abandon_error = None
         return obj
 
     def _decoupled(self):
@@ -1427,6 +1429,15 @@ class InferenceResponseSender:
 
     def __del__(self):
         try:
+            text = self._abandon_error
+            if text is not None and not self._closed and self._sent == 0:
+                # The stub marked this request (non-decoupled, execute returned no response
+                # for it) and nobody kept the sender to answer later: answer with an error
+                # instead of leaving the client waiting (the C++ stub leaves it waiting).
+                self._closed = self._factory_deleted = True
+                _current_runtime().abandoned_response(self._request_address,
+                                                      self._factory_address, text)
+                return
             self._delete_response_factory()
         except BaseException:
             pass

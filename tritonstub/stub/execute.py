@@ -26,6 +26,7 @@ from ..ipc.layouts import r24_10 as L
 from . import codec
 from .codec import Owned
 from .log import SITE_EXECUTE_FAILED
+from .runtime import TritonModelException
 
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER
@@ -119,9 +120,12 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         owned.append(block)
         B = L.ResponseBatch
         region.write(block + _H + _BATCH, bytes(B.size))
-        factory_deleted = False
-        if decoupled:
-            factory_deleted = any(sender_of(r)._is_closed() for r in requests)
+        # Tell the parent not to delete response factories when a FINAL already deleted one
+        # (deleting it twice crashes the server). C++ checks this for decoupled models only and
+        # leaves the flag uninitialised otherwise; a leaked factory beats a crash.
+        factory_deleted = getattr(stub, "factory_deleted_in_execute", False)
+        stub.factory_deleted_in_execute = False
+        factory_deleted = factory_deleted or any(sender_of(r)._is_closed() for r in requests)
         eh = codec.create_string(region, msg, owned)
         B.write(region.buf, block + _H + _BATCH, batch_size=0, has_error=True,
                 is_error_set=True, error=eh, is_response_factory_deleted=factory_deleted)
@@ -161,7 +165,14 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> L
         if not is_inference_response(resp):
             raise ExecuteError("Expected an 'InferenceResponse' object in the execute function "
                                f"return list, found type '{_type_str(resp)}'.")
-        sender_of(req)._update_state(resp, final)
+        try:
+            sender_of(req)._update_state(resp, final)
+        except TritonModelException as e:
+            # C++ raises its PythonBackendException text (no type prefix), and tells the parent
+            # not to delete factories a FINAL already deleted.
+            if sender_of(req)._is_closed():
+                stub.factory_deleted_in_execute = True
+            raise ExecuteError(str(e)) from None
     handles = []
     for req, resp in zip(requests, ret):
         if resp is None:
@@ -173,18 +184,22 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> L
 
 
 def _missing_response(stub, request, owned: Owned) -> int:
-    """Handle 0 (no response) unless that would leave the client waiting forever."""
+    """No response for this request: handle 0, as in C++.
+
+    A non-decoupled model may still answer through the request's response sender after
+    ``execute`` returns (r24.06+), so nothing is decided here. The sender is marked instead:
+    if it is garbage-collected without having sent anything (nobody kept it to answer later),
+    it sends this error with FINAL, where the C++ stub would leave the client waiting.
+    """
     from .bridge import sender_of
     sender = sender_of(request)
     if (sender._is_closed() or sender._responses_sent() > 0
             or request._release_flags == L.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE):
         return 0
-    text = (f"Python model '{stub.name}' returned no response for a request and did not send "
-            "one through the request's response sender: a non-decoupled model must return an "
-            "InferenceResponse for every request (or send one with "
-            "request.get_response_sender().send(response, flags=TRITONSERVER_RESPONSE_COMPLETE_"
-            "FINAL)). tritonstub reports this instead of leaving the client waiting.")
-    stub.log(2, text, filename="tritonstub")
-    sender._close()
-    data = codec.ResponseData(error=(L.TRITONSERVER_Error_Code.INTERNAL, text))
-    return codec.save_response(stub.region, data, owned)
+    sender._abandon_error = (
+        f"Python model '{stub.name}' returned no response for a request and did not send "
+        "one through the request's response sender: a non-decoupled model must return an "
+        "InferenceResponse for every request (or send one with "
+        "request.get_response_sender().send(response, flags=TRITONSERVER_RESPONSE_COMPLETE_"
+        "FINAL)). tritonstub reports this instead of leaving the client waiting.")
+    return 0

@@ -21,8 +21,10 @@ request that a CPU-only stub must still answer).
 from __future__ import annotations
 
 import _thread
+import os
 import queue
 import threading
+import weakref
 from typing import Callable, Dict, Optional, Tuple
 
 from ..errors import IPCTimeout
@@ -42,6 +44,23 @@ class ParentGone(Exception):
     """The parent process died while we waited for it."""
 
 
+_MESSENGERS: "weakref.WeakSet" = weakref.WeakSet()
+_WORKERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The worker and monitor threads do not exist in a forked child: route logs to stderr there
+    # (the C++ stub's child would queue them to a thread that is gone), and drop a send lock
+    # another thread may have held at fork time.
+    for m in list(_MESSENGERS):
+        m.send_lock = threading.Lock()
+    for w in list(_WORKERS):
+        w.running = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Messenger:
     """Builds and runs the stub-initiated handshakes for one Stub."""
 
@@ -52,6 +71,7 @@ class Messenger:
         # C++ serialises utils messages with stub_to_parent_message_mu_; the parent's monitor
         # handles pattern-B messages one at a time anyway.
         self.send_lock = threading.Lock()
+        _MESSENGERS.add(self)
 
     # ------------------------------------------------------------------ basics
     def _ipc_message(self, command: int, args: int, owned: Owned, inline: bool = False):
@@ -223,6 +243,7 @@ class Worker:
         self.q: "queue.Queue" = queue.Queue()
         self.done: Optional["threading.Lock"] = None
         self.running = False
+        _WORKERS.add(self)
 
     def start(self) -> None:
         self.running = True

@@ -302,6 +302,12 @@ class Runtime(abc.ABC):
         reported an error without text.
         """
 
+    def abandoned_response(self, request_address: int, factory_address: int, text: str) -> None:
+        """A request of a non-decoupled model was dropped without any response (see
+        ``InferenceResponseSender.__del__``): answer it with an error ``text`` and FINAL.
+        The default just cleans the response factory up."""
+        self.factory_cleanup(factory_address)
+
     @abc.abstractmethod
     def factory_cleanup(self, factory_address: int) -> None:
         """Delete a response factory the model never finished (command 18).

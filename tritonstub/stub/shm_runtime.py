@@ -87,6 +87,14 @@ class ShmRuntime(Runtime):
         if err is not None:
             raise TritonModelException(err)
 
+    def abandoned_response(self, request_address: int, factory_address: int, text: str) -> None:
+        """A non-decoupled request the model dropped unanswered: send it an error, FINAL."""
+        if not self.worker.running:
+            return self.factory_cleanup(factory_address)
+        data = codec.ResponseData(error=(int(L.TRITONSERVER_Error_Code.INTERNAL), text))
+        self.worker.submit(lambda: self.messenger.response_send(
+            request_address, factory_address, data, L.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
+
     def factory_cleanup(self, factory_address: int) -> None:
         if factory_address and self.worker.running:
             self.worker.submit(lambda: self.messenger.cleanup(
@@ -194,7 +202,9 @@ class ShmRuntime(Runtime):
         owned = Owned()
         h = region.construct(L.ModelLoaderRequestShm.size)
         owned.append(h)
-        files_h = codec.create_map(region, files, owned) if files else 0
+        # ModelLoader::SaveToSharedMemory always writes a PbMap (the parent loads it
+        # unconditionally): an empty one when there are no files.
+        files_h = codec.create_map(region, files or {}, owned)
         L.ModelLoaderRequestShm.write(
             region.buf, h + _H, name_shm_handle=codec.create_string(region, name, owned),
             version_shm_handle=codec.create_string(region, version, owned),
