@@ -98,7 +98,10 @@ class Stub:
         """Stub::Instantiate: region, control block, queues, LD_LIBRARY_PATH fix-up."""
         a = self.args
         self.region = Region.open(a.region_name, growth=a.shm_growth_size)
-        self.region.enable_block_reuse()
+        if os.environ.get("TRITONSTUB_BLOCK_REUSE", "").lower() in ("1", "yes", "true"):
+            # Opt-in: faster small requests, but free memory only returns to its idle value
+            # after one idle second, which upstream leak probes read as a leak.
+            self.region.enable_block_reuse()
         # C++: Load<IPCControlShm> (ref +1) then dropped at the end of Instantiate: net zero.
         self.control = self.region.payload(a.ipc_control_handle)
         self.region.ensure_mapped(self.control, L.IPCControlShm.size)
