@@ -1,14 +1,20 @@
-"""Hazardous cases: the C++ side on the quarantine server, our side on a server of its own.
+"""Hazardous cases: each stub's side on a server where its failure harms nothing else.
 
 Some cases break the server they run in under the C++ stub (a segfault in the parent, a double
 delete that corrupts its heap, a model that can never unload). ``DiffModel(...,
-quarantine_cpp=True)`` already sends the ``_cpp`` variant to a throwaway server. For such a
-case our variant must not share the module's main server either: if our stub had the same bug
-it would take every other test of the module down with it. A module that imports the ``solo``
-fixture gets, per test and on first use, a server of its own that serves only the ``_ours``
-variants of the module's ``SOLO_MODELS``; :func:`run_hazard` runs a
-case on the right server for each stub and compares, and that server must stop cleanly (exit
-status 0, no fatal signal, nothing left behind) or the test fails at teardown.
+quarantine_cpp=True)`` sends the ``_cpp`` variant to the module's throwaway quarantine server,
+which is enough when the case only leaves things behind. Our variant must not share the module's
+main server either: if our stub had the same bug it would take every other test of the module
+down with it.
+
+A module that imports the ``solo`` fixture gets, on first use, a server of its own that serves
+only our variants of the module's ``SOLO_MODELS``:
+
+- :func:`run_hazard` runs our side there, and the C++ side on the quarantine server, or, with
+  ``cpp_alone=True``, on a fresh server of its own that is stopped right after the case (for
+  cases that kill tritonserver: a module's quarantine server survives only one of those);
+- our solo server must stop cleanly (exit status 0, no fatal signal, nothing left behind) or the
+  module's last test fails at teardown; the C++ ones are only cleaned up.
 """
 from __future__ import annotations
 
@@ -25,25 +31,38 @@ _FATAL = re.compile(r"^Signal \((?:6|11|7|4)\) received\.|double free|corrupted|
 
 
 class Solo:
-    """Our variants of the module's ``SOLO_MODELS``, on a server started on first use (one per test)."""
+    """Our variants of the module's ``SOLO_MODELS`` on a server started on first use; C++ ones on
+    throwaway servers."""
 
     def __init__(self, models, reference, workdir):
-        self.models = {m.base: m for m in models}
+        self.models = list(models)
         self.reference = reference
         self.workdir = workdir
-        self.servers = None
+        self.ours = None
+        self._throwaway = 0
 
     def target(self, base: str) -> Target:
-        if self.servers is None:
-            self.servers = DiffServers(list(self.models.values()), self.reference, self.workdir, stubs=("ours",))
-            self.servers.start()
-        return self.servers.loaded(base, "ours")
+        if self.ours is None:
+            self.ours = DiffServers(self.models, self.reference, self.workdir / "ours", stubs=("ours",))
+            self.ours.start()
+        return self.ours.loaded(base, "ours")
+
+    def run_alone(self, base: str, case: Callable[[Target], Outcome], stub: str = "cpp") -> Outcome:
+        """``case`` on ``<base>_<stub>`` served by a server of its own, stopped afterwards."""
+        self._throwaway += 1
+        model = [m for m in self.models if m.base == base]
+        servers = DiffServers(model, self.reference, self.workdir / f"{stub}-{self._throwaway}", stubs=(stub,))
+        try:
+            servers.start()
+            return case(servers.loaded(base, stub))
+        finally:
+            servers.stop()
 
     def stop(self):
-        if self.servers is None:
+        if self.ours is None:
             return []
-        problems = self.servers.stop()
-        server = self.servers.main
+        problems = self.ours.stop()
+        server = self.ours.main
         if server is not None:
             fatal = _FATAL.findall(server.log_text())
             if fatal or server.returncode not in (0, None):
@@ -52,12 +71,12 @@ class Solo:
         return problems
 
 
-@pytest.fixture
-def solo(triton_reference, tmp_path, request):
+@pytest.fixture(scope="module")
+def solo(triton_reference, tmp_path_factory, request):
     models = getattr(request.module, "SOLO_MODELS", None)
     if not models:
         raise pytest.UsageError(f"{request.module.__name__} uses the solo fixture but has no SOLO_MODELS")
-    solo = Solo(models, triton_reference, tmp_path / "solo")
+    solo = Solo(models, triton_reference, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + "_solo"))
     try:
         yield solo
     finally:
@@ -65,19 +84,21 @@ def solo(triton_reference, tmp_path, request):
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
 
+
 def run_hazard(pair, solo: Solo, base: str, case: Callable[[Target], Outcome], *, compare: bool = True,
-               key: object = None) -> Outcome:
-    """``case`` on ``<base>_cpp`` (quarantine server) or ``<base>_ours`` (solo server).
+               key: object = None, cpp_alone: bool = False) -> Outcome:
+    """``case`` on ``<base>_cpp`` or ``<base>_ours`` (see the module docstring).
 
     On ``[ours]`` the C++ outcome is computed too (once) and compared unless ``compare=False``.
     """
     def cpp() -> Outcome:
-        return pair.servers.memo(("hazard", pair._key, base, key), lambda: case(pair.servers.loaded(base, "cpp")))
+        def run() -> Outcome:
+            return solo.run_alone(base, case) if cpp_alone else case(pair.servers.loaded(base, "cpp"))
+        return pair.servers.memo(("hazard", pair._key, base, key), run)
 
     if pair.is_cpp:
         return cpp()
     mine = case(solo.target(base))
     if compare:
-        # The two servers' repositories differ; make the solo server's paths read like the main one's.
         assert_same(cpp(), mine)
     return mine

@@ -142,7 +142,10 @@ class _Sig:
             head = "__init__(): incompatible constructor arguments."
         else:
             head = "%s(): incompatible function arguments." % self.name
-        text = head + " The following argument types are supported:\n    1. " + self.line + "\n"
+        line = self.line
+        if self.kind != "constructor" and line.startswith(self.name + "("):
+            line = line[len(self.name):]       # pybind11 lists overloads without the name
+        text = head + " The following argument types are supported:\n    1. " + line + "\n"
         text += "\nInvoked with: "
         shown = []
         if self_obj is not _MISSING and self.kind == "method":
@@ -1283,20 +1286,23 @@ _RESPONSE_SIG = _Sig(
 class _CancelState:
     """The C++ ``PbCancel`` shared by a request and its response sender."""
 
-    __slots__ = ("request_address", "factory_address", "cancelled", "lock")
+    __slots__ = ("request_address", "factory_address", "cancelled", "closed", "lock")
 
     def __init__(self, request_address, factory_address):
         self.request_address = request_address
         self.factory_address = factory_address
         self.cancelled = False
+        # Set once the response factory is gone (FINAL sent, or the stub closed the sender):
+        # asking the parent about a deleted factory crashes tritonserver, so answer locally.
+        self.closed = False
         self.lock = _threading.Lock()
 
     def query(self):
-        if self.cancelled:
-            return True
+        if self.cancelled or self.closed:
+            return self.cancelled
         with self.lock:
-            if self.cancelled:
-                return True
+            if self.cancelled or self.closed:
+                return self.cancelled
             if self.request_address == 0 and self.factory_address == 0:
                 return False
             rt = _current_runtime()
@@ -1386,12 +1392,14 @@ class InferenceResponseSender:
             if flags == 1:
                 self._factory_deleted = True
                 self._closed = True
+                self._cancel.closed = True
             self._sent += 1
 
     def _close(self):
         with self._lock:
             self._closed = True
             self._factory_deleted = True
+            self._cancel.closed = True
 
     def _is_closed(self):
         with self._lock:

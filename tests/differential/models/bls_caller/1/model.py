@@ -84,6 +84,14 @@ class TritonPythonModel:
         calls = [self.request(case, offset=100.0 * i).async_exec() for i in range(case["count"])]
         return [describe(r) for r in await asyncio.gather(*calls)]
 
+    async def case_staggered(self, case, extra):
+        """The first request of case["requests"] starts 50 ms before the others."""
+        specs = case["requests"]
+        first = asyncio.ensure_future(self.request(specs[0]).async_exec())
+        await asyncio.sleep(0.05)
+        rest = [self.request(spec).async_exec() for spec in specs[1:]]
+        return [describe(r) for r in await asyncio.gather(first, *rest)]
+
     def case_sequential(self, case, extra):
         return [describe(self.request(case, offset=100.0 * i).exec()) for i in range(case["count"])]
 
@@ -121,6 +129,12 @@ class TritonPythonModel:
         extra.append(pb_utils.get_output_tensor_by_name(response, "OUT"))
         extra.append(pb_utils.get_output_tensor_by_name(response, "SOUT"))
         return describe(response)
+
+    def case_bls_request_is_cancelled(self, case, extra):
+        """is_cancelled() of a request built here (no parent request behind it)."""
+        request = self.request({"inputs": {"IN": {"dtype": "float32", "data": [1.0]}}, "outputs": ["OUT"]})
+        return {"request": text_of(request.is_cancelled),
+                "sender": text_of(request.get_response_sender().is_cancelled)}
 
     def case_init_bls(self, case, extra):
         return self.init_bls
