@@ -270,10 +270,6 @@ def test_async_decoupled_execute_raising(pair, solo):
     quarantine server. Ours (deliberate difference) must end every request the coroutine left open
     with the execute error as a FINAL error response, like a failing synchronous execute does, so
     that the client is answered and the model can unload (the solo server must stop cleanly)."""
-    if not pair.is_cpp:
-        pytest.xfail("known (issue 5): a failing background coroutine leaves its senders open, "
-                     "so FINAL never comes and the model cannot unload (as with C++); the "
-                     "planned fix sends a FINAL error to each open sender; not run")
     def case(t: Target) -> Outcome:
         result, lines = t.log_during(lambda: stream_infer(t, _inputs("raise"), timeout_s=1.0 if t.stub == "cpp"
                                                           else 5.0).value)

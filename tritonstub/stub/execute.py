@@ -59,7 +59,7 @@ def _is_coroutine(obj) -> bool:
     return asyncio.iscoroutine(obj)
 
 
-def run_coroutine(stub, coro, in_background: bool):
+def run_coroutine(stub, coro, in_background: bool, requests=None):
     """Stub::RunCoroutine: one event loop in a daemon thread, created on first use."""
     import asyncio
     if stub.loop is None:
@@ -73,8 +73,35 @@ def run_coroutine(stub, coro, in_background: bool):
         rt = stub.runtime
         rt.background_futures.add(fut)
         fut.add_done_callback(rt.background_future_done)
+        if requests:
+            reqs = list(requests)
+            fut.add_done_callback(lambda f: _end_open_requests(stub, f, reqs))
         return None
     return fut.result()
+
+
+def _end_open_requests(stub, fut, requests) -> None:
+    """A decoupled ``async def execute`` failed in the background (deliberate difference).
+
+    The C++ stub only logs the traceback (we do too, pb_stub.cc:945): the requests it left open
+    never get FINAL and tritonserver can never unload the model. We end each open request with
+    the error a failing synchronous execute reports, as a FINAL error response.
+    """
+    if fut.cancelled() or fut.exception() is None:
+        return
+    from . import c_python_backend_utils as pb
+    exc = fut.exception()
+    text = (f"Failed to process the request(s) for model '{stub.name}', message: "
+            f"{stub.error_text(exc)}")
+    for req in requests:
+        sender = req._sender
+        if sender._is_closed():
+            continue
+        try:
+            sender.send(pb.InferenceResponse(error=pb.TritonError(text)),
+                        flags=L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception:  # noqa: BLE001 - the parent may be gone; nothing else to do
+            pass
 
 
 def _type_str(obj) -> str:
@@ -99,7 +126,7 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         ret = call_user(execute, requests)
         if _is_coroutine(ret):
             if decoupled:
-                run_coroutine(stub, ret, in_background=True)
+                run_coroutine(stub, ret, in_background=True, requests=requests)
                 ret = None
             else:
                 ret = run_coroutine(stub, ret, in_background=False)
