@@ -16,7 +16,7 @@ import struct
 from typing import Any, Dict, List, Optional
 
 from .layouts import r24_10 as L
-from .region import region_path
+from .region import SHM_DIR, region_path
 from .segment import ManagedSegment
 from ..errors import NotASegment, RegionNotFound, SegmentCorrupted, ShmError
 
@@ -187,8 +187,9 @@ def format_text(info: Dict[str, Any], show_blocks: bool = True) -> str:
 
 
 def list_regions(prefix: str = "") -> List[str]:
+    """Names in /dev/shm starting with ``prefix``, sorted."""
     try:
-        names = sorted(os.listdir("/dev/shm"))
+        names = sorted(os.listdir(SHM_DIR))
     except FileNotFoundError:
         return []
     return [n for n in names if n.startswith(prefix)]

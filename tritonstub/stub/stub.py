@@ -91,7 +91,6 @@ class Stub:
         self.loop = None             # the asyncio loop, created on first coroutine
         self.background_futures: set = set()
         self.runtime = None          # ShmRuntime, built in _setup_python
-        self.preinit_error: Optional[str] = None
 
     # ------------------------------------------------------------------ start-up
     def instantiate(self) -> None:
@@ -215,8 +214,6 @@ class Stub:
             from .shm_runtime import ShmRuntime
             self.runtime = ShmRuntime(self)
             pysetup.install_runtime(self.runtime)
-        if self.preinit_error is not None:
-            raise TritonStubError(self.preinit_error)
         if self.model_module is None:
             self.model_module = pysetup.setup_and_import(self, config_json, kind)
         return self.model_module

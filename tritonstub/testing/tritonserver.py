@@ -189,10 +189,8 @@ def free_port(host: str = LOOPBACK) -> int:
 
 def list_regions(prefix: str = REGION_PREFIX) -> Set[str]:
     """Names of the shm regions in /dev/shm that start with ``prefix``."""
-    try:
-        return {p.name for p in SHM_DIR.iterdir() if p.name.startswith(prefix)}
-    except FileNotFoundError:
-        return set()
+    from ..ipc.inspect import list_regions as names
+    return set(names(prefix))
 
 
 def _pids() -> List[int]:
