@@ -861,6 +861,48 @@ def test_response_iterator_map_rebuilds():
     assert list(it) == [a, b]
 
 
+def _stream_error(stale_id):
+    return pb.InferenceResponse._from_parent([], pb.TritonError._create("late failure", 1), True, stale_id)
+
+
+def test_unmatched_error_response_goes_to_the_only_open_stream():
+    """The parent leaves ResponseShm.id unset on error responses: such a response whose id
+    matches no stream ends the one stream still open."""
+    registry = ResponseIteratorMap()
+    first = pb.InferenceResponse._from_parent([], None, False, 7)
+    done = pb.InferenceResponse._from_parent([], None, True, 8)
+    it = registry.get_response_iterator(first)
+    registry.get_response_iterator(done)              # a finished stream does not compete
+    assert registry.enqueue(_stream_error(0xDEADBEEF)) is None
+    got = list(it)
+    assert got[0] is first and got[1].error().message() == "late failure" and len(got) == 2
+
+
+def test_unmatched_error_response_with_several_open_streams():
+    registry = ResponseIteratorMap()
+    its = [registry.get_response_iterator(pb.InferenceResponse._from_parent([], None, False, i))
+           for i in (1, 2)]
+    # Nobody is waiting on either: it cannot be routed; it is kept under its stale id (as C++).
+    warning = registry.enqueue(_stream_error(99))
+    assert "2 streams are open" in warning and "late failure" in warning
+    assert len(registry) == 3
+    # The second stream's consumer waits for its next response: that one gets the next error.
+    next(its[1])
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(next(its[1])))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not its[1]._is_waiting() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert registry.enqueue(_stream_error(12345)) is None
+    waiter.join(5)
+    assert got and got[0].error().message() == "late failure"
+    assert not its[0]._is_waiting() and its[0]._open()
+    # End the first stream (a dropped open iterator waits for its stream's end, as in C++).
+    registry.enqueue(pb.InferenceResponse._from_parent([], None, True, 1))
+    assert len(list(its[0])) == 2
+
+
 def test_user_built_response_iterator():
     resp = pb.InferenceResponse([pb.Tensor("x", np.zeros(1))])
     it = pb.ResponseIterator(resp)

@@ -135,9 +135,11 @@ def test_startup_timeout_is_bounded_and_stop_kills_the_stub(triton_reference, tr
     regions = [argv[2] for argv in server.stub_launches()]
     assert regions, "the instance stub was launched before the timeout"
     assert not server.running
-    # tritonserver dies on SIGTERM while it loads, leaving the stub stuck in initialize: the
-    # fixture must kill it and remove its region.
-    assert [pid for pid, _ in server.orphans], server.cleanup_report()
+    # tritonserver dies on SIGTERM while it loads, leaving the stub stuck in initialize. Either
+    # the stub notices its parent is gone and exits, or the fixture kills it (which one wins is
+    # a matter of timing): afterwards none of its processes runs and its region is removed.
+    for pid, line in server.orphans:
+        assert any(region in line for region in regions), (pid, line)
     _assert_gone(regions)
 
 

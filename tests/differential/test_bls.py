@@ -209,10 +209,6 @@ def test_bls_from_initialize_is_refused(pair):
 
 
 def test_request_construction_errors(pair):
-    if not pair.is_cpp:
-        pytest.xfail("known (issue 5): our InferenceRequest TypeError text differs from pybind11's "
-                     "(argument type names 'List[triton::backend::python::PbTensor]' and the "
-                     "module name in default-value reprs)")
     r = _result(pair, {"case": "construct_errors"})
     assert r["float parameter"] == ("TritonModelException: Expect parameters values to have type bool/int/str, "
                                     "found type <class 'float'>")
@@ -311,10 +307,6 @@ def test_stream_with_a_later_error_response(pair, solo, mode):
     """C++: the parent leaves ResponseShm.id unset on error responses, so a stream's later error
     response reaches no iterator and the caller waits forever (here: until the client gives up).
     Ours must deliver it: the responses, then the error, then the end of the iteration."""
-    if not pair.is_cpp and mode == "error_final":
-        pytest.xfail("known (issue 5): a later error response of a BLS stream carries no id "
-                     "(the parent leaves ResponseShm.id unset), so ours does not route it to the "
-                     "waiting iterator yet and the caller would wait; not run")
     if pair.is_cpp:
         pair.servers.loaded("bls_hstream", "cpp")
     out = run_hazard(pair, solo, "bls_hcaller", _hazard_stream(mode, 1), compare=False, key=mode)

@@ -85,9 +85,6 @@ def test_bf16_through_dlpack(pair):
 
 
 def test_dlpack_errors(pair):
-    if not pair.is_cpp:
-        pytest.xfail("known (issue 5): our from_dlpack TypeError signature text is not "
-                     "pybind11's '(self: str, arg0: object) -> c_python_backend_utils.Tensor'")
     result, _ = _run(pair, "errors", IN=X, S=np.array([b"a", b"b"], dtype=object))
     assert result["BYTES to_dlpack"] == "TritonModelException: DLPack does not have support for string tensors."
     assert result["empty name"] == "TritonModelException: Tensor name cannot be an empty string."

@@ -309,6 +309,20 @@ class CompactRBTree:
         if root:
             q[root] |= COLOUR_BIT
 
+    def replace_sole(self, z: int, r: int) -> None:
+        """``erase(z)`` then ``link(header, r, True)`` when z is the tree's only node, in one
+        step: r becomes the black root and both ends; the counter stays 1. This is the steady
+        state of a region whose free space is one block (every allocation splits it), so the
+        allocator takes it; the words written are exactly those of the two-step sequence."""
+        q = self.q
+        h = self.h
+        q[h] = ((r - h) << 3) | (q[h] & COLOUR_BIT)
+        q[h + 1] = (r - h - 1) << 3
+        q[h + 2] = (r - h - 2) << 3
+        q[r] = ((h - r) << 3) | COLOUR_BIT
+        q[r + 1] = NULL_RAW
+        q[r + 2] = NULL_RAW
+
     # ------------------------------------------------------------------ erase (6.4)
     def erase(self, z: int) -> None:
         """Unlink z, rebalance and decrement the counter.  z's hook words are left as they are

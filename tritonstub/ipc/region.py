@@ -380,8 +380,9 @@ class Region:
         try:
             buf = self.buf
             seg = self.segment
+            reuse = self._reuse
             for handle in handles:
-                usable = seg.usable_size(handle)    # an allocated block, or BadHandle: never
+                block = seg.block_of(handle)       # an allocated block, or BadHandle: never
                 rc = _REF.unpack_from(buf, handle)[0]   # write into a free block's tree hook
                 if rc == 0:
                     raise ShmError("releasing an object whose ref count is already 0",
@@ -389,7 +390,10 @@ class Region:
                 rc -= 1
                 _REF.pack_into(buf, handle, rc)
                 if rc == 0:
-                    self._free_locked(handle, usable)
+                    if reuse:
+                        self._free_locked(handle, seg.usable_size(handle))
+                    else:
+                        seg.free_block(block)
         finally:
             self._exit()
 

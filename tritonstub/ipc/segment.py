@@ -494,9 +494,12 @@ class ManagedSegment:
             nx = r + rest * _UNIT_W              # mark_free(r)
             Q[nx + 1] &= CLEAR_PREV_ALLOCATED
             Q[nx] = rest
-            hint = tree.next_node(node)
-            tree.erase(node)
-            self._insert_hinted(r + _HOOK_W, rest, hint)
+            if Q[_FREE_COUNT_W] == 1:
+                tree.replace_sole(node, r + _HOOK_W)    # the common case, same words
+            else:
+                hint = tree.next_node(node)
+                tree.erase(node)
+                self._insert_hinted(r + _HOOK_W, rest, hint)
             size = units
         else:
             tree.erase(node)
@@ -651,6 +654,23 @@ class ManagedSegment:
         Q[tn + 1] &= CLEAR_PREV_ALLOCATED
         Q[tn] = tsize
         self._insert_upper(target + _HOOK_W, tsize)
+
+    def block_of(self, offset: int) -> int:
+        """Validate ``offset`` as deallocate does; the token it returns is for
+        :meth:`free_block` (one validation when a caller checks before it frees)."""
+        try:
+            return self._checked_block(offset)
+        except _HANDLED as e:
+            raise self._wrapped(e) from None
+
+    def free_block(self, token: int) -> None:
+        """deallocate() of a block already validated by :meth:`block_of` (lock still held)."""
+        if self._ro:
+            self._readonly()
+        try:
+            self._deallocate_block(token)
+        except _HANDLED as e:
+            raise self._wrapped(e) from None
 
     def usable_size(self, offset: int) -> int:
         """size(ptr): user bytes of the allocated block at ``offset`` (validated like free)."""

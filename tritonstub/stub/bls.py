@@ -28,6 +28,7 @@ from .messaging import WAIT_SLICE_S, ParentGone
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER
 BLS_ERROR = "An error occurred while performing BLS request."
+SITE_FILE = "tritonstub/stub/bls.py"
 
 
 def execute(rt, request, decoupled: bool):
@@ -108,7 +109,9 @@ def on_stream_response(rt, handle: int, msg: dict) -> None:
         resp = error_response(result) if isinstance(result, str) else make_response(result)
     except Exception as e:  # noqa: BLE001
         resp = error_response(str(e) or BLS_ERROR)
-    rt.bls_iterators.enqueue(resp)
+    warning = rt.bls_iterators.enqueue(resp)
+    if warning:
+        rt.log(SITE_FILE, 0, L.LogLevel.ERROR, f"tritonstub: {warning}")
     mu = Mutex(region.addr(region.payload(msg["response_mutex"])))
     cv = Condition(region.addr(region.payload(msg["response_cond"])))
     mu.lock()

@@ -1086,6 +1086,22 @@ class Tensor:
         return obj
 
     @classmethod
+    def _new(cls, name, dtype, dims, array):
+        """The stub's hot path: a CPU tensor of a numeric (not BF16) dtype whose ``array`` is
+        already a private copy of shape ``dims`` (a tuple of ints)."""
+        obj = _new_bare(cls)
+        obj._name = name
+        obj._dtype = dtype
+        obj._dims = dims
+        obj._np = array
+        obj._mem = array
+        obj._bytes = None
+        obj._memory_type = _MEM_CPU
+        obj._memory_type_id = 0
+        obj._shm = None
+        return obj
+
+    @classmethod
     def _from_raw(cls, name, dtype, dims, data, copy=True):
         """A CPU tensor from raw little-endian data, as the stub loads inputs and BLS outputs.
 
@@ -1200,7 +1216,8 @@ _TENSOR_SIG = _Sig(
 )
 _FROM_DLPACK_SIG = _Sig(
     "from_dlpack",
-    "from_dlpack(arg0: str, arg1: object) -> c_python_backend_utils.Tensor",
+    # pybind11's text for this static method, its "self" included.
+    "from_dlpack(self: str, arg0: object) -> c_python_backend_utils.Tensor",
     ((None, _REQUIRED, _cv_str, False), (None, _REQUIRED, None, True)),
 )
 _DLPACK_SIG = _Sig(
@@ -1228,6 +1245,13 @@ class InferenceResponse:
             and all(type(x) is Tensor or x is None for x in args[0])
         ):
             outputs, error = args[0], None
+        elif (
+            not args
+            and len(kwargs) == 1
+            and type(kwargs.get("output_tensors")) is list
+            and all(type(x) is Tensor or x is None for x in kwargs["output_tensors"])
+        ):
+            outputs, error = kwargs["output_tensors"], None
         else:
             outputs, error = _RESPONSE_SIG.bind(args, kwargs)
         for tensor in outputs:
@@ -1495,8 +1519,10 @@ class InferenceRequest:
         "_factory_address",
         "_release_flags",
         "_release_flags_setter",
-        "_cancel",
-        "_sender",
+        "_is_decoupled",
+        "_cancel_obj",
+        "_sender_obj",
+        "_returned",
         "_shm",
         "__weakref__",
     )
@@ -1579,10 +1605,80 @@ class InferenceRequest:
         self._release_flags = release_flags
         self._release_flags_setter = release_flags_setter
         self._shm = None
-        self._cancel = _CancelState(request_address, factory_address)
-        self._sender = InferenceResponseSender._create(
-            request_address, factory_address, is_decoupled, frozenset(names), self._cancel
-        )
+        # The PbCancel and the response sender are made on first use (most requests of a
+        # non-decoupled model never need them); see ``_sender`` and ``_return_final``.
+        self._is_decoupled = is_decoupled
+        self._cancel_obj = None
+        self._sender_obj = None
+        self._returned = False
+
+    @classmethod
+    def _from_shm(cls, request_id, correlation_id, inputs, names, model_name, model_version,
+                  flags, timeout, preferred_memory, trace, parameters_text, request_address,
+                  factory_address, is_decoupled, release_flags_setter):
+        """The stub's hot path: ``_from_server`` with its arguments already in final form
+        (``names`` a sorted tuple without duplicates, ``preferred_memory`` and ``trace``
+        objects, ints for the numbers). Unlike ``_from_server`` the response sender is not
+        made here: the caller must make it (touch ``_sender``) for every request whose
+        response was not returned through ``_return_final``, or the factory is never
+        cleaned up when the request goes away."""
+        obj = _new_bare(cls)
+        obj._request_id = request_id
+        obj._correlation_id = correlation_id
+        obj._inputs = inputs
+        obj._requested_output_names = names
+        obj._model_name = model_name
+        obj._model_version = model_version
+        obj._flags = flags
+        obj._timeout = timeout
+        obj._preferred_memory = preferred_memory
+        obj._trace = trace
+        obj._parameters = parameters_text
+        obj._request_address = request_address
+        obj._factory_address = factory_address
+        obj._release_flags = 1
+        obj._release_flags_setter = release_flags_setter
+        obj._shm = None
+        obj._is_decoupled = is_decoupled
+        obj._cancel_obj = None
+        obj._sender_obj = None
+        obj._returned = False
+        return obj
+
+    @property
+    def _cancel(self):
+        c = self._cancel_obj
+        if c is None:
+            c = self._cancel_obj = _CancelState(self._request_address, self._factory_address)
+            if self._returned:
+                c.closed = True
+        return c
+
+    @property
+    def _sender(self):
+        s = self._sender_obj
+        if s is None:
+            s = self._sender_obj = InferenceResponseSender._create(
+                self._request_address, self._factory_address, self._is_decoupled,
+                frozenset(self._requested_output_names), self._cancel
+            )
+            if self._returned:
+                # execute returned this request's response (FINAL) before the sender existed
+                s._closed = s._factory_deleted = True
+                s._sent = 1
+        return s
+
+    def _return_final(self, response):
+        """Account for ``response`` returned from a non-decoupled execute: the sender's
+        ``_update_state(response, FINAL)``, without making a sender nobody asked for."""
+        s = self._sender_obj
+        if s is not None or self._is_decoupled is None:
+            self._sender._update_state(response, 1)
+            return
+        self._returned = True
+        c = self._cancel_obj
+        if c is not None:
+            c.closed = True
 
     @classmethod
     def _from_server(
@@ -1628,6 +1724,7 @@ class InferenceRequest:
             int(request_address), int(response_factory_address), is_decoupled, int(release_flags),
             release_flags_setter,
         )
+        obj._sender  # noqa: B018 - made now: dropping the request cleans its factory up
         return obj
 
     def inputs(self):
@@ -1717,11 +1814,15 @@ class InferenceRequest:
 _REQUEST_SIG = _Sig(
     "__init__",
     "c_python_backend_utils.InferenceRequest(request_id: str = '', correlation_id: object = 0, "
-    "inputs: List[c_python_backend_utils.Tensor], requested_output_names: List[str], "
+    "inputs: List[triton::backend::python::PbTensor], requested_output_names: List[str], "
     "model_name: str, model_version: int = -1, flags: int = 0, timeout: int = 0, "
-    "preferred_memory: c_python_backend_utils.PreferredMemory = %r, "
-    "trace: c_python_backend_utils.InferenceTrace = %r, parameters: object = None)"
-    % (_DEFAULT_PREFERRED_MEMORY, _DEFAULT_TRACE),
+    "preferred_memory: c_python_backend_utils.PreferredMemory = "
+    "<c_python_backend_utils.PreferredMemory object at %#x>, "
+    "trace: c_python_backend_utils.InferenceTrace = "
+    "<c_python_backend_utils.InferenceTrace object at %#x>, parameters: object = None)"
+    # pybind11 prints the C++ type of the inputs vector and the defaults' reprs as of the
+    # module's creation (the classes' __module__ is set at the end of this file).
+    % (id(_DEFAULT_PREFERRED_MEMORY), id(_DEFAULT_TRACE)),
     (
         ("request_id", "", _cv_str, False),
         ("correlation_id", 0, None, False),
@@ -1783,6 +1884,8 @@ class ResponseIterator:
         "_finished",
         "_cleared",
         "_idx",
+        "_last_in",
+        "_waiters",
         "__weakref__",
     )
 
@@ -1797,11 +1900,22 @@ class ResponseIterator:
         self._finished = False
         self._cleared = False
         self._idx = 0
+        self._last_in = bool(response._is_last_response)
+        self._waiters = 0
 
     def _enqueue(self, response):
         with self._cv:
             self._buffer.append(response)
+            if response._is_last_response:
+                self._last_in = True
             self._cv.notify()
+
+    def _open(self):
+        """Whether more responses are still expected (no last response has arrived yet)."""
+        return not self._last_in and not self._finished
+
+    def _is_waiting(self):
+        return self._waiters > 0
 
     def _get_existing_responses(self):
         with self._cv:
@@ -1834,8 +1948,14 @@ class ResponseIterator:
                 return response
             raise StopIteration("Iteration is done for the responses.")
         with self._cv:
-            while not self._buffer:
-                self._cv.wait()
+            self._waiters += 1
+            try:
+                while not self._buffer:
+                    # Slices: a stub whose server is gone stops waiting (the runtime raises).
+                    if not self._cv.wait(1.0):
+                        _current_runtime().check_parent_alive()
+            finally:
+                self._waiters -= 1
             response = self._buffer.popleft()
             self._finished = bool(response._is_last_response)
             self._responses.append(response)

@@ -307,7 +307,12 @@ def read_request(region: Region, handle: int) -> RequestData:
 
 
 def set_release_flags(region: Region, req: RequestData, flags: int) -> None:
-    L.InferRequestShm.set(region.buf, req.handle + _H, "request_release_flags", int(flags))
+    write_release_flags(region, req.handle, flags)
+
+
+def write_release_flags(region: Region, request_handle: int, flags: int) -> None:
+    """InferRequest::SetReleaseFlags: the parent reads them back after execute."""
+    L.InferRequestShm.set(region.buf, request_handle + _H, "request_release_flags", int(flags))
 
 
 # ------------------------------------------------------------------ responses
@@ -345,6 +350,120 @@ def save_response(region: Region, resp: ResponseData, owned: Owned) -> int:
     if n:
         struct.pack_into(f"<{n}q", buf, h + _H + S.size, *tensor_handles)
     return h
+
+
+# ------------------------------------------------------------------ the execute hot path
+# The ExecuteResponse of a batch is saved in ONE Construct round (one hold of shm_mutex): the
+# responses, their tensors, then the batch block. Every object is written with one precompiled
+# struct built from the layout tables (header fields in table order, then the variable parts),
+# cached per shape. The field orders these structs rely on are checked here at import.
+assert L.TensorShm._scalar_names == ("memory", "dtype", "dims_count")
+assert L.StringShm._scalar_names == ("data", "length")
+assert L.MemoryShm._scalar_names == ("gpu_pointer_offset", "use_cuda_shared_pool",
+                                     "cuda_pool_offset", "memory_type", "memory_type_id",
+                                     "byte_size", "memory_release_id")
+assert L.ResponseShm._scalar_names == ("outputs_size", "error", "has_error", "is_error_set",
+                                       "id", "is_last_response")
+assert L.IPCMessageShm._scalar_names[:2] == ("command", "args")
+assert L.ResponseBatch._scalar_names[:2] == ("waiting_on_stub", "batch_size")
+
+
+def _fmt(layout) -> str:
+    return layout._whole.format.lstrip("<")
+
+
+_TENSOR_HEADS: dict = {}
+_RESPONSE_HEADS: dict = {}
+_BATCH_HEADS: dict = {}
+
+
+def _tensor_head(ndims: int, name_len: int) -> struct.Struct:
+    """TensorShm, dims, embedded StringShm, name bytes, MemoryShm: one struct per shape."""
+    key = (ndims, name_len)
+    st = _TENSOR_HEADS.get(key)
+    if st is None:
+        st = _TENSOR_HEADS[key] = struct.Struct(
+            "<" + _fmt(L.TensorShm) + f"{ndims}q" + _fmt(L.StringShm) + f"{name_len}s"
+            + _fmt(L.MemoryShm))
+    return st
+
+
+def _response_head(n: int) -> struct.Struct:
+    st = _RESPONSE_HEADS.get(n)
+    if st is None:
+        st = _RESPONSE_HEADS[n] = struct.Struct("<" + _fmt(L.ResponseShm) + f"{n}q")
+    return st
+
+
+def _batch_head(n: int) -> struct.Struct:
+    """IPCMessageShm + ResponseBatch + n handles: the whole ExecuteResponse block."""
+    st = _BATCH_HEADS.get(n)
+    if st is None:
+        st = _BATCH_HEADS[n] = struct.Struct("<" + _fmt(L.IPCMessageShm) + _fmt(L.ResponseBatch)
+                                             + f"{n}q")
+        assert st.size == L.EXECUTE_RESPONSE_HANDLES_OFFSET + 8 * n
+    return st
+
+
+_N_IPC = len(L.IPCMessageShm._scalar_names)
+_N_BATCH = len(L.ResponseBatch._scalar_names)
+
+
+def save_execute_response(region: Region, items: Sequence, owned: Owned) -> int:
+    """Stub::ProcessReturnedResponses' saving part: returns the ExecuteResponse block.
+
+    ``items`` has one entry per request: an int (a response handle already saved, 0 for
+    none) or ``(outputs, id, is_last_response)`` with outputs ``(name, triton dtype, dims,
+    payload)`` where ``payload`` is a C-contiguous bytes-like object (``len`` = byte size).
+    The block is
+    ``[IPCMessageShm: ExecuteResponse][ResponseBatch: batch_size][handle per request]``.
+    """
+    sizes: List[int] = []
+    plan = []
+    for it in items:
+        if type(it) is not tuple:
+            continue
+        outputs = it[0]
+        sizes.append(L.ResponseShm.size + 8 * len(outputs))
+        for name, dtype, dims, payload in outputs:
+            bname = name.encode("utf-8", "surrogateescape")
+            st = _tensor_head(len(dims), len(bname))
+            nbytes = len(payload)
+            plan.append((st, bname, dtype, dims, payload, nbytes))
+            sizes.append(st.size + nbytes)
+    n = len(items)
+    batch = _batch_head(n)
+    sizes.append(batch.size)
+    got = region.construct_many(sizes)
+    owned.extend(got)
+    buf = region.buf
+    handles = []
+    k = 0                                  # next block in ``got``
+    j = 0                                  # next tensor in ``plan``
+    for it in items:
+        if type(it) is not tuple:
+            handles.append(it)
+            continue
+        rh = got[k]
+        m = len(it[0])
+        ths = got[k + 1:k + 1 + m]
+        k += 1 + m
+        for th in ths:
+            st, bname, dtype, dims, payload, nbytes = plan[j]
+            j += 1
+            p = th + _H
+            st.pack_into(buf, p, 0, dtype, len(dims), *dims, 0, len(bname), bname,
+                         0, False, 0, _MEM_CPU, 0, nbytes, 0)
+            if nbytes:
+                d = p + st.size
+                buf[d:d + nbytes] = payload
+        _response_head(m).pack_into(buf, rh + _H, m, 0, False, False, it[1], it[2], *ths)
+        handles.append(rh)
+    bh = got[k]
+    batch.pack_into(buf, bh + _H, int(L.PYTHONSTUB_CommandType.ExecuteResponse),
+                    bh + L.EXECUTE_RESPONSE_BATCH_OFFSET, *([0] * (_N_IPC - 2)),
+                    0, n, *([0] * (_N_BATCH - 2)), *handles)
+    return bh
 
 
 def read_response(region: Region, handle: int) -> ResponseData:

@@ -38,19 +38,6 @@ class ExecuteError(TritonStubError):
     """Raised for the C++ PythonBackendException texts of the execute path."""
 
 
-def load_requests(stub, batch_handle: int) -> list:
-    from .bridge import make_request
-    region = stub.region
-    p = region.payload(batch_handle)
-    region.ensure_mapped(p, L.RequestBatch.size)
-    n = L.RequestBatch.get(region.buf, p, "batch_size")
-    if not n:
-        return []
-    region.ensure_mapped(p, L.RequestBatch.size + 8 * n)
-    handles = struct.unpack_from(f"<{n}q", region.buf, p + L.RequestBatch.size)
-    return [make_request(codec.read_request(region, h), stub) for h in handles]
-
-
 def _is_coroutine(obj) -> bool:
     # asyncio costs ~30 ms to import: only a model that returned a coroutine pays for it.
     if type(obj).__name__ != "coroutine" and not hasattr(obj, "__await__"):
@@ -110,13 +97,11 @@ def _type_str(obj) -> str:
 
 def process_requests(stub, batch_handle: int, owned: Owned) -> int:
     """Run execute on one batch; returns the ExecuteResponse block handle (already filled)."""
-    from .bridge import sender_of
+    from .bridge import load_requests, sender_of
     from .exc_text import call_user
     region = stub.region
     decoupled = stub.decoupled
     requests: list = []
-    block = 0
-    handles: List[int] = []
     try:
         requests = load_requests(stub, batch_handle)
         execute = getattr(stub.model_instance, "execute", None)
@@ -130,19 +115,16 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
                 ret = None
             else:
                 ret = run_coroutine(stub, ret, in_background=False)
-        handles = _returned_responses(stub, requests, ret, decoupled, owned)
-        block = region.construct(_HANDLES + 8 * len(handles))
-        owned.append(block)
-        L.ResponseBatch.pack(region.buf, block + _H + _BATCH, batch_size=len(handles))
-        if handles:
-            struct.pack_into(f"<{len(handles)}q", region.buf, block + _H + _HANDLES, *handles)
+        items = _returned_responses(stub, requests, ret, decoupled, owned)
+        block = codec.save_execute_response(region, items, owned)
+        for r in requests:
+            if not r._returned:
+                r._sender           # noqa: B018 - made now: its end cleans the factory up
+        return block
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
         text = stub.error_text(e)
         msg = f"Failed to process the request(s) for model '{stub.name}', message: {text}"
         stub.log(2, msg, line=SITE_EXECUTE_FAILED)
-        if block:
-            owned.remove(block)
-            region.release(block)
         block = region.construct(_HANDLES)
         owned.append(block)
         B = L.ResponseBatch
@@ -158,14 +140,15 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
                 is_error_set=True, error=eh, is_response_factory_deleted=factory_deleted)
         for r in requests:
             sender_of(r)._close()
-    L.IPCMessageShm.pack(region.buf, block + _H, command=int(C.ExecuteResponse),
-                         args=block + _BATCH)
-    return block
+        L.IPCMessageShm.pack(region.buf, block + _H, command=int(C.ExecuteResponse),
+                             args=block + _BATCH)
+        return block
 
 
-def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> List[int]:
-    """ProcessReturnedResponses: validate the return value and save the responses."""
-    from .bridge import is_inference_response, response_data, sender_of
+def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> list:
+    """ProcessReturnedResponses: validate the return value; one item per request for
+    :func:`codec.save_execute_response` (error responses are saved here, as handles)."""
+    from .bridge import is_inference_response, output_item, response_data
     region = stub.region
     if ret is None:
         if decoupled:
@@ -182,7 +165,6 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> L
             "Number of InferenceResponse objects do not match the number of InferenceRequest "
             f"objects. InferenceRequest(s) size is:{len(requests)}, and InferenceResponse(s) "
             f"size is:{len(ret)}\n")
-    final = L.TRITONSERVER_RESPONSE_COMPLETE_FINAL
     for req, resp in zip(requests, ret):
         if resp is None:
             continue
@@ -193,21 +175,22 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> L
             raise ExecuteError("Expected an 'InferenceResponse' object in the execute function "
                                f"return list, found type '{_type_str(resp)}'.")
         try:
-            sender_of(req)._update_state(resp, final)
+            req._return_final(resp)
         except TritonModelException as e:
             # C++ raises its PythonBackendException text (no type prefix), and tells the parent
             # not to delete factories a FINAL already deleted.
-            if sender_of(req)._is_closed():
+            if req._sender._is_closed():
                 stub.factory_deleted_in_execute = True
             raise ExecuteError(str(e)) from None
-    handles = []
+    items = []
     for req, resp in zip(requests, ret):
         if resp is None:
-            handles.append(_missing_response(stub, req, owned))
-            continue
-        data = response_data(resp, req.requested_output_names())
-        handles.append(codec.save_response(region, data, owned))
-    return handles
+            items.append(_missing_response(stub, req, owned))
+        elif resp._error is None:
+            items.append(output_item(resp, req._requested_output_names))
+        else:
+            items.append(codec.save_response(region, response_data(resp), owned))
+    return items
 
 
 def _missing_response(stub, request, owned: Owned) -> int:

@@ -184,17 +184,46 @@ class ResponseIteratorMap:
             self._map[key] = it
             return it
 
-    def enqueue(self, response: Any) -> None:
-        """Route a later BLS stream response to its iterator (or start one)."""
+    def enqueue(self, response: Any) -> Optional[str]:
+        """Route a later BLS stream response to its iterator (or start one).
+
+        Deliberate difference: the python backend writes ``ResponseShm.id`` only for responses
+        without error (InferResponse::SaveToSharedMemory), so a stream's later *error* response
+        carries a stale id and, under the C++ stub, reaches no iterator: the caller waits
+        forever. An error response whose id matches no iterator goes to the one stream still
+        open (or, with several open, to the one stream being waited on). Returns a warning
+        text when it cannot be routed (then it is kept under its id, as C++ does).
+        """
         from . import c_python_backend_utils as cpbu
 
         key = response._id
         with self._lock:
             it = self._map.get(key)
+            if it is None and response._error is not None:
+                it = self._orphan_target()
+                if it is None:
+                    warning = (f"an error response of a BLS stream carries no stream id (the python "
+                               f"backend leaves it unset) and {self._open_count()} streams are "
+                               f"open: it cannot be routed ({response._error._message})")
+                    self._map[key] = cpbu.ResponseIterator(response)
+                    return warning
             if it is not None:
                 it._enqueue(response)
             else:
                 self._map[key] = cpbu.ResponseIterator(response)
+        return None
+
+    def _orphan_target(self) -> Any:
+        open_its = [it for it in self._map.values() if it._open()]
+        if len(open_its) == 1:
+            return open_its[0]
+        waiting = [it for it in open_its if it._is_waiting()]
+        if len(waiting) == 1:
+            return waiting[0]
+        return None
+
+    def _open_count(self) -> int:
+        return sum(1 for it in self._map.values() if it._open())
 
     def erase(self, key: Any) -> None:
         with self._lock:
@@ -237,6 +266,10 @@ class Runtime(abc.ABC):
     initialized: bool = False
     finalizing: bool = False
     stub_to_parent_active: bool = False
+
+    def check_parent_alive(self) -> None:
+        """Raise :class:`TritonModelException` when the server this stub serves is gone (long
+        waits in the surface call it between slices). No server, nothing to check."""
 
     # --- logging -----------------------------------------------------------------------
 

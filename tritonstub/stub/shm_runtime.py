@@ -68,6 +68,10 @@ class ShmRuntime(Runtime):
     def clear_response_iterators(self) -> None:
         self.bls_iterators.clear()
 
+    def check_parent_alive(self) -> None:
+        if not self.stub.parent_alive():
+            raise TritonModelException("The Triton server is gone: no more responses will come.")
+
     # ------------------------------------------------------------------ logging
     def log(self, filename: str, line: int, level: int, message: str) -> None:
         if self.worker.running:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import sys
 import threading
 import traceback
@@ -48,6 +49,9 @@ from .log import stub_log
 
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER
+assert L.IPCMessageShm._scalar_names[:2] == ("command", "args")
+_COMMAND_ARGS = struct.Struct(L.IPCMessageShm._whole.format[:L.IPCMessageShm._whole.format.index("q") + 1])
+_EXECUTE = int(C.ExecuteRequest)
 
 
 @dataclass
@@ -180,15 +184,14 @@ class Stub:
             return False
         p = self.region.payload(handle)
         self.region.ensure_mapped(p, L.IPCMessageShm.size)
-        msg = L.IPCMessageShm.read(self.region.buf, p)
-        cmd = msg["command"]
-        if cmd == C.AutoCompleteRequest:
-            return self.handle_auto_complete(msg["args"])
-        if cmd == C.InitializeRequest:
-            return self.handle_initialize(msg["args"])
-        if cmd == C.ExecuteRequest:
-            self.handle_execute(msg["args"])
+        cmd, args = _COMMAND_ARGS.unpack_from(self.region.buf, p)
+        if cmd == _EXECUTE:
+            self.handle_execute(args)
             return False
+        if cmd == C.AutoCompleteRequest:
+            return self.handle_auto_complete(args)
+        if cmd == C.InitializeRequest:
+            return self.handle_initialize(args)
         if cmd == C.FinalizeRequest:
             if self.runtime is not None:
                 self.runtime.clear_response_iterators()

@@ -720,7 +720,9 @@ class TritonServer:
         deadline = time.monotonic() + _GONE_TIMEOUT_S
         while any(_alive(pid) for pid in leftovers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        return sorted(leftovers.items())
+        # An empty command line is a process already exiting when we looked (it had released
+        # its memory): it was on its way out, not left behind.
+        return sorted((pid, line) for pid, line in leftovers.items() if line or _alive(pid))
 
     def _remove_new_regions(self) -> List[str]:
         """Unlink regions that appeared since start and that no live process maps (others' are kept)."""
