@@ -86,8 +86,34 @@ def get_errno() -> int:
     return ctypes.get_errno()
 
 
+# A freshly initialised pshared object is plain bytes (glibc keeps no state elsewhere until it
+# is first locked or waited on), so after one real initialisation into a private buffer the
+# next ones copy that image: one memmove instead of five foreign calls per message.
+_MUTEX_IMAGE = None
+_COND_IMAGE = None
+
+
 def init_mutex(addr: int) -> None:
     """pthread_mutex_init with Boost's interprocess_mutex attributes (pshared + robust)."""
+    global _MUTEX_IMAGE
+    if _MUTEX_IMAGE is None:
+        image = ctypes.create_string_buffer(MUTEX_SIZE)
+        _init_mutex(ctypes.addressof(image))
+        _MUTEX_IMAGE = image
+    ctypes.memmove(addr, _MUTEX_IMAGE, MUTEX_SIZE)
+
+
+def init_cond(addr: int) -> None:
+    """pthread_cond_init with Boost's interprocess_condition attributes (pshared)."""
+    global _COND_IMAGE
+    if _COND_IMAGE is None:
+        image = ctypes.create_string_buffer(COND_SIZE)
+        _init_cond(ctypes.addressof(image))
+        _COND_IMAGE = image
+    ctypes.memmove(addr, _COND_IMAGE, COND_SIZE)
+
+
+def _init_mutex(addr: int) -> None:
     attr = ctypes.create_string_buffer(_ATTR_SIZE)
     _check(pthread_mutexattr_init(attr), "pthread_mutexattr_init")
     try:
@@ -100,8 +126,7 @@ def init_mutex(addr: int) -> None:
         pthread_mutexattr_destroy(attr)
 
 
-def init_cond(addr: int) -> None:
-    """pthread_cond_init with Boost's interprocess_condition attributes (pshared)."""
+def _init_cond(addr: int) -> None:
     attr = ctypes.create_string_buffer(_ATTR_SIZE)
     _check(pthread_condattr_init(attr), "pthread_condattr_init")
     try:

@@ -1443,7 +1443,12 @@ class InferenceResponseSender:
 
     def send(self, *args, **kwargs):
         """Send a response and/or flags for this request."""
-        response, flags = _SEND_SIG.bind(args, kwargs, self)
+        # The common calls, send(r), send(r, flags=F), send(flags=F), skip the generic binding.
+        flags = kwargs.get("flags") if kwargs.keys() == {"flags"} else 0 if not kwargs else None
+        response = args[0] if len(args) == 1 else None
+        if not (len(args) <= 1 and type(flags) is int and (flags == 0 or flags == 1)
+                and (response is None or type(response) is InferenceResponse)):
+            response, flags = _SEND_SIG.bind(args, kwargs, self)
         if flags != 1 and flags != 0:
             raise TritonModelException("Unable to send response. Unsupported flag provided.")
         if flags == 0 and response is None:

@@ -86,9 +86,9 @@ class Messenger:
             owned.append(cv)
             Mutex(region.addr(mu + _H)).initialize()
             Condition(region.addr(cv + _H)).initialize()
-        L.IPCMessageShm.write(region.buf, h + _H, command=int(command), args=args,
-                              inline_response=inline, response_handle=0,
-                              response_mutex=mu, response_cond=cv)
+        L.IPCMessageShm.pack(region.buf, h + _H, command=int(command), args=args,
+                             inline_response=inline, response_handle=0,
+                             response_mutex=mu, response_cond=cv)
         return h, mu, cv
 
     def push(self, handle: int) -> None:
@@ -115,10 +115,9 @@ class Messenger:
             h = region.construct(layout.size)
             owned.append(h)
             p = h + _H
-            region.write(p, bytes(layout.size))
+            layout.pack(region.buf, p, **fields)     # every other byte zero, then mu/cv
             mu = Mutex(region.addr(p + layout.mu)).initialize()
             cv = Condition(region.addr(p + layout.cv)).initialize()
-            layout.write(region.buf, p, **fields)
             msg, _, _ = self._ipc_message(command, h, owned)
             flag = p + layout.waiting_on_stub
             with self.send_lock:
@@ -153,12 +152,10 @@ class Messenger:
             owned.append(h)
             rh = codec.save_response(region, response, owned) if response is not None else 0
             p = h + _H
-            region.write(p, bytes(S.size))
+            S.pack(region.buf, p, request_address=request_address,
+                   response_factory_address=factory_address, response=rh, flags=int(flags))
             mu = Mutex(region.addr(p + S.mu)).initialize()
             cv = Condition(region.addr(p + S.cv)).initialize()
-            S.write(region.buf, p, is_stub_turn=False, request_address=request_address,
-                    response_factory_address=factory_address, response=rh,
-                    gpu_buffers_handle=0, has_error=False, is_error_set=False, flags=int(flags))
             msg, _, _ = self._ipc_message(C.ResponseSend, h, owned)
             flag = p + S.is_stub_turn
             mu.lock()
