@@ -142,6 +142,7 @@ def _stream_round(server: TritonServer, model: str, n: int):
 
     got: "queue.Queue" = queue.Queue()
     client = grpcclient.InferenceServerClient(server.grpc_url)
+    done = False
     try:
         client.start_stream(callback=lambda result, error: got.put((result, error)))
         data = grpcclient.InferInput("N", [1], "INT32")
@@ -159,11 +160,14 @@ def _stream_round(server: TritonServer, model: str, n: int):
                 break
             count += 1
         elapsed = time.perf_counter() - began
+        done = True
         if count != n:
             raise RuntimeError(f"{model}: {count} responses, expected {n}")
         return durations.tolist(), count / elapsed
     finally:
-        client.stop_stream(cancel_requests=True)
+        # A completed stream is not cancelled: Triton 2.51 then never unloads the model
+        # (benchmarks/stream_cancel_unload.py).
+        client.stop_stream(cancel_requests=not done)
         client.close()
 
 
