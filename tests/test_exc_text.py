@@ -414,3 +414,30 @@ def test_matches_pybind11_oracle(oracle, fn):
     cut = theirs.index(marker)
     theirs = theirs[: theirs.rindex("\n", 0, cut) + 1]
     assert _ours(fn) == theirs
+
+
+def test_thread_tracebacks_show_model_frames_only(tmp_path):
+    """An uncaught exception in a model's thread prints without our surface's frames (pybind11
+    functions leave none under the C++ stub); a hook the model installs is left alone."""
+    script = tmp_path / "model_thread.py"
+    script.write_text(
+        "import sys, threading\n"
+        "from tritonstub.stub.exc_text import install_thread_excepthook\n"
+        "from tritonstub.stub import c_python_backend_utils as pb\n"
+        "install_thread_excepthook()\n"
+        "def stream():\n"
+        "    request = pb.InferenceRequest(model_name='m', inputs=[], requested_output_names=[])\n"
+        "    request.get_response_sender().send(flags=1)\n"
+        "t = threading.Thread(target=stream); t.start(); t.join()\n"
+        "threading.excepthook = lambda args: print('own hook', args.exc_type.__name__, file=sys.stderr)\n"
+        "install_thread_excepthook()\n"
+        "t = threading.Thread(target=stream); t.start(); t.join()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    err = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                         timeout=60).stderr
+    assert 'model_thread.py", line 7, in stream' in err, err
+    assert "c_python_backend_utils.py" not in err, err
+    assert err.rstrip().endswith("own hook TritonModelException"), err
+    assert ("c_python_backend_utils.TritonModelException: Unable to send response. Response sender "
+            "has no reference to the decoupled state of the model.") in err, err

@@ -89,28 +89,26 @@ def get_errno() -> int:
 # A freshly initialised pshared object is plain bytes (glibc keeps no state elsewhere until it
 # is first locked or waited on), so after one real initialisation into a private buffer the
 # next ones copy that image: one memmove instead of five foreign calls per message.
-_MUTEX_IMAGE = None
-_COND_IMAGE = None
+_IMAGES: dict = {}
+
+
+def _from_image(size: int, init) -> "ctypes.Array":
+    image = _IMAGES.get(init)
+    if image is None:
+        image = ctypes.create_string_buffer(size)
+        init(ctypes.addressof(image))
+        _IMAGES[init] = image
+    return image
 
 
 def init_mutex(addr: int) -> None:
     """pthread_mutex_init with Boost's interprocess_mutex attributes (pshared + robust)."""
-    global _MUTEX_IMAGE
-    if _MUTEX_IMAGE is None:
-        image = ctypes.create_string_buffer(MUTEX_SIZE)
-        _init_mutex(ctypes.addressof(image))
-        _MUTEX_IMAGE = image
-    ctypes.memmove(addr, _MUTEX_IMAGE, MUTEX_SIZE)
+    ctypes.memmove(addr, _from_image(MUTEX_SIZE, _init_mutex), MUTEX_SIZE)
 
 
 def init_cond(addr: int) -> None:
     """pthread_cond_init with Boost's interprocess_condition attributes (pshared)."""
-    global _COND_IMAGE
-    if _COND_IMAGE is None:
-        image = ctypes.create_string_buffer(COND_SIZE)
-        _init_cond(ctypes.addressof(image))
-        _COND_IMAGE = image
-    ctypes.memmove(addr, _COND_IMAGE, COND_SIZE)
+    ctypes.memmove(addr, _from_image(COND_SIZE, _init_cond), COND_SIZE)
 
 
 def _init_mutex(addr: int) -> None:

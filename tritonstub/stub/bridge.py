@@ -62,7 +62,6 @@ _TS = L.TensorShm._whole
 _MS = L.MemoryShm._whole
 _MI = {name: i for i, name in enumerate(L.MemoryShm._scalar_names)}
 _M_TYPE, _M_SIZE = _MI["memory_type"], _MI["byte_size"]
-_STR = L.StringShm._whole
 _CORR = L.CorrelationIdShm._whole
 _TRACE = L.InferenceTraceShm._whole
 _H = L.OWNERSHIP_HEADER
@@ -117,16 +116,7 @@ def _load_request(region, h: int, decoupled):
         return None
     hs = struct.unpack_from(f"<{n_out + n_in}q", buf, p + _R.size)
 
-    def string(sh: int):
-        if 0 < sh and sh + 32 <= cap:
-            data, length = _STR.unpack_from(buf, sh + _H)
-            if length == 0:
-                return ""
-            dp = data + _H
-            if 0 < dp and dp + length <= cap:
-                return buf[dp:dp + length].decode("utf-8", "surrogateescape")
-        return codec.read_string(region, sh)
-
+    string = codec.string_reader(region)
     names = tuple(sorted({string(x) for x in hs[:n_out]})) if n_out else ()
     inputs = []
     for th in hs[n_out:]:

@@ -1628,26 +1628,9 @@ class InferenceRequest:
         response was not returned through ``_return_final``, or the factory is never
         cleaned up when the request goes away."""
         obj = _new_bare(cls)
-        obj._request_id = request_id
-        obj._correlation_id = correlation_id
-        obj._inputs = inputs
-        obj._requested_output_names = names
-        obj._model_name = model_name
-        obj._model_version = model_version
-        obj._flags = flags
-        obj._timeout = timeout
-        obj._preferred_memory = preferred_memory
-        obj._trace = trace
-        obj._parameters = parameters_text
-        obj._request_address = request_address
-        obj._factory_address = factory_address
-        obj._release_flags = 1
-        obj._release_flags_setter = release_flags_setter
-        obj._shm = None
-        obj._is_decoupled = is_decoupled
-        obj._cancel_obj = None
-        obj._sender_obj = None
-        obj._returned = False
+        obj._init(request_id, correlation_id, inputs, names, model_name, model_version, flags,
+                  timeout, preferred_memory, trace, parameters_text, request_address,
+                  factory_address, is_decoupled, 1, release_flags_setter)
         return obj
 
     @property

@@ -254,6 +254,23 @@ _CORR = L.CorrelationIdShm._whole
 _TRACE = L.InferenceTraceShm._whole
 
 
+def string_reader(region: Region):
+    """A fast read_string for the current mapping: bounds checked inline, anything beyond the
+    mapping through the checked, remapping path (which raises with the offset)."""
+    buf, cap = region.buf, region.capacity
+
+    def string(h: int) -> str:
+        if 0 < h and h + 32 <= cap:
+            data, length = _STR.unpack_from(buf, h + _H)
+            if length == 0:
+                return ""
+            dp = data + _H
+            if 0 < dp and dp + length <= cap:
+                return buf[dp:dp + length].decode("utf-8", "surrogateescape")
+        return read_string(region, h)
+    return string
+
+
 def read_request(region: Region, handle: int) -> RequestData:
     """InferRequest::LoadFromSharedMemory.
 
@@ -270,16 +287,7 @@ def read_request(region: Region, handle: int) -> RequestData:
     out_handles = struct.unpack_from(f"<{n_out}q", buf, p + R.size) if n_out else ()
     in_handles = struct.unpack_from(f"<{n_in}q", buf, p + R.size + 8 * n_out) if n_in else ()
 
-    def string(h: int) -> str:
-        if 0 < h and h + 32 <= cap:
-            data, length = _STR.unpack_from(buf, h + _H)
-            if length == 0:
-                return ""
-            dp = data + _H
-            if 0 < dp and dp + length <= cap:
-                return buf[dp:dp + length].decode("utf-8", "surrogateescape")
-        return read_string(region, h)       # checked path: remaps, or raises with the offset
-
+    string = string_reader(region)
     names = [string(h) for h in out_handles]
     inputs = [read_tensor(region, h) for h in in_handles]
     corr: object = 0

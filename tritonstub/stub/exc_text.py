@@ -122,6 +122,42 @@ def call_user(func: Callable, *args: Any, **kwargs: Any) -> Any:
 register_boundary(call_user)
 
 
+def without_internal_frames(tb: Any) -> Any:
+    """The traceback chain ``tb`` minus tritonstub's own entries (C++ in the original stub,
+    where they leave no frame)."""
+    import types
+    kept = []
+    while tb is not None:
+        if not is_internal_code(tb.tb_frame.f_code):
+            kept.append(tb)
+        tb = tb.tb_next
+    out = None
+    for entry in reversed(kept):
+        out = types.TracebackType(out, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return out
+
+
+def install_thread_excepthook() -> None:
+    """An uncaught exception in a model's thread prints as under the C++ stub: the traceback
+    shows the model's frames, not the frames of our surface (``sender.send`` raising, say).
+    Installed only over Python's default hook; anything a model installs replaces it."""
+    import threading
+    if threading.excepthook is not threading.__excepthook__:
+        return
+    default = threading.__excepthook__
+
+    def hook(args: Any) -> None:
+        tb = args.exc_traceback
+        if tb is not None:
+            tb = without_internal_frames(tb)
+            if args.exc_value is not None:
+                args.exc_value.__traceback__ = tb
+            args = threading.ExceptHookArgs([args.exc_type, args.exc_value, tb, args.thread])
+        default(args)
+
+    threading.excepthook = hook
+
+
 def is_internal_code(code: Any) -> bool:
     """True when ``code`` belongs to tritonstub itself (hidden from traces).
 

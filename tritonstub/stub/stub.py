@@ -364,6 +364,8 @@ def main(argv: List[str]) -> int:
     # we spawn get default dispositions after exec.
     signal.signal(signal.SIGINT, _noop)
     signal.signal(signal.SIGTERM, _noop)
+    from .exc_text import install_thread_excepthook
+    install_thread_excepthook()
     tokens = split_model_path(argv[1])
     if len(tokens) < 2:
         stub_log("I", f"Model path does not look right: {argv[1]}", line=stublog.SITE_BAD_PATH)
