@@ -40,11 +40,13 @@ def execute(rt, request, decoupled: bool):
     msg_h = 0
     try:
         data = request_data(request)
-        msg_h, mu_h, cv_h = rt.messenger._ipc_message(
-            C.InferStreamExecRequest if decoupled else C.InferExecRequest, 0, owned, inline=True)
-        batch = region.construct(L.RequestBatch.size + 8)
-        owned.append(batch)
-        rh = codec.save_request(region, data, owned)
+        with region.locked():                   # one hold of shm_mutex for every block
+            msg_h, mu_h, cv_h = rt.messenger._ipc_message(
+                C.InferStreamExecRequest if decoupled else C.InferExecRequest, 0, owned,
+                inline=True)
+            batch = region.construct(L.RequestBatch.size + 8)
+            owned.append(batch)
+            rh = codec.save_request(region, data, owned)
         L.RequestBatch.write(region.buf, batch + _H, batch_size=1, gpu_buffers_handle=0)
         struct.pack_into("<q", region.buf, batch + _H + L.RequestBatch.size, rh)
         L.IPCMessageShm.set(region.buf, msg_h + _H, "args", batch)

@@ -75,17 +75,21 @@ class Messenger:
 
     # ------------------------------------------------------------------ basics
     def _ipc_message(self, command: int, args: int, owned: Owned, inline: bool = False):
+        """IPCMessage::Create. C++ Constructs the inline mutex/condition (and the messages that
+        embed one) with ``aligned=true`` (32 bytes); pthread objects need 8 and every block
+        payload is 16-aligned, so we allocate them plainly, in one round: an aligned allocation
+        costs Boost's allocator two or three tree updates more, on every message."""
         region = self.region
-        h = region.construct(L.IPCMessageShm.size, aligned=inline)
-        owned.append(h)
         mu = cv = 0
         if inline:
-            mu = region.construct(libc.MUTEX_SIZE, aligned=True)
-            owned.append(mu)
-            cv = region.construct(libc.COND_SIZE, aligned=True)
-            owned.append(cv)
+            h, mu, cv = region.construct_many((L.IPCMessageShm.size, libc.MUTEX_SIZE,
+                                               libc.COND_SIZE))
+            owned.extend((h, mu, cv))
             Mutex(region.addr(mu + _H)).initialize()
             Condition(region.addr(cv + _H)).initialize()
+        else:
+            h = region.construct(L.IPCMessageShm.size)
+            owned.append(h)
         L.IPCMessageShm.pack(region.buf, h + _H, command=int(command), args=args,
                              inline_response=inline, response_handle=0,
                              response_mutex=mu, response_cond=cv)
@@ -148,15 +152,16 @@ class Messenger:
         S = L.ResponseSendMessage
         owned = Owned()
         try:
-            h = region.construct(S.size, aligned=True)
-            owned.append(h)
-            rh = codec.save_response(region, response, owned) if response is not None else 0
+            with region.locked():                    # one hold of shm_mutex for every block
+                h = region.construct(S.size)         # (C++: aligned; see _ipc_message)
+                owned.append(h)
+                rh = codec.save_response(region, response, owned) if response is not None else 0
+                msg, _, _ = self._ipc_message(C.ResponseSend, h, owned)
             p = h + _H
             S.pack(region.buf, p, request_address=request_address,
                    response_factory_address=factory_address, response=rh, flags=int(flags))
             mu = Mutex(region.addr(p + S.mu)).initialize()
             cv = Condition(region.addr(p + S.cv)).initialize()
-            msg, _, _ = self._ipc_message(C.ResponseSend, h, owned)
             flag = p + S.is_stub_turn
             mu.lock()
             try:
