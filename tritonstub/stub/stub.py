@@ -364,6 +364,7 @@ def main(argv: List[str]) -> int:
     # we spawn get default dispositions after exec.
     signal.signal(signal.SIGINT, _noop)
     signal.signal(signal.SIGTERM, _noop)
+    os.register_at_fork(after_in_child=_default_signals_in_child)
     from .exc_text import install_thread_excepthook
     install_thread_excepthook()
     tokens = split_model_path(argv[1])
@@ -406,6 +407,18 @@ def main(argv: List[str]) -> int:
         code = 1
     stub.shutdown(unlink=stub.delete_region and code == 0)
     return code
+
+
+def _default_signals_in_child() -> None:
+    """A process the model forks (a multiprocessing worker, say) is not the stub: it gets
+    Python's default SIGINT/SIGTERM handling back. With the stub's no-op handlers a Pool worker
+    ignores the SIGTERM of ``Pool.terminate()``, which then waits for it forever (a worker
+    blocked on the task queue's lock exits only that way). The heartbeat helper sets its own."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):
+        pass
 
 
 def _noop(signum, frame) -> None:
