@@ -270,13 +270,21 @@ def test_stream_of_a_missing_model(pair):
 # ---- memory -----------------------------------------------------------------------------------
 
 
-def test_preferred_memory_gpu_on_a_cpu_only_machine(pair):
-    """PreferredMemory(TRITONSERVER_MEMORY_GPU) on a machine without a usable GPU: the parent's
-    output allocation fails and the BLS response carries its error, under both stubs (the stub is
-    not involved: no GPU tensor ever reaches it). Nothing crashes; the next call works."""
-    r = _result(pair, {"case": "exec", "inputs": {"IN": F32}, "outputs": ["OUT"], "preferred_memory": "gpu"})
-    assert r["outputs"] == [] and r["error"][0].startswith(
-        "BackendMemory::Create, all allocation types failed:\n\tGPU: "), r
+def test_preferred_memory_gpu(pair):
+    """PreferredMemory(TRITONSERVER_MEMORY_GPU) (deliberate difference). C++ sends the request
+    and Triton's GPU output allocation fails on this CPU-only machine (on a GPU machine the
+    outputs would come back as CUDA IPC handles). Ours answers at once with an error response
+    saying that tritonstub does not support GPU tensors. Nothing crashes; the next call works."""
+    r = pair.run("bls_caller", _call({"case": "exec", "inputs": {"IN": F32}, "outputs": ["OUT"],
+                                      "preferred_memory": "gpu"}), compare=False)
+    r = json.loads(r.value[0])
+    assert r["outputs"] == [], r
+    if pair.is_cpp:
+        assert r["error"][0].startswith("BackendMemory::Create, all allocation types failed:\n\tGPU: "), r
+    else:
+        assert r["error"] == [
+            "GPU tensors are not supported by tritonstub yet: this BLS request asks for its outputs in GPU "
+            "memory (PreferredMemory(TRITONSERVER_MEMORY_GPU)); use CPU or the default preferred memory", 1], r
 
 
 def test_the_callers_stub_keeps_serving(pair):

@@ -233,6 +233,13 @@ def request_data(req) -> codec.RequestData:
             raise pb.TritonModelException("GPU tensors are not supported by tritonstub yet")
         inputs.append(codec.RawTensor(t._name, t._dtype, t._dims, t._payload()))
     pm = req._preferred_memory
+    if pm._type == int(pb.TRITONSERVER_MEMORY_GPU):      # PreferredMemory.MemoryType, GPU = 0
+        # Deliberate difference: C++ asks Triton for GPU output buffers and receives CUDA IPC
+        # handles; we can hold none, so say so before anything is sent.
+        raise pb.TritonModelException(
+            "GPU tensors are not supported by tritonstub yet: this BLS request asks for its "
+            "outputs in GPU memory (PreferredMemory(TRITONSERVER_MEMORY_GPU)); use CPU or the "
+            "default preferred memory")
     tr = req._trace
     return codec.RequestData(
         handle=0, inputs=inputs, requested_output_names=list(req._requested_output_names),
