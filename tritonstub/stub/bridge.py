@@ -29,25 +29,11 @@ def _fresh(data) -> bool:
     return isinstance(data, (bytearray, np.ndarray))
 
 
-def make_request(rd: codec.RequestData, stub):
-    region = stub.region
-    return pb.InferenceRequest._from_server(
-        request_id=rd.request_id, correlation_id=rd.correlation_id,
-        inputs=[make_tensor(t) for t in rd.inputs],
-        requested_output_names=rd.requested_output_names, model_name=rd.model_name,
-        model_version=rd.model_version, flags=rd.flags, timeout=rd.timeout,
-        preferred_memory=(rd.preferred_memory_type, rd.preferred_memory_device_id),
-        trace=(rd.trace_address, rd.trace_context or ""), parameters=rd.parameters,
-        request_address=rd.address, response_factory_address=rd.response_factory_address,
-        is_decoupled=lambda: stub.decoupled, release_flags=1,
-        release_flags_setter=lambda flags: codec.set_release_flags(region, rd, flags))
-
-
 # ------------------------------------------------------------------ the execute hot path
 # ``load_requests`` reads a RequestBatch straight into surface objects: one precompiled struct
 # per object (from the layout tables), CPU tensors copied out with one numpy call, no
-# intermediate RequestData/RawTensor. Anything unusual (a handle beyond the current mapping,
-# a standalone or GPU MemoryShm, BYTES/BF16/empty tensors) takes the general codec path.
+# intermediate RequestData/RawTensor. Tensors out of the common case (a standalone or GPU
+# MemoryShm, BYTES/BF16/empty tensors, beyond the current mapping) take codec.read_tensor.
 _R = L.InferRequestShm
 _REQ = _R._whole
 _RI = {name: i for i, name in enumerate(_R._scalar_names)}
@@ -89,14 +75,10 @@ def load_requests(stub, batch_handle: int) -> list:
         return []
     region.ensure_mapped(p, L.RequestBatch.size + 8 * n)
     handles = struct.unpack_from(f"<{n}q", region.buf, p + L.RequestBatch.size)
-    decoupled = stub.__dict__.get("_decoupled_fn")
-    if decoupled is None:
-        decoupled = stub._decoupled_fn = lambda: stub.decoupled
     out = []
     try:
         for h in handles:
-            req = _load_request(region, h, decoupled)
-            out.append(req if req is not None else make_request(codec.read_request(region, h), stub))
+            out.append(_load_request(region, h, stub.is_decoupled))
     except BaseException:
         for req in out:
             req._sender._close()     # made and closed: the failed batch's error ends them all
@@ -105,15 +87,13 @@ def load_requests(stub, batch_handle: int) -> list:
 
 
 def _load_request(region, h: int, decoupled):
-    buf, cap = region.buf, region.capacity
-    p = h + _H
-    if h <= 0 or p + _R.size > cap:
-        return None
-    f = _REQ.unpack_from(buf, p)
+    """InferRequest::LoadFromSharedMemory (inputs copied out, as the C++ stub's numpy arrays)."""
+    p = region.payload(h)
+    region.ensure_mapped(p, _R.size)
+    f = _REQ.unpack_from(region.buf, p)
     n_out, n_in = f[_I_OUT], f[_I_IN]
-    end = p + _R.size + 8 * (n_out + n_in)
-    if end > cap:
-        return None
+    region.ensure_mapped(p, _R.size + 8 * (n_out + n_in))
+    buf, cap = region.buf, region.capacity
     hs = struct.unpack_from(f"<{n_out + n_in}q", buf, p + _R.size)
 
     string = codec.string_reader(region)
@@ -242,7 +222,7 @@ def request_data(req) -> codec.RequestData:
             "default preferred memory")
     tr = req._trace
     return codec.RequestData(
-        handle=0, inputs=inputs, requested_output_names=list(req._requested_output_names),
+        inputs=inputs, requested_output_names=list(req._requested_output_names),
         request_id=req._request_id, correlation_id=req._correlation_id,
         model_name=req._model_name, model_version=req._model_version, flags=req._flags,
         timeout=req._timeout, address=0, response_factory_address=0,

@@ -4,7 +4,8 @@ Reading. Everything the parent hands us (requests, tensors, strings, maps, BLS r
 **copied out** while the parent still holds its own reference (it does until we reply or notify),
 so reading needs no Load/ref-count traffic and no lock: only the bytes. That is also what the C++
 stub ends up doing for CPU tensors (``py::array`` copies), so semantics match: ``as_numpy()`` is
-writeable and independent of shared memory.
+writeable and independent of shared memory. (Execute requests are read by
+``bridge.load_requests``, straight into the model's objects, with the readers of this module.)
 
 Writing. Every object we build is Construct'ed (ref count 1) and its handle recorded in an
 :class:`Owned` list; the caller releases the list once the parent has loaded the objects (after
@@ -224,8 +225,7 @@ def _fill_tensor(buf, h: int, bname: bytes, dtype: int, dims: Sequence[int], mv)
 # ------------------------------------------------------------------ requests
 @dataclass
 class RequestData:
-    """Everything in an InferRequestShm, read out."""
-    handle: int
+    """Everything an InferRequestShm holds (what save_request writes for BLS)."""
     inputs: List[RawTensor]
     requested_output_names: List[str]
     request_id: str
@@ -242,16 +242,8 @@ class RequestData:
     trace_address: int = 0
     trace_context: Optional[str] = None
 
-    @property
-    def release_flags_offset(self) -> int:
-        return self.handle + _H + L.InferRequestShm.request_release_flags
 
-
-_REQ = L.InferRequestShm._whole
-_REQ_NAMES = L.InferRequestShm._scalar_names
 _STR = L.StringShm._whole
-_CORR = L.CorrelationIdShm._whole
-_TRACE = L.InferenceTraceShm._whole
 
 
 def string_reader(region: Region):
@@ -269,53 +261,6 @@ def string_reader(region: Region):
                 return buf[dp:dp + length].decode("utf-8", "surrogateescape")
         return read_string(region, h)
     return string
-
-
-def read_request(region: Region, handle: int) -> RequestData:
-    """InferRequest::LoadFromSharedMemory.
-
-    This runs for every request, so it reads with local struct calls and checks bounds
-    inline; anything beyond the current mapping goes through the checked, remapping path.
-    """
-    R = L.InferRequestShm
-    p = region.payload(handle)
-    region.ensure_mapped(p, R.size)
-    f = dict(zip(_REQ_NAMES, _REQ.unpack_from(region.buf, p)))
-    n_out, n_in = f["requested_output_count"], f["input_count"]
-    region.ensure_mapped(p, R.size + 8 * (n_out + n_in))
-    buf, cap = region.buf, region.capacity
-    out_handles = struct.unpack_from(f"<{n_out}q", buf, p + R.size) if n_out else ()
-    in_handles = struct.unpack_from(f"<{n_in}q", buf, p + R.size + 8 * n_out) if n_in else ()
-
-    string = string_reader(region)
-    names = [string(h) for h in out_handles]
-    inputs = [read_tensor(region, h) for h in in_handles]
-    corr: object = 0
-    ch = f["correlation_id_shm_handle"]
-    if ch:
-        cp = region.payload(ch)
-        region.ensure_mapped(cp, L.CorrelationIdShm.size)
-        id_string, id_uint, id_type = _CORR.unpack_from(region.buf, cp)
-        corr = string(id_string) if id_type == L.CorrelationIdDataType.STRING else id_uint
-    trace_addr, trace_ctx = 0, None
-    th = f["trace_shm_handle"]
-    if th:
-        tp = region.payload(th)
-        region.ensure_mapped(tp, L.InferenceTraceShm.size)
-        ctx_h, trace_addr = _TRACE.unpack_from(region.buf, tp)
-        if ctx_h:
-            trace_ctx = string(ctx_h)
-    params_h = f["parameters_shm_handle"]
-    return RequestData(
-        handle, inputs, names, string(f["request_id_shm_handle"]), corr,
-        string(f["model_name_shm_handle"]), f["model_version"], f["flags"], f["timeout"],
-        f["address"], f["response_factory_address"], f["preferred_memory_type"],
-        f["preferred_memory_device_id"], string(params_h) if params_h else "{}",
-        trace_addr, trace_ctx)
-
-
-def set_release_flags(region: Region, req: RequestData, flags: int) -> None:
-    write_release_flags(region, req.handle, flags)
 
 
 def write_release_flags(region: Region, request_handle: int, flags: int) -> None:

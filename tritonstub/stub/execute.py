@@ -17,9 +17,7 @@ C++ stub. We send an error response for that request instead, saying what to do.
 """
 from __future__ import annotations
 
-import struct
 import threading
-from typing import List, Optional
 
 from ..errors import TritonStubError
 from ..ipc.layouts import r24_10 as L

@@ -7,16 +7,14 @@ BLS) runs the handshake on the calling thread with the GIL released while it wai
 """
 from __future__ import annotations
 
-import json
 import struct
-import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from ..ipc.layouts import r24_10 as L
 from . import codec
 from .codec import Owned
 from .messaging import Messenger, Monitor, ParentGone, Worker
-from .runtime import (KIND_AUTOCOMPLETE, KIND_INSTANCE, MetricFamilyInfo, MetricInfo,
+from .runtime import (KIND_INSTANCE, MetricFamilyInfo, MetricInfo,
                       ResponseIteratorMap, Runtime, TritonModelException,
                       send_message_error_text, write_stub_log)
 

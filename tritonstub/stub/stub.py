@@ -26,15 +26,13 @@ clear error instead.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import struct
 import sys
-import threading
 import traceback
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from ..errors import TritonStubError
 from ..ipc.layouts import r24_10 as L
@@ -95,6 +93,9 @@ class Stub:
         self.loop = None             # the asyncio loop, created on first coroutine
         self.background_futures: set = set()
         self.runtime = None          # ShmRuntime, built in _setup_python
+        # What requests keep to read the model's decoupled flag when they send (C++ keeps a
+        # pointer to IPCControlShm.decoupled).
+        self.is_decoupled = lambda: self.decoupled
 
     # ------------------------------------------------------------------ start-up
     def instantiate(self) -> None:
