@@ -652,6 +652,27 @@ class DiffServers:
         return problems
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
+
+
+def mask_addresses(text: str) -> str:
+    """Object reprs carry addresses that differ per run and per stub: `` at 0x…>`` for all."""
+    return _ADDRESS.sub(" at 0x…>", text)
+
+
+def result_value(target: "Target", out: Outcome):
+    """What a case model answered in its RESULT output (JSON text), masked and normalised."""
+    return target.normaliser.value(json.loads(mask_addresses(out.output("RESULT").data[0].decode())))
+
+
+def result_outcome(target: "Target", out: Outcome) -> Outcome:
+    """A case model's answer as a comparable value: (RESULT's JSON, the other outputs)."""
+    if out.kind != "ok":
+        return out
+    return Outcome("value", value=(json.dumps(result_value(target, out), sort_keys=True),
+                                   tuple(o for o in out.outputs if o.name != "RESULT")))
+
+
 def assert_same(cpp: Outcome, ours: Outcome) -> None:
     """The differential assertion: equal normalised outcomes, with both sides shown if not."""
     assert ours == cpp, (f"the stubs differ\n  C++ stub: {cpp.describe()}\n  our stub: {ours.describe()}")

@@ -9,12 +9,11 @@ dynamic batcher whose queue policy lets a request time out), ``bls_stream`` (the
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
 
-from difftools import DiffModel, Outcome, Target, line_of
+from difftools import DiffModel, Outcome, Target, line_of, result_outcome
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 
 QUEUE_CONFIG = """
@@ -50,19 +49,14 @@ SOLO_MODELS = [
     DiffModel("bls_hcaller", source="bls_caller"),
     DiffModel("bls_hstream", source="dec_modes"),
 ]
-_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
 
 F32 = {"dtype": "float32", "data": [1.5, -2.0, 0.25]}
 
 
 def _call(case: dict):
     def run(t: Target) -> Outcome:
-        out = t.infer({"CASE": np.array([json.dumps(case).encode()], dtype=object)}, timeout_s=60)
-        if out.kind != "ok":
-            return out
-        result = t.normaliser.value(json.loads(_ADDRESS.sub(" at 0x…>", out.output("RESULT").data[0].decode())))
-        return Outcome("value", value=(json.dumps(result, sort_keys=True),
-                                       tuple(o for o in out.outputs if o.name != "RESULT")))
+        return result_outcome(t, t.infer({"CASE": np.array([json.dumps(case).encode()], dtype=object)},
+                                         timeout_s=60))
     return run
 
 

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from difftools import DiffModel, Outcome, Target, line_of
+from difftools import DiffModel, Outcome, Target, line_of, mask_addresses
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 from streams import notes, stream_infer
 
@@ -33,7 +33,6 @@ SOLO_MODELS = [
     DiffModel("nondec_hazard", source="nondec_sender"),
     DiffModel("dec_async_raise", source="dec_async"),
 ]
-_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
 #: A log record of the core, wherever it starts: two threads' records can share a line.
 _RECORD = re.compile(r"[IWEV]\d{4} \d{2}:\d{2}:\d{2}\.\d{6} +\d+ \S+?:\d+\] .*")
 
@@ -57,7 +56,7 @@ def _stream(mode: str, n: int = 0, **kwargs):
 
 
 def _kept(raw) -> tuple:
-    return tuple((label, _ADDRESS.sub(" at 0x…>", text)) for label, text in raw)
+    return tuple((label, mask_addresses(text)) for label, text in raw)
 
 
 def _with_notes(mode: str, n: int = 0):

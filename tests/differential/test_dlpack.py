@@ -8,30 +8,23 @@ side); here only ours runs those cases. torch is not needed: BF16 comes from the
 from __future__ import annotations
 
 import json
-import re
 
 import ml_dtypes
 import numpy as np
 import pytest
 
-from difftools import DiffModel, Outcome, Target
+from difftools import DiffModel, Outcome, Target, result_outcome
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 
 DIFF_MODELS = [DiffModel("dlpack_ops")]
 SOLO_MODELS = [DiffModel("dlpack_ops")]
 
-_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
 X = np.array([1.5, -2.0, 0.25, 8.0], dtype=np.float32)
 
 
 def _call(case: str, **inputs):
     def run(t: Target) -> Outcome:
-        out = t.infer({"CASE": np.array([case.encode()], dtype=object), **inputs})
-        if out.kind != "ok":
-            return out
-        result = t.normaliser.value(json.loads(_ADDRESS.sub(" at 0x…>", out.output("RESULT").data[0].decode())))
-        return Outcome("value", value=(json.dumps(result, sort_keys=True),
-                                       tuple(o for o in out.outputs if o.name != "RESULT")))
+        return result_outcome(t, t.infer({"CASE": np.array([case.encode()], dtype=object), **inputs}))
     return run
 
 

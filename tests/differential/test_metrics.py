@@ -7,12 +7,11 @@ The ``metrics`` model names every family after itself (``metrics_cpp_requests_to
 from __future__ import annotations
 
 import json
-import re
 from typing import List
 
 import numpy as np
 
-from difftools import DiffModel, Outcome, Target
+from difftools import DiffModel, Outcome, Target, result_value
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 
 DIFF_MODELS = [
@@ -24,12 +23,11 @@ DIFF_MODELS = [
 SOLO_MODELS = [DiffModel("metrics_del", source="metrics")]
 
 
-_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
 
 
 def _case(t: Target, name: str):
     out = t.infer({"CASE": np.array([name.encode()], dtype=object)}).require_ok()
-    return t.normaliser.value(json.loads(_ADDRESS.sub(" at 0x…>", out.output("RESULT").data[0].decode())))
+    return result_value(t, out)
 
 
 def _lines(t: Target) -> List[str]:
