@@ -585,11 +585,7 @@ class ManagedSegment:
         block whose neighbours agree (BadHandle otherwise, e.g. on a double free)."""
         if self._ro:
             self._readonly()
-        try:
-            b = self._checked_block(offset)
-            self._deallocate_block(b)
-        except _HANDLED as e:
-            raise self._wrapped(e) from None
+        self.free_block(self.block_of(offset))
 
     def _checked_block(self, offset: int) -> int:
         """Word index of the allocated block whose user area starts at ``offset``."""
@@ -674,11 +670,7 @@ class ManagedSegment:
 
     def usable_size(self, offset: int) -> int:
         """size(ptr): user bytes of the allocated block at ``offset`` (validated like free)."""
-        try:
-            b = self._checked_block(offset)
-            return usable_bytes(self._Q[b + 1] & SIZE_MASK)
-        except _HANDLED as e:
-            raise self._wrapped(e) from None
+        return usable_bytes(self._Q[self.block_of(offset) + 1] & SIZE_MASK)
 
     # ------------------------------------------------------------------ growth
     def grow(self, extra: int) -> None:

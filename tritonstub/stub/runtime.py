@@ -29,7 +29,7 @@ import abc
 import os
 import threading
 import time
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 __all__ = [
     "TritonModelException",
@@ -200,10 +200,10 @@ class ResponseIteratorMap:
         with self._lock:
             it = self._map.get(key)
             if it is None and response._error is not None:
-                it = self._orphan_target()
+                it, n_open = self._orphan_target()
                 if it is None:
                     warning = (f"an error response of a BLS stream carries no stream id (the python "
-                               f"backend leaves it unset) and {self._open_count()} streams are "
+                               f"backend leaves it unset) and {n_open} streams are "
                                f"open: it cannot be routed ({response._error._message})")
                     self._map[key] = cpbu.ResponseIterator(response)
                     return warning
@@ -213,17 +213,13 @@ class ResponseIteratorMap:
                 self._map[key] = cpbu.ResponseIterator(response)
         return None
 
-    def _orphan_target(self) -> Any:
+    def _orphan_target(self) -> Tuple[Any, int]:
+        """(the iterator an unmatched error response belongs to, or None; open streams)."""
         open_its = [it for it in self._map.values() if it._open()]
         if len(open_its) == 1:
-            return open_its[0]
+            return open_its[0], 1
         waiting = [it for it in open_its if it._is_waiting()]
-        if len(waiting) == 1:
-            return waiting[0]
-        return None
-
-    def _open_count(self) -> int:
-        return sum(1 for it in self._map.values() if it._open())
+        return (waiting[0] if len(waiting) == 1 else None), len(open_its)
 
     def erase(self, key: Any) -> None:
         with self._lock:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import sys
 import traceback
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ from .log import stub_log
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER
 assert L.IPCMessageShm._scalar_names[:2] == ("command", "args")
-_COMMAND_ARGS = struct.Struct(L.IPCMessageShm._whole.format[:L.IPCMessageShm._whole.format.index("q") + 1])
 _EXECUTE = int(C.ExecuteRequest)
 
 
@@ -185,7 +183,7 @@ class Stub:
             return False
         p = self.region.payload(handle)
         self.region.ensure_mapped(p, L.IPCMessageShm.size)
-        cmd, args = _COMMAND_ARGS.unpack_from(self.region.buf, p)
+        cmd, args = L.IPCMessageShm._whole.unpack_from(self.region.buf, p)[:2]
         if cmd == _EXECUTE:
             self.handle_execute(args)
             return False
