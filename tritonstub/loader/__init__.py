@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, LoaderError
 from .api import (ENTRY_POINT_GROUP, ERROR, INFO, VERBOSE, WARNING, Attempt, LoaderContext,
@@ -65,13 +65,15 @@ class _Log:
 
 def load_model(model, *, stub_name: str, stub_kind: str, config_json: Optional[str],
                emit: Callable[[int, str], None], prepare: Callable[[], None],
-               environ=None) -> Any:
+               environ=None, notes: Sequence[Tuple[int, str]] = ()) -> Any:
     """Resolve and import the model; return the object that holds ``TritonPythonModel``.
 
     ``model`` is the stub's :class:`~.default.ModelContext` (argv paths). ``stub_kind`` is
     ``"auto_complete"`` or ``"instance"``. ``emit(level, message)`` writes one log line.
     ``prepare()`` imports pb_utils and injects its attributes; it runs after ``sys.path`` is set
     up and before any model code.
+    ``notes`` are (level, text) lines of the stub's own (the protocol it decided on) logged with
+    the settings.
 
     In the auto-complete stub every line is VERBOSE: its stderr stays what the C++ stub prints
     (the instance stubs log the same resolution at INFO a moment later, and a failure carries
@@ -85,6 +87,8 @@ def load_model(model, *, stub_name: str, stub_kind: str, config_json: Optional[s
         log(WARNING, warning)
     for line in settings.describe():
         log(INFO, f"setting {line}")
+    for level, text in notes:
+        log(level, text)
     from . import debug
     debug.maybe_start(settings, stub_kind, log.undemoted)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError
+from ..protocol import eras
 
 PREFIX = "TRITONSTUB_"
 MODEL_DIR_VAR = "$$TRITON_MODEL_DIRECTORY"
@@ -139,6 +140,10 @@ def _wait(value: str) -> Optional[float]:
     return seconds
 
 
+def _protocol(value: str) -> str:
+    return eras.parse_override(value) or eras.AUTO
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -177,6 +182,10 @@ SETTINGS: Dict[str, Setting] = {s.key: s for s in (
     Setting("TRITONSTUB_DEBUGPY_STUB", "instance", _one_of(DEBUGPY_STUBS),
             "which stub processes start debugpy: instance (each model instance), auto_complete "
             "(the auto-complete stub, where auto_complete_config runs), all"),
+    Setting(eras.OVERRIDE_KEY, eras.AUTO, _protocol,
+            "the python_backend protocol the parent speaks: 'auto' (told from the parent's "
+            "libtriton_python.so) or a release such as r24.10; the stub refuses a protocol it "
+            "does not speak"),
 )}
 
 #: TRITONSTUB_* environment variables that belong to other tools (the test suite, bootstrap.sh).

@@ -98,13 +98,23 @@ def setup_and_import(stub, config_json: Optional[str] = None,
         sink = _stderr_log
     try:
         return loader.load_model(ctx, stub_name=stub.name, stub_kind=stub_kind,
-                                 config_json=config_json, emit=sink, prepare=prepare)
+                                 config_json=config_json, emit=sink, prepare=prepare,
+                                 notes=_era_notes(stub))
     finally:
         if isinstance(sink, _ParentLog):
             sink.close()
 
 
 LOG_FILE = "tritonstub.loader"
+
+
+def _era_notes(stub):
+    """The protocol decision and its evidence (and any disagreement) for the loader's log."""
+    from ..loader import INFO, WARNING
+    decision = stub.era
+    if decision is None:
+        return ()
+    return [(INFO, decision.summary())] + [(WARNING, w) for w in decision.warnings]
 
 
 def _stderr_log(level: int, message: str) -> None:

@@ -38,6 +38,7 @@ from ..ipc.layouts import r24_10 as L
 from ..ipc.message_queue import MessageQueue
 from ..ipc.region import Region
 from ..loader.default import ModelContext, split_model_path
+from ..protocol import eras
 from . import codec, heartbeat
 from .codec import Owned
 from .exc_text import error_text, register_boundary
@@ -45,6 +46,8 @@ from . import log as stublog
 from .log import stub_log
 
 C = L.PYTHONSTUB_CommandType
+#: AutoCompleteRequest's number in every era's command enum (protocol/eras.py).
+_AUTO_COMPLETE_REQUESTS = frozenset(e.auto_complete_request for e in eras.ERAS)
 _H = L.OWNERSHIP_HEADER
 assert L.IPCMessageShm._scalar_names[:2] == ("command", "args")
 _EXECUTE = int(C.ExecuteRequest)
@@ -91,6 +94,7 @@ class Stub:
         self.loop = None             # the asyncio loop, created on first coroutine
         self.background_futures: set = set()
         self.runtime = None          # ShmRuntime, built in _setup_python
+        self.era: Optional[eras.Decision] = None   # decided on the parent's first command
         # What requests keep to read the model's decoupled flag when they send (C++ keeps a
         # pointer to IPCControlShm.decoupled).
         self.is_decoupled = lambda: self.decoupled
@@ -184,6 +188,10 @@ class Stub:
         p = self.region.payload(handle)
         self.region.ensure_mapped(p, L.IPCMessageShm.size)
         cmd, args = L.IPCMessageShm._whole.unpack_from(self.region.buf, p)[:2]
+        if self.era is None:
+            refused = self.check_era(cmd, args)
+            if refused is not None:
+                return refused
         if cmd == _EXECUTE:
             self.handle_execute(args)
             return False
@@ -204,6 +212,32 @@ class Stub:
             self.send_to_parent_mq(L.DUMMY_MESSAGE)
             return False
         return False  # unknown commands are ignored, as in C++
+
+    # ------------------------------------------------------------------ protocol era
+    def check_era(self, cmd: int, args: int) -> Optional[bool]:
+        """Decide the parent's era on its first command; refuse one we do not speak.
+
+        The first command is AutoCompleteRequest or InitializeRequest, read the same way in every
+        era (protocol/eras.py), and so is our error reply to it: the model then fails to load with
+        the refusal as its error and the server stays up. Returns None to go on, else what
+        run_command returns."""
+        from . import era_check
+        config_json = None
+        if cmd == C.InitializeRequest:
+            config_json = codec.read_map(self.region, args).get("model_config")
+        elif cmd in _AUTO_COMPLETE_REQUESTS:
+            config_json = codec.read_string(self.region, args)
+        self.era = era_check.decide(config_json, self.args.parent_pid, self.args.python_lib)
+        if self.era.supported:
+            return None
+        text = self.era.refusal()
+        if cmd == C.InitializeRequest:
+            return self.handle_initialize(args, refusal=text)
+        if cmd in _AUTO_COMPLETE_REQUESTS and (self.era.era is None
+                                               or cmd == self.era.era.auto_complete_request):
+            return self.handle_auto_complete(args, refusal=text, response_command=cmd + 1)
+        stub_log("E", text, filename="tritonstub")
+        raise StubExit(1)
 
     # ------------------------------------------------------------------ python set-up
     def _setup_python(self, config_json: Optional[str] = None, kind: str = "instance"):
@@ -227,7 +261,8 @@ class Stub:
         return error_text(exc)
 
     # ------------------------------------------------------------------ auto-complete
-    def handle_auto_complete(self, args_handle: int) -> bool:
+    def handle_auto_complete(self, args_handle: int, refusal: Optional[str] = None,
+                             response_command: int = int(C.AutoCompleteResponse)) -> bool:
         from .runtime import KIND_AUTOCOMPLETE
         region = self.region
         owned = Owned()
@@ -240,6 +275,8 @@ class Stub:
                 response_error=0, response_has_model_config=False, response_model_config=0)
         terminate = False
         try:
+            if refusal is not None:
+                raise TritonStubError(refusal)
             config_json = codec.read_string(region, args_handle)
             module = self._setup_python(config_json, "auto_complete")
             self.runtime.kind = KIND_AUTOCOMPLETE
@@ -259,7 +296,7 @@ class Stub:
             A.write(region.buf, resp + _H, response_has_error=True, response_is_error_set=True,
                     response_error=eh)
             terminate = True
-        L.IPCMessageShm.write(region.buf, reply + _H, command=int(C.AutoCompleteResponse),
+        L.IPCMessageShm.write(region.buf, reply + _H, command=response_command,
                               args=resp, inline_response=False, response_handle=0,
                               response_mutex=0, response_cond=0)
         self.send_to_parent_mq(reply)
@@ -268,7 +305,7 @@ class Stub:
         return terminate
 
     # ------------------------------------------------------------------ initialize
-    def handle_initialize(self, args_handle: int) -> bool:
+    def handle_initialize(self, args_handle: int, refusal: Optional[str] = None) -> bool:
         region = self.region
         owned = Owned()
         reply = region.construct(L.IPCMessageShm.size)
@@ -280,6 +317,8 @@ class Stub:
                 response_error=0)
         terminate = False
         try:
+            if refusal is not None:
+                raise TritonStubError(refusal)
             params = codec.read_map(region, args_handle)
             module = self._setup_python(params.get("model_config"), "instance")
             from . import pysetup

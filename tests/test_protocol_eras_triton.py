@@ -1,0 +1,142 @@
+"""Protocol eras under the real Triton 2.51: the stub refuses a parent whose era it does not speak,
+before answering anything in the wrong layout, and the server stays up; the override works.
+
+A parent of another era is simulated with the real r24.10 library carrying one more marker (bytes
+appended to a copy of the file: the dynamic loader ignores them, the fingerprint sees a r25.02
+library). Our stub must then refuse, although this very parent would have worked: that is what
+the override is for. The C++ stub, which never looks, serves the same model from the same backend.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, Iterable
+
+import numpy as np
+import pytest
+
+from tritonstub.testing.tritonserver import ModelSpec
+
+MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", (x + 1).astype(np.float32))]))
+        return out
+"""
+
+CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 2 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_FP32 dims: [ 2 ] }} ]
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+{parameters}
+"""
+
+NEWER = "python_backend r25.02-r25.03 (Triton 2.55-2.56)"
+OURS = "python_backend r24.10-r25.01 (Triton 2.51-2.54)"
+
+
+def spec(name: str, stub: str, **parameters: str) -> ModelSpec:
+    params = "\n".join(f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}'
+                       for k, v in parameters.items())
+    return ModelSpec(MODEL, config=CONFIG.format(name=name, parameters=params), stub=stub)
+
+
+@pytest.fixture
+def newer_backends(tmp_path, triton_reference) -> Path:
+    target = tmp_path / "backends"
+    shutil.copytree(triton_reference.backends_dir, target, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(target / "python" / "libtriton_python.so", "ab") as f:
+        f.write(b"\0TRITONBACKEND_ResponseSetStringParameter\0")
+    return target
+
+
+def settle(server, names: Iterable[str], timeout: float = 60.0) -> Dict[str, dict]:
+    names = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        index = {e["name"]: e for e in server.repository_index() if e.get("name") in names}
+        if set(index) == names and all(e.get("state") in ("READY", "UNAVAILABLE") for e in index.values()):
+            return index
+        assert time.monotonic() < deadline, f"models did not settle: {index}\n{server.log_tail()}"
+        time.sleep(0.2)
+
+
+def infer(server, name: str) -> np.ndarray:
+    import tritonclient.http as httpclient
+    t = httpclient.InferInput("IN", [2], "FP32")
+    t.set_data_from_numpy(np.array([1.0, 2.0], dtype=np.float32))
+    return server.http_client().infer(name, [t]).as_numpy("OUT")
+
+
+def loader_lines(server, model: str) -> list:
+    return [line for line in server.log_text().splitlines()
+            if "tritonstub.loader:0]" in line and f"model '{model}'" in line]
+
+
+@pytest.mark.parametrize("first", ["auto_complete", "initialize"])
+def test_a_newer_parent_is_refused_and_the_server_stays_up(first, triton_server, tmp_path, newer_backends):
+    repo = triton_server.repository({"refused": spec("refused", "ours"), "served": spec("served", "cpp")})
+    extra = ["--exit-on-error=false"]
+    if first == "initialize":
+        extra.append("--disable-auto-complete-config")   # InitializeRequest comes first
+    server = triton_server(repo, backend_directory=newer_backends, wait_for="live", extra_args=extra)
+    index = settle(server, ["refused", "served"])
+    assert index["refused"]["state"] == "UNAVAILABLE"
+    reason = index["refused"]["reason"]
+    lib = newer_backends / "python" / "libtriton_python.so"
+    assert (f"the parent speaks the protocol of {NEWER}, which this tritonstub does not speak "
+            f"(decided from the fingerprint of {lib}: has TRITONBACKEND_ResponseSetStringParameter "
+            "(since r25.02), lacks TRITONSERVER_InferenceRequestCancel (since r25.04))") in reason
+    assert f"tritonstub speaks {OURS}." in reason
+    assert 'TRITONSTUB_PROTOCOL" value: { string_value: "r24.10" }' in reason
+    site = ("Failed to initialize Python stub for auto-complete: " if first == "auto_complete"
+            else "Failed to initialize Python stub: ")
+    assert site + "the parent speaks the protocol of " + NEWER in server.log_text()
+    # Nothing was answered in the wrong layout: the server is up and serves the other model.
+    assert index["served"]["state"] == "READY"
+    np.testing.assert_array_equal(infer(server, "served"), [2.0, 3.0])
+    assert server.http("GET", "/v2/health/live")[0] == 200
+
+
+def test_the_override_parameter_serves_the_model(triton_server, newer_backends):
+    repo = triton_server.repository({"forced": spec("forced", "ours", TRITONSTUB_PROTOCOL="r24.10")})
+    server = triton_server(repo, backend_directory=newer_backends, models=["forced"])
+    np.testing.assert_array_equal(infer(server, "forced"), [2.0, 3.0])
+    lines = loader_lines(server, "forced_0_0")
+    assert any(line.startswith("I") and f"protocol {OURS}, from TRITONSTUB_PROTOCOL=r24.10 "
+               "(config.pbtxt parameter): the fingerprint of" in line for line in lines), lines
+    assert any(line.startswith("W") and f"says {NEWER}" in line and "the override wins" in line
+               for line in lines), lines
+
+
+def test_the_environment_override_refuses_an_era_we_do_not_speak(triton_server):
+    repo = triton_server.repository({"m": spec("m", "ours")})
+    server = triton_server(repo, wait_for="live", extra_args=["--exit-on-error=false"],
+                           env={"TRITONSTUB_PROTOCOL": "r25.04"})
+    reason = settle(server, ["m"])["m"]["reason"]
+    assert ("the parent speaks the protocol of python_backend r25.04-r26.02 (Triton 2.57-2.66), "
+            "which this tritonstub does not speak (decided from TRITONSTUB_PROTOCOL=r25.04 "
+            "(environment)") in reason
+    assert "says r24.10" in reason and "the override wins" in reason
+
+
+def test_the_reference_parent_is_recognised_and_logged(triton_server, triton_reference):
+    repo = triton_server.repository({"m": spec("m", "ours")})
+    server = triton_server(repo, models=["m"], env={"TRITON_SERVER_VERSION": "2.51.0"})
+    np.testing.assert_array_equal(infer(server, "m"), [2.0, 3.0])
+    lib = triton_reference.python_backend_dir / "libtriton_python.so"
+    lines = loader_lines(server, "m_0_0")
+    assert any(line.startswith("I") and f"protocol {OURS}, from the fingerprint of {lib}: has "
+               "TRITONSERVER_MetricObserve (since r24.08), lacks TRITONBACKEND_ResponseSetStringParameter" in line
+               and "TRITON_SERVER_VERSION=2.51.0 agrees" in line for line in lines), lines
