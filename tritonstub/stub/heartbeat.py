@@ -79,8 +79,12 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except OSError:
         pass
+    # The stub survives SIGINT and SIGTERM (the C++ stub installs no-op handlers), so its heartbeat
+    # must too: a SIGTERM to the whole process group (systemd, `kill -- -PGID`) would otherwise
+    # stop the beat, the parent would find the instance unhealthy at unload and SIGKILL the stub
+    # instead of sending FinalizeRequest, and finalize() and its log lines would be lost.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.getppid() != stub_pid:
         return 0
     mutex = Mutex(mutex_addr)
