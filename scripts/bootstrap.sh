@@ -9,7 +9,8 @@
 # "install" = create .venv (python3 -m venv) if missing and `pip install -e '.[test]'` into it, which
 # also installs the reference Triton 2.51.0 (nvidia-pytriton==0.7.0). "provision" = copy the C++ stub
 # next to libtriton_python.so and make sure the system Python the C++ stub embeds has numpy
-# (apt-get install python3-numpy when run as root). Any failure stops here with a non-zero status:
+# (apt-get install python3-numpy when run as root), and unpack the older Tritons 2.36 ... 2.49
+# (one nvidia-pytriton wheel each, into .venv/older-tritons). Any failure stops here with a non-zero status:
 # `test` never runs without the reference, and exports TRITONSTUB_REQUIRE_REFERENCE=1 so that
 # real-Triton tests fail rather than skip.
 #
@@ -57,6 +58,9 @@ install_package() {
 provision_reference() {
     "$PY" -m tritonstub.testing.reference --provision \
         || die "the reference Triton could not be provisioned (see above); real-Triton tests cannot run"
+    # Older Tritons (2.36 ... 2.49), one nvidia-pytriton wheel each, for the protocol-era tests.
+    "$PY" -m tritonstub.testing.older --provision \
+        || die "the older Tritons could not be provisioned (see above); the protocol-era tests cannot run"
 }
 
 setup() {
