@@ -14,6 +14,7 @@ itself, every 300 ms, with its own interpreter and its own GIL. It also watches 
   the flag stops and Triton sees the instance unhealthy, exactly as with a dead C++ stub;
 - tritonserver died → it logs the C++ message, unlinks the region (as the C++ stub does on
   parent death), SIGKILLs the stub and exits: the stub is gone well within one second.
+A stopped stub (SIGSTOP, a debugger's stop) gets no beat, as a stopped C++ stub gives none.
 """
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ from .log import SITE_NON_GRACEFUL, stub_log
 PR_SET_PDEATHSIG = 1
 
 
+def process_state(pid: int) -> bytes:
+    """The state letter of /proc/<pid>/stat (b"R", b"S", b"T" stopped, b"Z" zombie...), b"" if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return b""
+    end = stat.rfind(b")")
+    return stat[end + 2:end + 3]
+
+
 def pid_alive(pid: int) -> bool:
     """kill(pid, 0) as the C++ stub does, but a zombie counts as dead.
 
@@ -43,12 +55,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] not in (b"Z", b"X")
-    except OSError:
-        return True
+    return process_state(pid) not in (b"Z", b"X")
 
 
 def start(region: Region, control_payload: int, parent_pid: int) -> int:
@@ -93,6 +100,11 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
         time.sleep(period)
         if os.getppid() != stub_pid:
             return 0                         # the stub is gone: stop beating
+        if process_state(stub_pid) in (b"T", b"t"):
+            # The stub is stopped (SIGSTOP, a debugger): the C++ stub's heartbeat thread stops
+            # with it, the parent then finds it unhealthy and fails its requests in about a
+            # second. A beat from here would make the parent wait for it for ever.
+            continue
         try:
             mutex.lock(1.0)
         except Exception:

@@ -1,0 +1,283 @@
+"""Fault injection under the real tritonserver: kill or stop a stub (or the server) mid-request and
+record what a client, the server and the machine see afterwards.
+
+One scenario = one fresh tritonserver with two models served by the same stub kind: ``victim``
+(the fault hits its stub while a request is in flight) and ``bystander`` (must keep serving).
+Faults:
+
+- ``stub-sigkill``: SIGKILL of the victim's stub process alone (what the OOM killer does);
+- ``stub-sigstop``: SIGSTOP of the victim's stub (a hung process);
+- ``stub-group-sigkill``: SIGKILL of every process of the victim's stub at once (ours has a
+  heartbeat helper; a process-group kill);
+- ``server-sigkill``: SIGKILL of tritonserver.
+
+Phases: ``stream`` (a decoupled model with its stream open, between two responses) and ``execute``
+(a non-decoupled model inside ``execute``). The fault comes while the stub waits in model code,
+holding none of the region's locks: a stub killed inside one (the parent's next lock of it throws
+``boost::interprocess::lock_exception`` and tritonserver aborts, with either stub) is a matter of
+chance that a test must not depend on; docs/reliability.md reports it separately. The tests (tests/test_faults.py) assert the bounds;
+``python -m tritonstub.testing.faults --runs N --write docs/reliability.md`` runs the whole
+matrix for both stubs and writes the table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from .reference import Reference, provision
+from .tritonserver import ModelSpec, TritonServer, make_model_repository, processes_naming
+
+FAULTS = ("stub-sigkill", "stub-sigstop", "stub-group-sigkill", "server-sigkill")
+PHASES = ("stream", "execute")
+#: How long a client may wait for an answer after the fault before we call it a hang.
+CLIENT_BOUND_S = 10.0
+
+#: Responses the decoupled victim sends before it waits with its stream open.
+STREAMED = 30
+
+_STREAM = """
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            for i in range(STREAMED):
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.full(1, i, np.int32))]))
+            time.sleep(600)                    # the stream stays open, the stub holds no lock
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+_EXECUTE = """
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.model_dir = args["model_repository"]
+
+    def execute(self, requests):
+        x = pb_utils.get_input_tensor_by_name(requests[0], "IN").as_numpy()
+        if x[0] == 1:
+            open(self.model_dir + "/in_execute", "w").close()
+            time.sleep(600)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]) for _ in requests]
+"""
+
+_CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+{decoupled}
+input [ {{ name: "IN" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+"""
+
+
+@dataclass
+class Outcome:
+    stub: str
+    fault: str
+    phase: str
+    client: str = ""                        # what the client saw after the fault
+    client_s: Optional[float] = None        # seconds from the fault to that answer (None: none)
+    server_alive: bool = False              # tritonserver still running 2 s after the answer
+    bystander_ok: Optional[bool] = None     # the other model still answered correctly
+    stub_gone_s: Optional[float] = None     # server-sigkill: seconds until every stub process was gone
+    exit_status: Optional[int] = None       # tritonserver's exit status when stopped afterwards
+    leftovers: List[str] = field(default_factory=list)
+
+    def row(self) -> str:
+        if self.fault == "server-sigkill":
+            answered = "connection lost (server gone)"
+        elif self.client_s is not None:
+            answered = f"{self.client} after {self.client_s:.2f} s"
+        else:
+            answered = f"no answer in {CLIENT_BOUND_S:.0f} s"
+        gone = f"{self.stub_gone_s:.2f} s" if self.stub_gone_s is not None else ""
+        by = {None: "", True: "yes", False: "NO"}[self.bystander_ok]
+        left = "; ".join(self.leftovers) or "nothing"
+        return (f"| {self.fault} | {self.phase} | {self.stub} | {answered} | "
+                f"{'yes' if self.server_alive else 'NO'} | {by} | {gone} | {self.exit_status} | {left} |")
+
+
+def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
+    import tritonclient.grpc as grpcclient
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inp = grpcclient.InferInput("IN", [1], "INT32")
+    inp.set_data_from_numpy(np.ones(1, np.int32))
+    if phase == "stream":
+        client.start_stream(callback=lambda result, error: answers.put((result, error)))
+        client.async_stream_infer("victim", [inp])
+    else:
+        client.async_infer("victim", [inp], callback=lambda result, error: answers.put((result, error)))
+    return client
+
+
+def _stub_pids(server: TritonServer, model: str) -> List[int]:
+    """The model's stub (the child of tritonserver) first, then its helpers (ours has one)."""
+    pids = [p for p in processes_naming(f"/{model}/1/model.py") if p != server.pid]
+    return sorted(pids, key=lambda p: _ppid(p) != server.pid)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None,
+        workdir: Optional[Path] = None) -> Outcome:
+    """One scenario on a fresh tritonserver; always stops it and removes what it left."""
+    reference = reference or provision()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="tritonstub-fault-"))
+    decoupled = "model_transaction_policy { decoupled: true }" if phase == "stream" else ""
+    source = _STREAM.replace("STREAMED", str(STREAMED)) if phase == "stream" else _EXECUTE
+    repo = make_model_repository(workdir / "repo", {
+        "victim": ModelSpec(source, config=_CONFIG.format(name="victim", decoupled=decoupled), stub=stub),
+        "bystander": ModelSpec(_EXECUTE, config=_CONFIG.format(name="bystander", decoupled=""), stub=stub),
+    }, reference=reference)
+    out = Outcome(stub, fault, phase)
+    server = TritonServer(repo, reference=reference, log_dir=workdir / "log",
+                          models=["victim", "bystander"])
+    server.start()
+    client = None
+    try:
+        answers: "queue.Queue" = queue.Queue()
+        client = _client_call(server, phase, answers)
+        if phase == "stream":
+            for _ in range(STREAMED):                         # every response arrived
+                answers.get(timeout=30)
+            time.sleep(0.3)                                   # the last send's handshake is over
+        else:
+            marker = repo / "victim" / "in_execute"
+            deadline = time.monotonic() + 30
+            while not marker.exists():
+                assert time.monotonic() < deadline, "the model never entered execute"
+                time.sleep(0.02)
+        pids = _stub_pids(server, "victim")
+        assert pids, "the victim's stub process was not found"
+        t0 = time.monotonic()
+        if fault == "server-sigkill":
+            # Every stub of the server (the other model's too) and their helpers.
+            everyone = [p for p in processes_naming(str(repo)) if p != server.pid]
+            os.kill(server.pid, signal.SIGKILL)
+            while any(_running(p) for p in everyone) and time.monotonic() - t0 < CLIENT_BOUND_S:
+                time.sleep(0.02)
+            if not any(_running(p) for p in everyone):
+                out.stub_gone_s = time.monotonic() - t0
+            return out
+        sig = signal.SIGSTOP if fault == "stub-sigstop" else signal.SIGKILL
+        for pid in (pids if fault == "stub-group-sigkill" else pids[:1]):
+            os.kill(pid, sig)
+        while True:
+            left = CLIENT_BOUND_S - (time.monotonic() - t0)
+            try:
+                result, error = answers.get(timeout=max(left, 0.001))
+            except queue.Empty:
+                break
+            if error is not None:
+                out.client, out.client_s = f"error \"{_short(str(error))}\"", time.monotonic() - t0
+                break
+        time.sleep(2)
+        out.server_alive = server.running
+        if out.server_alive:
+            out.bystander_ok = _bystander_answers(server)
+        if fault == "stub-sigstop":
+            for pid in pids:
+                _signal(pid, signal.SIGCONT)
+        return out
+    finally:
+        if client is not None:
+            try:
+                if phase == "stream":
+                    client.stop_stream(cancel_requests=True)
+                client.close()
+            except Exception:  # noqa: BLE001 - the server may be gone
+                pass
+        out.exit_status = server.stop(timeout=15)
+        if server.killed:
+            out.leftovers.append("server did not exit on SIGTERM (killed)")
+        if server.orphans:
+            out.leftovers.append(f"{len(server.orphans)} stub process(es) outlived the server")
+        if server.leaked_regions:
+            out.leftovers.append(f"{len(server.leaked_regions)} /dev/shm region(s)")
+
+
+def _running(pid: int) -> bool:
+    from .tritonserver import _alive
+    return _alive(pid)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _bystander_answers(server: TritonServer) -> bool:
+    import tritonclient.http as httpclient
+    try:
+        inp = httpclient.InferInput("IN", [1], "INT32")
+        inp.set_data_from_numpy(np.full(1, 7, np.int32))
+        return server.http_client().infer("bystander", [inp]).as_numpy("OUT").tolist() == [7]
+    except Exception:  # noqa: BLE001
+        return False
+
+
+HEADER = ("| fault | phase | stub | what the client saw | server up | other model served "
+          "| stub gone after | server exit | left behind |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tritonstub.testing.faults",
+                                     description="Run the fault matrix on both stubs and print (or write) the table.")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each scenario")
+    parser.add_argument("--write", type=Path, help="write the table into this markdown file "
+                        "(between the '<!-- fault matrix -->' markers)")
+    args = parser.parse_args(argv)
+    rows = []
+    for fault in FAULTS:
+        for phase in PHASES:
+            for stub in ("cpp", "ours"):
+                for _ in range(args.runs):
+                    out = run(stub, fault, phase)
+                    rows.append(out.row())
+                    print(rows[-1], flush=True)
+    table = HEADER + "\n" + "\n".join(rows)
+    if args.write:
+        text = args.write.read_text()
+        start, end = "<!-- fault matrix -->", "<!-- /fault matrix -->"
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        args.write.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
