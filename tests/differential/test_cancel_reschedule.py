@@ -55,7 +55,7 @@ def test_cancelling_a_stream_midway(pair):
     """The client closes the stream (cancel_requests=True) after 3 responses; the model sees
     sender.is_cancelled() (and request.is_cancelled()) turn True, and what a send does then."""
     def case(t: Target) -> Outcome:
-        first = stream_infer(t, _inputs("cancel_poll", 1000), cancel_after=3, settle_s=0.5).value
+        first = stream_infer(t, _inputs("cancel_poll", 1000), cancel_after=3).value
         kept = notes(t)
         return Outcome("value", value=(first.end, len(first.responses) >= 3, tuple(map(tuple, kept))))
     end, enough, kept = pair.run("dec_cancel", case).value
