@@ -79,7 +79,7 @@ _START_ATTEMPTS = 3
 _GONE_TIMEOUT_S = 10.0
 #: How long stop() lets the stubs of a server that exited without finalizing them leave by
 #: themselves. Both stubs check their parent every 300 ms (the heartbeat period of r24.10);
-#: measured on an idle 2-core machine: ours 0.00-0.28 s, the C++ stub 0.25-0.29 s after
+#: measured over 6 such exits: ours 0.00-0.28 s, the C++ stub 0.10-0.29 s after
 #: tritonserver was reaped. The rest is headroom for a loaded machine.
 STUB_EXIT_GRACE_S = 3.0
 #: Lines tritonserver (or the C/C++ runtime in it) writes when the process is dying: its signal
