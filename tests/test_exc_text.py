@@ -9,6 +9,8 @@ import sysconfig
 import numpy as np
 import pytest
 
+from tritonstub.testing.pytest_plugin import missing_reference
+
 from tritonstub.stub import c_python_backend_utils as pb
 from tritonstub.stub.exc_text import (
     call_user,
@@ -339,12 +341,28 @@ _CASES = [
 ]
 
 
+#: pybind11 releases whose error_already_set::what() matches the C++ stub of r24.10: 2.10.3 changed
+#: obj_class_name() to print an exception class's own name when it has a metaclass, where the real
+#: stub prints the metaclass's (_raise_with_meta; seen under tritonserver 2.51).
+_ORACLE_PYBIND11 = ("2.10.0", "2.10.1", "2.10.2")
+
+
 def _pybind11_include():
-    candidates = [os.environ.get("TRITONSTUB_PYBIND11_210_INCLUDE", ""), "/tmp/pb210/include"]
-    for path in candidates:
-        if path and os.path.exists(os.path.join(path, "pybind11", "pybind11.h")):
-            return path
-    return None
+    """pybind11 2.10.0-2.10.2's headers: TRITONSTUB_PYBIND11_210_INCLUDE, else the pybind11 the
+    test extras install (``pip install -e '.[test]'``)."""
+    path = os.environ.get("TRITONSTUB_PYBIND11_210_INCLUDE", "")
+    if path:
+        if not os.path.exists(os.path.join(path, "pybind11", "pybind11.h")):
+            pytest.fail(f"TRITONSTUB_PYBIND11_210_INCLUDE={path} has no pybind11/pybind11.h", pytrace=False)
+        return path
+    try:
+        import pybind11
+    except ImportError:
+        return None
+    if pybind11.__version__ not in _ORACLE_PYBIND11:
+        pytest.fail(f"pybind11 {pybind11.__version__} is installed, the oracle needs one of {_ORACLE_PYBIND11} "
+                    "(the test extras pin it; or set TRITONSTUB_PYBIND11_210_INCLUDE)", pytrace=False)
+    return pybind11.get_include()
 
 
 @pytest.fixture(scope="module")
@@ -352,8 +370,13 @@ def oracle(tmp_path_factory):
     include = _pybind11_include()
     compiler = shutil.which("g++")
     py_include = sysconfig.get_paths().get("include")
-    if not include or not compiler or not py_include or not os.path.exists(os.path.join(py_include, "Python.h")):
-        pytest.skip("needs g++, Python headers and pybind11 2.10 headers (TRITONSTUB_PYBIND11_210_INCLUDE)")
+    missing = [what for what, ok in (("pybind11 2.10.0-2.10.2 headers (pip install -e '.[test]')", include),
+                                     ("g++", compiler),
+                                     (f"Python.h in {py_include}",
+                                      py_include and os.path.exists(os.path.join(py_include, "Python.h"))))
+               if not ok]
+    if missing:
+        missing_reference("the pybind11 oracle needs " + ", ".join(missing))
     build = tmp_path_factory.mktemp("pb210oracle")
     source = build / "pb210oracle.cpp"
     source.write_text(
@@ -372,8 +395,8 @@ def oracle(tmp_path_factory):
          str(source), "-o", str(target)],
         capture_output=True, text=True,
     )
-    if result.returncode != 0:
-        pytest.skip("could not build the pybind11 oracle: " + result.stderr[-500:])
+    if result.returncode != 0:  # everything it needs is there: a failed build is a failure
+        pytest.fail("could not build the pybind11 oracle: " + result.stderr[-2000:], pytrace=False)
     sys.path.insert(0, str(build))
     try:
         import pb210oracle  # noqa: F401

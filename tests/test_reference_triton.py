@@ -6,6 +6,7 @@ the C++ stub for ours is comparing against a correctly started, correctly cleane
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,12 @@ from tritonstub.testing.tritonserver import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A model that answers nothing; enough to have an instance stub.
+ECHO = textwrap.dedent("""
+    class TritonPythonModel:
+        def execute(self, requests):
+            return []
+    """)
 IN0 = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
 IN1 = np.array([10.0, -20.0, 0.5, 4.0], dtype=np.float32)
 
@@ -144,17 +151,55 @@ def test_startup_timeout_is_bounded_and_stop_kills_the_stub(triton_reference, tr
 
 
 def test_stop_after_a_server_crash_kills_orphan_stubs_and_removes_regions(triton_server, add_sub_repo):
+    """A stub that cannot clean up after its dead parent (stopped, here) is killed by the fixture
+    and its region removed; the crash itself is reported by crash_report()."""
     # With the python backend's default region names: the fixture tells its regions apart by a
     # before/after diff of /dev/shm and by who still maps them.
     server = triton_server(add_sub_repo, log_verbose=1, models=["add_sub"], region_prefix=REGION_PREFIX,
-                           check_cleanup=False)
+                           check_cleanup=False, expect_crash=True)
     instance_region = server.stub_launches()[-1][2]
     assert server.regions() == [instance_region]
+    stubs = [pid for pid in processes_naming(instance_region) if pid != server.pid]
+    assert stubs, "the instance stub is not running"
+    for pid in stubs:
+        os.kill(pid, signal.SIGSTOP)  # left alone, a stub would exit and unlink its region itself
     os.kill(server.pid, signal.SIGKILL)
     server.stop()
     assert server.returncode == -signal.SIGKILL
+    assert server.crash_report().splitlines()[0] == "tritonserver died of SIGKILL (exit status -9)"
+    assert sorted(pid for pid, _ in server.orphans) == sorted(stubs)
     assert server.leaked_regions == [instance_region]
     _assert_gone([instance_region])
+
+
+def test_stubs_leave_by_themselves_when_the_server_exits_without_unloading(triton_server):
+    """An open HTTP connection makes tritonserver wait out --exit-timeout-secs and exit (status
+    1) without finalizing its stubs. Each stub then notices from its heartbeat that its parent is
+    gone, unlinks its region and exits; stop() waits for that (STUB_EXIT_GRACE_S) before it kills
+    anything, so nothing counts as left behind, and ``outlived`` has each stub's figure."""
+    models = {f"echo_{stub}": ModelSpec(ECHO, config=f'name: "echo_{stub}"\nbackend: "python"\n', stub=stub)
+              for stub in ("ours", "cpp")}
+    server = triton_server(triton_server.repository(models), log_verbose=1, exit_timeout=1,
+                           models=list(models), check_cleanup=False)  # checked below
+    stubs = {stub: [pid for pid in processes_naming(f"echo_{stub}_0") if pid != server.pid]
+             for stub in ("ours", "cpp")}
+    assert all(stubs.values()), stubs
+    held = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)
+    try:
+        held.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert held.recv(1024).startswith(b"HTTP/1.1 200"), "the held connection got no answer"
+        assert server.stop() == 1
+    finally:
+        held.close()
+    assert "Exit timeout expired" in server.log_text()
+    assert sorted(server.models_left()) == ["echo_cpp v1: UNLOADING", "echo_ours v1: UNLOADING"]
+    assert server.crash_report() == ""
+    assert server.orphans == [] and server.leaked_regions == []
+    for stub, pids in stubs.items():
+        for pid in pids:
+            lag = server.outlived.get(pid, 0.0)  # not there: gone before tritonserver was reaped
+            assert lag is not None, f"{stub} stub {pid} had to be killed"
+            print(f"{stub} stub {pid} outlived tritonserver by {lag:.3f} s")
 
 
 def test_regions_left_behind_are_reported_and_removed(triton_server):
@@ -235,3 +280,60 @@ def test_bootstrap_rejects_an_unknown_command():
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert "unknown command" in proc.stderr
+
+
+_CRASHING_SESSION = '''
+import signal
+
+from crashing_stub import install_crashing_stub
+
+MODEL = """
+class TritonPythonModel:
+    def execute(self, requests):
+        return []
+"""
+
+
+def _server(triton_server, crash, **kwargs):
+    repo = triton_server.repository({"m": MODEL}, stub="ours")
+    if crash:
+        install_crashing_stub(repo / "m", signal.SIGSEGV)
+    return triton_server(repo, models=["m"], **kwargs)
+
+
+def test_unexpected_crash(triton_server):
+    _server(triton_server, crash=True)
+
+
+def test_expected_crash(triton_server):
+    _server(triton_server, crash=True, expect_crash=True)
+
+
+def test_expected_crash_that_does_not_come(triton_server):
+    _server(triton_server, crash=False, expect_crash=True)
+
+
+def test_clean(triton_server):
+    _server(triton_server, crash=False)
+'''
+
+
+def test_the_server_fixture_fails_a_crash_at_teardown(triton_reference, tmp_path):
+    """A pytest session of its own: a server that dies of SIGSEGV at unload (tests/crashing_stub.py)
+    errors its test at teardown, unless the test said ``expect_crash=True``; a crash that was
+    expected and did not come errors too."""
+    (tmp_path / "test_crashing.py").write_text(_CRASHING_SESSION)
+    env = _subprocess_env()
+    env["PYTHONPATH"] = str(ROOT / "tests") + os.pathsep + env["PYTHONPATH"]
+    env["TRITONSTUB_REQUIRE_REFERENCE"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA",
+                           f"--basetemp={tmp_path / 'tmp'}", "--rootdir", str(tmp_path),
+                           str(tmp_path / "test_crashing.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert re.search(r"^4 passed, 2 errors in ", out, re.MULTILINE), out
+    errors = sorted(re.findall(r"^ERROR test_crashing\.py::(\w+)", out, re.MULTILINE))
+    assert errors == ["test_expected_crash_that_does_not_come", "test_unexpected_crash"], out
+    assert "died of SIGSEGV (exit status -11)" in out and "Signal (11) received." in out, out
+    assert "was expected to crash but exited with status 0" in out, out

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from tritonstub.ipc.inspect import inspect_region
 from tritonstub.ipc.layouts import r24_10 as L
 from tritonstub.stub.install import write_launcher
 
-from shm_helpers import unique_name
+from shm_helpers import unique_name, wait_for
 
 MODEL = "class TritonPythonModel:\n    def execute(self, requests):\n        return []\n"
 
@@ -47,12 +46,10 @@ def test_stub_accepts_a_region_we_created(kind, triton_reference, tmp_path):
         proc = ps.launch(argv, env=env, stderr=subprocess.PIPE)
         first = ps.queues["parent_message_queue"].pop(20)
         assert first is not None and first > 0, "no 'health thread started' message"
-        # The heartbeat sets stub_health within ~300 ms after we clear it.
-        assert ps.read_stub_health(reset=True) in (True, False)
-        time.sleep(0.8)
-        assert ps.read_stub_health(reset=True) is True
-        time.sleep(0.8)
-        assert ps.read_stub_health() is True
+        # The heartbeat sets stub_health again (every 300 ms) each time we clear it.
+        for beat in range(3):
+            ps.read_stub_health(reset=True)
+            wait_for(lambda: ps.read_stub_health() is True, 10.0, f"stub_health set again (beat {beat})")
         # Stop it cleanly: FinalizeRequest comes back as FinalizeResponse on the same handle.
         h = ps.region.construct(L.IPCMessageShm.size)
         L.IPCMessageShm.write(ps.region.buf, h + 16, command=int(L.PYTHONSTUB_CommandType.FinalizeRequest),
@@ -77,26 +74,26 @@ def test_stub_accepts_a_region_we_created(kind, triton_reference, tmp_path):
 def test_no_argument_probe_exits_1(kind, triton_reference, tmp_path):
     stub = _stub_path(kind, triton_reference, _model_dir(tmp_path))
     env = dict(os.environ, LD_LIBRARY_PATH=triton_reference.ld_library_path)
-    t0 = time.perf_counter()
     r = subprocess.run([stub], env=env, capture_output=True, timeout=30)
-    elapsed = time.perf_counter() - t0
     assert r.returncode == 1
-    assert b"Expected 9 arguments, found 1 arguments." in r.stderr
-    if kind == "ours":
-        assert elapsed < 0.5
+    assert r.stdout == b""
+    assert r.stderr.endswith(b" Expected 9 arguments, found 1 arguments.\n"), r.stderr
+    # How fast the probe is (the launcher answers without starting Python) is measured by
+    # benchmarks/probe_time.py, not asserted on a shared machine.
 
 
 def test_inspect_decodes_live_triton_regions(triton_server, example_model_repository, tmp_path):
     import shutil
     repo = tmp_path / "repo"
     shutil.copytree(example_model_repository, repo)
-    from tritonstub.testing.tritonserver import install_cpp_stub, list_regions
-    before = list_regions()
+    from tritonstub.testing.tritonserver import install_cpp_stub
     install_cpp_stub(repo / "add_sub")
-    server = triton_server(repo)
+    server = triton_server(repo, log_verbose=1)
     server.wait_model_ready("add_sub", timeout=60)
-    regions = sorted(list_regions() - before)
-    assert regions, "the server should have a region for its add_sub instance"
+    # The instance stub's region (argv[8] is the instance name); the auto-complete stub's region
+    # is being removed at about this time.
+    regions = [argv[2] for argv in server.stub_launches() if argv[8] != "add_sub"]
+    assert len(regions) == 1, server.stub_launches()
     for name in regions:
         info = inspect_region(name)
         assert info["consistent"]
@@ -105,7 +102,10 @@ def test_inspect_decodes_live_triton_regions(triton_server, example_model_reposi
         assert info["total_size"] == info["segment_size"] == info["file_size"]
         ctrl = info["ipc_control"]
         assert ctrl["handle"] == 336                      # the C++ side's argv[7]
-        assert ctrl["stub_health"] in (True, False)
+        # The C++ stub sets the flag every 300 ms; the parent clears it only while it waits on
+        # a reply, and this server is idle.
+        wait_for(lambda: inspect_region(name)["ipc_control"]["stub_health"] is True, 10.0,
+                 f"stub_health of {name} decoded as True")
         assert ctrl["queues"]["stub_message_queue"]["handle"] == 496
         assert ctrl["queues"]["parent_message_queue"]["ref_count"] == 2   # parent + stub
         # The CLI gives the same, as JSON and as text.
@@ -120,7 +120,7 @@ def test_inspect_decodes_live_triton_regions(triton_server, example_model_reposi
     # Traffic does not disturb the decoder's view: infer, then decode again.
     import numpy as np
     import tritonclient.http as httpclient
-    client = httpclient.InferenceServerClient(server.http_url)
+    client = server.http_client()
     a = np.arange(4, dtype=np.float32)
     inputs = [httpclient.InferInput("INPUT0", [4], "FP32"), httpclient.InferInput("INPUT1", [4], "FP32")]
     inputs[0].set_data_from_numpy(a)

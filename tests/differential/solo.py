@@ -18,17 +18,11 @@ only our variants of the module's ``SOLO_MODELS``:
 """
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import pytest
 
 from difftools import DiffServers, Outcome, Target, assert_same
-
-#: What tritonserver prints when it dies of a signal or glibc finds its heap corrupted.
-_FATAL = re.compile(r"^Signal \((?:6|11|7|4)\) received\.|double free|corrupted|unaligned tcache|free\(\): ",
-                    re.MULTILINE)
-
 
 class Solo:
     """Our variants of the module's ``SOLO_MODELS`` on a server started on first use; C++ ones on
@@ -61,13 +55,12 @@ class Solo:
     def stop(self):
         if self.ours is None:
             return []
+        # DiffServers.stop fails a crash, a model left loaded and anything left behind.
         problems = self.ours.stop()
         server = self.ours.main
-        if server is not None:
-            fatal = _FATAL.findall(server.log_text())
-            if fatal or server.returncode not in (0, None):
-                problems.append(f"the solo server (our stub only) did not stop cleanly: exit status "
-                                f"{server.returncode}, {fatal}; log {server.log}")
+        if server is not None and server.returncode != 0:
+            problems.append(f"the solo server (our stub only) did not stop cleanly: exit status "
+                            f"{server.returncode}; log {server.log}")
         return problems
 
 

@@ -2,13 +2,26 @@
 
 :func:`stream_infer` sends one request on its own bidirectional gRPC stream (``start_stream`` /
 ``async_stream_infer`` with ``enable_empty_final_response``) and collects every message until
-the FINAL flag. A stream error carries no request id and no final flag, so an error ends the
-collection only after ``settle_s`` of silence (a decoupled model may send an error response
-without FINAL and go on). Every wait is bounded by ``timeout_s``; on expiry the outcome records
-what arrived and ``timeout``.
+the request is over. Every wait is bounded by ``timeout_s``; on expiry the outcome records what
+arrived and ``timeout``.
+
+When is a request over? A response with the FINAL flag says so. An error does not: a stream
+error carries no request id and no final flag, and a decoupled model may send an error response
+without FINAL and go on. So after an error the client half-closes the stream and keeps reading
+until the server ends it, which tritonserver does once every request of the stream is complete.
+No guess from a silence is involved.
+
+How a stream is closed matters to the *server*: Triton 2.51's gRPC frontend loses a request that
+is cancelled after its final response was written (it logs "Waiting for the callback to retrieve
+cancellation ... CANCELLATION_ISSUED" and no callback ever comes), and the model can then never
+unload, whichever stub serves it. A module's shared server would hit its exit timeout at
+teardown with the stubs and regions of that model left behind (issue 15, step 0; measured with
+``benchmarks/stream_cancel_unload.py --cancel-completed``). So a stream whose request is over is
+closed without cancelling (``stop_stream(cancel_requests=False)``, bounded); only a request that
+is still running (``cancel_after``, or a timeout) is cancelled.
 
 ``cancel_after=k`` cancels the request (closing the stream with ``cancel_requests=True``) once
-``k`` messages arrived, then gives the server ``settle_s`` before returning.
+``k`` messages arrived; the messages delivered until the stream was torn down are kept.
 
 The result is a comparable :class:`difftools.Outcome` of kind ``"value"`` whose value is a
 :class:`StreamResult`.
@@ -16,6 +29,7 @@ The result is a comparable :class:`difftools.Outcome` of kind ``"value"`` whose 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
@@ -23,7 +37,8 @@ from typing import Mapping, Optional, Tuple
 from difftools import InputValue, Output, Outcome, Target, make_inputs
 
 STREAM_TIMEOUT_S = 20.0
-SETTLE_S = 0.3
+#: Bound on the server ending a stream whose request is over (it normally takes milliseconds).
+CLOSE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,8 @@ class Msg:
 @dataclass(frozen=True)
 class StreamResult:
     msgs: Tuple[Msg, ...]
-    #: "final" (FINAL seen), "error" (an error, then silence), "timeout", "cancelled".
+    #: "final" (FINAL seen), "error" (the last message was an error and the server then ended
+    #: the stream), "timeout", "cancelled".
     end: str
 
     @property
@@ -84,8 +100,27 @@ def _is_final(result) -> bool:
     return "triton_final_response" in params and params["triton_final_response"].bool_param
 
 
+def _close_gracefully(client, timeout_s: float) -> bool:
+    """Half-close the stream and wait until the server has ended it (all callbacks delivered).
+
+    False when the server did not end it within ``timeout_s``; the stream is then cancelled.
+    """
+    stream = getattr(client, "_stream", None)  # tritonclient keeps no public handle on it
+    closer = threading.Thread(target=client.stop_stream, kwargs={"cancel_requests": False},
+                              name="stream-close", daemon=True)
+    closer.start()
+    closer.join(max(timeout_s, 0.0))
+    if not closer.is_alive():
+        return True
+    iterator = getattr(stream, "_response_iterator", None)
+    if iterator is not None:
+        iterator.cancel()  # ends tritonclient's reader thread, so stop_stream returns
+    closer.join(CLOSE_TIMEOUT_S)
+    return False
+
+
 def stream_infer(target: Target, inputs: Mapping[str, InputValue], *, timeout_s: float = STREAM_TIMEOUT_S,
-                 settle_s: float = SETTLE_S, cancel_after: Optional[int] = None, **kwargs) -> Outcome:
+                 cancel_after: Optional[int] = None, **kwargs) -> Outcome:
     """One request on its own stream; see the module docstring."""
     import tritonclient.grpc as grpcclient
 
@@ -93,46 +128,56 @@ def stream_infer(target: Target, inputs: Mapping[str, InputValue], *, timeout_s:
     client = grpcclient.InferenceServerClient(target.server.grpc_url)
     msgs = []
     end = "timeout"
+    closed = False
+
+    def record(result, error) -> None:
+        if error is not None:
+            msgs.append(Msg(error=target.normaliser.text(error.message())))
+        else:
+            msgs.append(Msg(outputs=_outputs_of_grpc(result), final=_is_final(result)))
+
+    def drain() -> None:
+        while not messages.empty():
+            record(*messages.get_nowait())
+
     try:
         client.start_stream(callback=lambda result, error: messages.put((result, error)))
         client.async_stream_infer(target.name, make_inputs(grpcclient, inputs),
                                   enable_empty_final_response=True, **kwargs)
         deadline = time.monotonic() + timeout_s
-        last_was_error = False
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            wait = min(remaining, settle_s) if last_was_error else remaining
+        while time.monotonic() < deadline:
             try:
-                result, error = messages.get(timeout=wait)
+                result, error = messages.get(timeout=max(0.0, min(deadline - time.monotonic(), 0.1)))
             except queue.Empty:
-                if last_was_error:
-                    end = "error"
-                    break
                 continue
-            if error is not None:
-                msgs.append(Msg(error=target.normaliser.text(error.message())))
-                last_was_error = True
-            else:
-                final = _is_final(result)
-                msgs.append(Msg(outputs=_outputs_of_grpc(result), final=final))
-                last_was_error = False
-                if final:
-                    end = "final"
-                    break
+            record(result, error)
+            if msgs[-1].final:
+                end = "final"
+                break
             if cancel_after is not None and len(msgs) >= cancel_after:
+                # stop_stream returns once tritonclient's reader thread has ended: every message
+                # delivered before the cancel is in the queue by then.
                 client.stop_stream(cancel_requests=True)
-                time.sleep(settle_s)
-                while not messages.empty():
-                    result, error = messages.get_nowait()
-                    if error is None:
-                        msgs.append(Msg(outputs=_outputs_of_grpc(result), final=_is_final(result)))
+                closed = True
+                drain()
                 end = "cancelled"
+                break
+            if error is not None:
+                # Not necessarily the end (see the module docstring): let the server say.
+                closed = True
+                if _close_gracefully(client, deadline - time.monotonic()):
+                    drain()
+                    end = "final" if any(m.final for m in msgs) else "error"
+                else:
+                    drain()
                 break
     finally:
         try:
-            client.stop_stream(cancel_requests=True)
+            if not closed:
+                if end == "final":
+                    _close_gracefully(client, CLOSE_TIMEOUT_S)
+                else:
+                    client.stop_stream(cancel_requests=True)
         finally:
             client.close()
     return Outcome("value", value=StreamResult(tuple(msgs), end))

@@ -304,7 +304,7 @@ def _short(t: Target, limit_s: float) -> Target:
     return Short(t.base, t.stub, t.name, t.server, t.normaliser)
 
 
-@pytest.mark.parametrize("mode", ["error_final"])
+@pytest.mark.parametrize("mode", ["error_final", "raise_after_sends"])
 def test_stream_with_a_later_error_response(pair, solo, mode):
     """C++: the parent leaves ResponseShm.id unset on error responses, so a stream's later error
     response reaches no iterator and the caller waits forever (here: until the client gives up).

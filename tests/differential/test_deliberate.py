@@ -62,7 +62,12 @@ def test_execute_returning_none(pair):
         assert out.kind == "timeout", out.describe()
     else:
         out = pair.run("return_none", lambda t: t.infer({"IN": IN}), compare=False).require_error()
-        assert "return_none_<stub>" in out.error and "sender" in out.error.lower(), out.error
+        assert out.error == (
+            "Python model 'return_none_<stub>_0' returned no response for a request and did not send one through "
+            "the request's response sender: a non-decoupled model must return an InferenceResponse for every "
+            "request (or send one with request.get_response_sender().send(response, "
+            "flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL)). tritonstub reports this instead of leaving the client "
+            "waiting."), out.error
 
 
 def test_model_py_missing(pair):

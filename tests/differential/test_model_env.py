@@ -266,14 +266,19 @@ def test_print_without_flush_is_block_buffered(pair):
 def test_print_of_non_ascii_text(pair):
     """The C++ stub's embedded interpreter writes stdout as ASCII (it ignores LANG=C.UTF-8), so
     print() of non-ASCII text raises in model.py."""
-    out = pair.run("logging", lambda t: t.infer({"IN": np.array([b"print_unicode"], dtype=object)}),
-                   compare=False).require_ok()
+    def case(t: Target) -> Outcome:
+        out, lines = t.log_during(lambda: t.infer({"IN": np.array([b"print_unicode"], dtype=object)}))
+        return Outcome("value", value=(out.require_ok().output("OUT").data,
+                                       tuple(t.normaliser.text(line) for line in lines if "DIFFLOG" in line)))
+    result, printed = pair.run("logging", case, compare=False).value
     if pair.is_cpp:
-        assert out.output("OUT").data == (b"UnicodeEncodeError: 'ascii' codec can't encode character "
-                                          b"'\\xfc' in position 23: ordinal not in range(128)",)
+        assert result == (b"UnicodeEncodeError: 'ascii' codec can't encode character "
+                          b"'\\xfc' in position 23: ordinal not in range(128)",)
+        assert printed == ()
     else:
         # Deliberate difference: our interpreter follows the locale (C.UTF-8), so it prints.
-        assert b"UnicodeEncodeError" not in out.output("OUT").data[0]
+        assert result == (b"printed",)
+        assert printed == ("DIFFLOG[logging_<stub>_0] \u00fcn\u00efc\u00f6d\u00e9 \u2713",), printed
 
 
 # ---- unload -----------------------------------------------------------------------------------

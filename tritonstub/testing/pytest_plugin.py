@@ -6,7 +6,10 @@
   silently.
 - ``triton_server``: a factory. ``triton_server(repo, **TritonServer kwargs)`` starts a server and
   returns it. Every server is stopped at teardown. The test then fails if a server left processes or
-  shm regions behind, unless it was started with ``check_cleanup=False``.
+  shm regions behind, unless it was started with ``check_cleanup=False``, and if a server crashed
+  (died of a signal or logged a fatal error: :meth:`TritonServer.crash_report`), unless it was
+  started with ``expect_crash=True`` (then it fails if that server did *not* crash; the test
+  asserts what the crash was).
   ``triton_server.repository(models, stub=...)`` builds a repository under ``tmp_path``
   (see :func:`make_model_repository`).
 - ``example_model_repository``: the bundled ``examples/model_repository`` directory.
@@ -23,7 +26,7 @@ from typing import List, Mapping, Optional, Union
 import pytest
 
 from tritonstub.testing.reference import Reference, ReferenceUnavailable, provision
-from tritonstub.testing.tritonserver import ModelSpec, TritonServer, make_model_repository
+from tritonstub.testing.tritonserver import ModelSpec, TritonServer, check_stopped, make_model_repository
 
 REQUIRE_ENV = "TRITONSTUB_REQUIRE_REFERENCE"
 _TRITON_FIXTURES = {"triton_reference", "triton_server"}
@@ -32,6 +35,14 @@ _SERVERS_KEY = pytest.StashKey[List[TritonServer]]()
 
 def reference_required() -> bool:
     return os.environ.get(REQUIRE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def missing_reference(reason: str) -> None:
+    """Skip the calling test because something it compares with is missing, or fail it when
+    ``TRITONSTUB_REQUIRE_REFERENCE`` is set (CI): no comparison is ever skipped silently there."""
+    if reference_required():
+        pytest.fail(f"{REQUIRE_ENV} is set but {reason}", pytrace=False)
+    pytest.skip(f"{reason}; set {REQUIRE_ENV}=1 to make this an error")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,14 +84,18 @@ class TritonServerFactory:
         self.tmp_path = tmp_path
         self.servers = servers
         self._unchecked: set = set()
+        self._crashing: set = set()
 
-    def __call__(self, model_repository: Union[str, Path], *, check_cleanup: bool = True, **kwargs) -> TritonServer:
+    def __call__(self, model_repository: Union[str, Path], *, check_cleanup: bool = True,
+                 expect_crash: bool = False, **kwargs) -> TritonServer:
         kwargs.setdefault("reference", self.reference)
         kwargs.setdefault("log_dir", self.tmp_path / f"tritonserver-{len(self.servers)}")
         server = TritonServer(model_repository, **kwargs)
         self.servers.append(server)
         if not check_cleanup:
             self._unchecked.add(id(server))
+        if expect_crash:
+            self._crashing.add(id(server))
         server.start()
         return server
 
@@ -93,10 +108,10 @@ class TritonServerFactory:
         problems = []
         for server in self.servers:
             server.stop()
-            report = server.cleanup_report()
-            if report and id(server) not in self._unchecked:
-                problems.append(f"tritonserver pid {server.pid} (log {server.log}):\n{report}")
+            problems += check_stopped(server, check_cleanup=id(server) not in self._unchecked,
+                                      expect_crash=id(server) in self._crashing)
         return problems
+
 
 
 @pytest.fixture
@@ -108,7 +123,7 @@ def triton_server(triton_reference: Reference, tmp_path: Path, request: pytest.F
     yield factory
     problems = factory.stop_all()
     if problems:
-        pytest.fail("tritonserver left things behind:\n" + "\n".join(problems), pytrace=False)
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="session")

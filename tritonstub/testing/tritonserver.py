@@ -25,6 +25,16 @@ What it guarantees:
   and that no live process maps any more (``leaked_regions``). A clean run leaves both lists empty.
   Tests assert that. Each server gets its own region-name prefix by default, so this holds with
   other servers running next to it.
+- **Stubs get their own bound first.** When tritonserver exits without finalizing its stubs (exit
+  timeout, crash), both stubs notice that their parent is gone from their heartbeat (every
+  300 ms), unlink their region and exit. :meth:`TritonServer.stop` waits up to
+  :data:`STUB_EXIT_GRACE_S` for that before it kills anything, so ``orphans`` lists only
+  processes that would really have stayed, and ``outlived`` says how long each stub lived on.
+- **A crash is never a clean stop.** :meth:`TritonServer.crash_report` says whether tritonserver
+  died of a signal (negative exit status, other than the SIGKILL :meth:`stop` itself sent) or
+  logged a fatal error (its "Signal (11) received." handler line, glibc's heap-corruption aborts,
+  ``terminate called``). Both stubs clean up after a dead parent, so leftovers alone cannot show
+  a crash; every fixture checks this report.
 
 The stub a model uses is chosen per model: the python backend runs
 ``<model dir>/triton_python_backend_stub`` when that file exists. :func:`install_cpp_stub` and
@@ -61,11 +71,24 @@ SHM_DIR = Path("/dev/shm")
 LOOPBACK = "127.0.0.1"
 
 _PORT_IN_USE = re.compile(r"address already in use|already in use|address in use|bind.*failed", re.IGNORECASE)
+_LIVE_MODEL = re.compile(r'"(\S+ v\d+: [A-Z_]+)"')
 _STUB_LAUNCH = re.compile(r"Starting Python backend stub:\s*(.*?)\"?\s*$")
 _POLL_S = 0.1
 _HTTP_TIMEOUT_S = 5.0
 _START_ATTEMPTS = 3
 _GONE_TIMEOUT_S = 10.0
+#: How long stop() lets the stubs of a server that exited without finalizing them leave by
+#: themselves. Both stubs check their parent every 300 ms (the heartbeat period of r24.10);
+#: measured over 6 such exits: ours 0.00-0.28 s, the C++ stub 0.10-0.29 s after
+#: tritonserver was reaped. The rest is headroom for a loaded machine.
+STUB_EXIT_GRACE_S = 3.0
+#: Lines tritonserver (or the C/C++ runtime in it) writes when the process is dying: its signal
+#: handler's "Signal (N) received." for SIGILL/SIGABRT/SIGBUS/SIGFPE/SIGSEGV (2 and 15 are the
+#: ordinary stop signals), glibc's heap-corruption aborts, and std::terminate.
+FATAL_LOG = re.compile(
+    r"Signal \((?:4|6|7|8|11)\) received\.|terminate called (?:after throwing|without an active)"
+    r"|double free or corruption|free\(\): invalid|malloc\(\): |corrupted size vs\. prev_size"
+    r"|corrupted double-linked list|munmap_chunk\(\): invalid|unaligned tcache chunk")
 
 
 class TritonServerError(TritonStubError):
@@ -176,6 +199,34 @@ def make_model_repository(
     return root
 
 
+def check_stopped(server: TritonServer, *, check_cleanup: bool = True, expect_crash: bool = False) -> List[str]:
+    """What is wrong with a stopped server; [] when all is well.
+
+    A crash (or a missing one, when ``expect_crash``); with ``check_cleanup`` also models that it
+    could not unload before its exit timeout (their stubs were never finalized, even if they
+    then left by themselves) and anything left behind.
+    """
+    problems = []
+    crash = server.crash_report()
+    if crash and not expect_crash:
+        problems.append(f"tritonserver pid {server.pid} crashed:\n{crash}")
+    elif expect_crash and not crash:
+        problems.append(f"tritonserver pid {server.pid} was expected to crash but exited with status "
+                        f"{server.returncode} and logged no fatal error (log {server.log})")
+    if not check_cleanup:
+        return problems
+    left = server.models_left()
+    if left:
+        problems.append(f"tritonserver pid {server.pid} exited without unloading {', '.join(left)} "
+                        f"(--exit-timeout-secs={server.exit_timeout} ran out; log {server.log})"
+                        + ("; hint: an HTTP client kept its connection open (use server.http_client(), "
+                           "which stop() closes)" if "HTTP service connections" in server.log_text() else ""))
+    report = server.cleanup_report()
+    if report:
+        problems.append(f"tritonserver pid {server.pid} (log {server.log}) left things behind:\n{report}")
+    return problems
+
+
 # --------------------------------------------------------------------------------------------
 # processes and regions
 
@@ -226,9 +277,13 @@ def _proc_info(pid: int) -> Optional[_ProcInfo]:
     return _ProcInfo(state=fields[0].decode(), pgid=int(fields[2]), starttime=int(fields[19]))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not; a pid that vanished while we read it does not)."""
     info = _proc_info(pid)
     return info is not None and info.alive
+
+
+_alive = process_alive
 
 
 def cmdline(pid: int) -> str:
@@ -363,6 +418,10 @@ class TritonServer:
         self.killed = False
         self.leaked_regions: List[str] = []
         self.orphans: List[Tuple[int, str]] = []
+        #: pid -> seconds a process of the server's group lived on after tritonserver was reaped
+        #: (None: it had to be killed). Filled by stop() with the processes still running then;
+        #: one that is not listed was gone before.
+        self.outlived: Dict[int, Optional[float]] = {}
         self.startup_seconds: Optional[float] = None
         self._proc: Optional[subprocess.Popen] = None
         self._log_file = None
@@ -652,6 +711,7 @@ class TritonServer:
                     except subprocess.TimeoutExpired:
                         pass
             self.returncode = proc.returncode
+            self._await_stubs_leaving()
             self.orphans = self._kill_leftovers()
             self.leaked_regions = self._remove_new_regions()
         finally:
@@ -660,6 +720,36 @@ class TritonServer:
                 self._log_file = None
             _running.discard(self)
         return self.returncode
+
+    def crash_report(self) -> str:
+        """"" unless tritonserver died of a signal or logged a fatal error; then what it was.
+
+        Not a crash: exit status 0, 1 (e.g. the exit timeout ran out: see :meth:`models_left`), or
+        the SIGKILL that :meth:`stop` itself sent after its grace time (``killed``).
+        """
+        problems = []
+        code = self.returncode
+        if code is not None and code < 0 and not (self.killed and code == -signal.SIGKILL):
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            problems.append(f"tritonserver died of {name} (exit status {code})")
+        fatal = sorted({m.group(0) for m in FATAL_LOG.finditer(self.log_text())})
+        if fatal:
+            problems.append(f"tritonserver logged a fatal error: {'; '.join(fatal)}")
+        if problems:
+            problems.append(f"log: {self.log}")
+        return "\n".join(problems)
+
+    def models_left(self) -> List[str]:
+        """``name vN: STATE`` of the models tritonserver could not unload before its exit timeout
+        ran out (from its last "Found N live models" report); [] after a complete shutdown."""
+        text = self.log_text()
+        if "Exit timeout expired" not in text:
+            return []
+        last = text.rfind("live models and")
+        return _LIVE_MODEL.findall(text[last:]) if last >= 0 else []
 
     def cleanup_report(self) -> str:
         """"" after a clean stop; otherwise what was left behind, and the likely reason."""
@@ -682,6 +772,32 @@ class TritonServer:
             os.killpg(self._proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def _group_members(self) -> List[int]:
+        """Live processes of the server's process group (forked stubs), the leader excepted."""
+        pgid = self._proc.pid
+        members = []
+        for pid in _pids():
+            info = _proc_info(pid)
+            if pid != pgid and info is not None and info.alive and info.pgid == pgid \
+                    and info.starttime >= self._leader_starttime:
+                members.append(pid)
+        return members
+
+    def _await_stubs_leaving(self) -> None:
+        """Give what tritonserver left running :data:`STUB_EXIT_GRACE_S` to exit by itself.
+
+        A stub whose parent died unlinks its region on its way out; killing it at once would
+        leave that region behind (and blame the stub for it).
+        """
+        began = time.monotonic()
+        waiting = set(self._group_members())
+        self.outlived = {pid: None for pid in waiting}
+        while waiting and time.monotonic() - began < STUB_EXIT_GRACE_S:
+            time.sleep(0.01)
+            for pid in [p for p in waiting if not _alive(p)]:
+                self.outlived[pid] = time.monotonic() - began
+                waiting.discard(pid)
 
     def _kill_leftovers(self) -> List[Tuple[int, str]]:
         """Kill what outlived tritonserver; return (pid, cmdline) of each.

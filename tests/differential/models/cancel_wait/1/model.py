@@ -1,6 +1,7 @@
 """Polls request.is_cancelled() while the client waits (non-decoupled).
 
-MODE "poll": every 10 ms, up to N polls; when the request is cancelled it answers with a
+MODE "poll": logs "<model> polling" (so that a client can wait for the request to be running
+before it cancels), then every 10 ms, up to N polls; when the request is cancelled it answers with a
 CANCELLED error response (nobody receives it) and keeps a note. "report": the notes (JSON).
 """
 import json
@@ -20,6 +21,7 @@ def response(value, note=""):
 
 class TritonPythonModel:
     def initialize(self, args):
+        self.name = args["model_name"]
         self.notes = []
 
     def execute(self, requests):
@@ -28,6 +30,7 @@ class TritonPythonModel:
             mode = pb_utils.get_input_tensor_by_name(request, "MODE").as_numpy()[0].decode()
             n = int(pb_utils.get_input_tensor_by_name(request, "N").as_numpy()[0])
             if mode == "poll":
+                pb_utils.Logger.log_info("%s polling" % self.name)
                 for _ in range(n):
                     if request.is_cancelled():
                         self.notes.append(["cancelled", request.is_cancelled(),
