@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from shm_helpers import unique_name, wait_for
-from tritonstub.harness.parent import ParentSide
+from tritonstub.harness.parent import PROTOCOL, PROTOCOL_KEY, ParentSide
 from tritonstub.ipc.layouts import r24_10 as L
 from tritonstub.stub.install import write_launcher
 
@@ -55,7 +55,8 @@ def _launch(ps: ParentSide, model_dir: Path, *, uses_env: bool = False, env=None
         argv = ps.stub_argv(stub, str(model_dir / "1" / "model.py"), os.path.dirname(sys.executable),
                             "probe_0_0", parent_pid=parent_pid)
     ps.set_uses_env(uses_env)
-    environment = dict(os.environ)
+    # This parent is pytest, which maps no libtriton_python.so: say which protocol it speaks.
+    environment = dict(os.environ, **{PROTOCOL_KEY: PROTOCOL})
     for key, value in (env or {}).items():  # None removes the variable
         if value is None:
             environment.pop(key, None)

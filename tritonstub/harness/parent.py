@@ -17,8 +17,12 @@ from ..ipc.layouts import r24_10 as L
 from ..ipc.message_queue import MessageQueue
 from ..ipc.region import DEFAULT_GROWTH, DEFAULT_SHM_SIZE, Region
 from ..ipc.sync import Mutex
+from ..protocol import eras
 
 REGION_PREFIX = "triton_python_backend_shm_region_"
+#: The protocol era this parent speaks (tritonstub.protocol.eras), told to our stub at launch.
+PROTOCOL = "r24.10"
+PROTOCOL_KEY = eras.OVERRIDE_KEY
 
 
 def new_region_name(prefix: str = REGION_PREFIX) -> str:
@@ -94,7 +98,11 @@ class ParentSide:
 
     def launch(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None,
                **popen_kwargs) -> subprocess.Popen:
+        """Start a stub. We play a r24.10 parent and say so (TRITONSTUB_PROTOCOL, unless ``env``
+        sets it): a Python parent maps no libtriton_python.so for our stub to fingerprint."""
         self.set_uses_env(False)
+        env = dict(os.environ if env is None else env)
+        env.setdefault(PROTOCOL_KEY, PROTOCOL)
         return subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL, **popen_kwargs)
 
     def close(self, unlink: bool = True) -> None:
