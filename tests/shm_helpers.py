@@ -45,9 +45,14 @@ def wait_for(condition: Callable[[], T], timeout_s: float, what: str, interval_s
 
 
 def allocated_bytes(region: str) -> int:
+    """allocated_bytes of a live region. The region is copied without its lock, so a copy taken
+    while the parent or the stub changes it can be torn; inspect_region retries those. Its
+    default of 3 tries ran out once in a full run under load (test_bls_chain, right after
+    200 requests, while the parent was still freeing): 20 tries still fail a region that stays
+    inconsistent."""
     from tritonstub.ipc.inspect import inspect_region
 
-    return inspect_region(region)["allocated_bytes"]
+    return inspect_region(region, retries=20)["allocated_bytes"]
 
 
 def settled_allocated(region: str, quiet_s: float = 0.5, timeout_s: float = 10.0) -> int:

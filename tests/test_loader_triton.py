@@ -303,31 +303,49 @@ def test_plugin_entry_point_and_module_loader(triton_server, tmp_path, plugin_si
 # ---- debugpy --------------------------------------------------------------------------------
 
 
+def _start_debugged_load(server, port: int):
+    """Start loading 'debugged' (it waits for a debugger on ``port``); return (thread, result, listening).
+
+    ``listening`` is True once the model logged that its debugpy listens on ``port``, False
+    when the load ended first (e.g. the port was taken meanwhile: free_port() only says it was
+    free a moment ago, and other test runs share the machine).
+    """
+    result = {}
+    marker = f"debugpy is listening on 127.0.0.1:{port}"
+    loader = threading.Thread(target=lambda: result.update(load=load(server, "debugged", timeout=90)))
+    loader.start()
+    deadline = time.monotonic() + 60
+    while not any(marker in line for line in loader_lines(server, "debugged_0_0")):
+        if not loader.is_alive():
+            return loader, result, False
+        assert time.monotonic() < deadline, f"debugpy never listened\n{server.log_tail()}"
+        time.sleep(0.1)
+    return loader, result, True
+
+
 def test_debugpy_attach_inside_triton(triton_server, tmp_path):
     pytest.importorskip("debugpy")
-    port = free_port()
     repo = tmp_path / "repo"
     d = repo / "debugged"
     (d / "1").mkdir(parents=True)
     (d / "1" / "model.py").write_text(offset_model(5))
-    (d / "config.pbtxt").write_text(config("debugged", TRITONSTUB_DEBUGPY=str(port), TRITONSTUB_DEBUGPY_WAIT="60"))
     install_stub(d, "ours")
-    # Explicit mode: a startup load would block the server's start until the debugger attaches.
-    server = triton_server(repo, extra_args=["--model-control-mode=explicit"])
-    result = {}
-    loader = threading.Thread(target=lambda: result.update(load=load(server, "debugged", timeout=90)))
-    loader.start()
+    server = None
+    for attempt in range(3):
+        port = free_port()
+        (d / "config.pbtxt").write_text(config("debugged", TRITONSTUB_DEBUGPY=str(port), TRITONSTUB_DEBUGPY_WAIT="60"))
+        # Explicit mode: a startup load would block the server's start until the debugger attaches.
+        server = server or triton_server(repo, extra_args=["--model-control-mode=explicit"])
+        loader, result, listening = _start_debugged_load(server, port)
+        if listening:
+            break
+        loader.join(10)
+        assert "Address already in use" in result.get("load", (0, ""))[1], result
+    else:
+        pytest.fail(f"three free ports in a row were taken before debugpy could listen on them\n{server.log_tail()}")
     client = None
     try:
-        deadline = time.monotonic() + 60
-        while client is None:
-            try:
-                client = DapClient("127.0.0.1", port)
-            except OSError:
-                assert loader.is_alive(), result
-                assert time.monotonic() < deadline, f"debugpy never listened\n{server.log_tail()}"
-                time.sleep(0.2)
-        time.sleep(0.5)
+        client = DapClient("127.0.0.1", port)
         assert loader.is_alive(), f"the load did not wait for the debugger: {result}"
         replies = client.attach()
         assert replies["attach"]["success"] and replies["configurationDone"]["success"]

@@ -878,6 +878,29 @@ def test_unmatched_error_response_goes_to_the_only_open_stream():
     assert got[0] is first and got[1].error().message() == "late failure" and len(got) == 2
 
 
+def test_an_error_response_that_overtakes_the_first_response_ends_that_stream():
+    """The callee's responses do not wait for the caller: a stream's error response (no id) can
+    reach the monitor thread before exec(decoupled=True) has read its first response. While that
+    stream is starting it is kept for it, not dropped as unroutable (a caller would wait for
+    ever; seen in a full-suite run of test_bls.py's raise_after_sends hazard)."""
+    registry = ResponseIteratorMap()
+    registry.begin_stream()
+    assert registry.enqueue(_stream_error(0)) is None      # no stream open yet: kept
+    first = pb.InferenceResponse._from_parent([], None, False, 5)
+    got = list(registry.get_response_iterator(first))
+    assert got[0] is first and got[1].error().message() == "late failure" and len(got) == 2
+
+
+def test_an_early_error_response_is_not_kept_when_no_stream_is_starting():
+    registry = ResponseIteratorMap()
+    warning = registry.enqueue(_stream_error(0))
+    assert "0 streams are open" in warning
+    registry.begin_stream()
+    assert registry.abandon_stream() == []                 # the exec failed: nothing was kept
+    first = pb.InferenceResponse._from_parent([], None, True, 6)
+    assert list(registry.get_response_iterator(first)) == [first]
+
+
 def test_unmatched_error_response_with_several_open_streams():
     registry = ResponseIteratorMap()
     its = [registry.get_response_iterator(pb.InferenceResponse._from_parent([], None, False, i))

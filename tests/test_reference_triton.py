@@ -192,7 +192,8 @@ def test_stubs_leave_by_themselves_when_the_server_exits_without_unloading(trito
     finally:
         held.close()
     assert "Exit timeout expired" in server.log_text()
-    assert sorted(server.models_left()) == ["echo_cpp v1: UNLOADING", "echo_ours v1: UNLOADING"]
+    # (The state each is reported in depends on how far its unload got: not compared.)
+    assert sorted(m.split(":")[0] for m in server.models_left()) == ["echo_cpp v1", "echo_ours v1"]
     assert server.crash_report() == ""
     assert server.orphans == [] and server.leaked_regions == []
     for stub, pids in stubs.items():

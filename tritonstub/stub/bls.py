@@ -38,6 +38,8 @@ def execute(rt, request, decoupled: bool):
     region = stub.region
     owned = Owned()
     msg_h = 0
+    started = False
+    registry = None
     try:
         data = request_data(request)
         with region.locked():                   # one hold of shm_mutex for every block
@@ -52,6 +54,10 @@ def execute(rt, request, decoupled: bool):
         L.IPCMessageShm.set(region.buf, msg_h + _H, "args", batch)
         mu = Mutex(region.addr(mu_h + _H))
         cv = Condition(region.addr(cv_h + _H))
+        registry = rt.__dict__.get("bls_iterators") if decoupled else None
+        if registry is not None:
+            registry.begin_stream()  # its later responses may overtake the first one
+            started = True
         mu.lock()
         try:
             rt.messenger.push(msg_h)
@@ -72,11 +78,14 @@ def execute(rt, request, decoupled: bool):
             return error_response(result)
         resp = make_response(result)
         if decoupled:
+            started = False
             return rt.response_iterator(resp)
         return resp
     except ParentGone:
         return error_response("BLS request failed: the Triton server is gone.")
     finally:
+        if started:
+            registry.abandon_stream()
         owned.release(region)
 
 

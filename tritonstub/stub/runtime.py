@@ -169,6 +169,29 @@ class ResponseIteratorMap:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._map: Dict[Any, Any] = {}
+        # exec(decoupled=True) calls whose first response has not been wrapped yet, and the
+        # id-less error responses that arrived meanwhile (see begin_stream).
+        self._starting = 0
+        self._early_errors: List[Any] = []
+
+    def begin_stream(self) -> None:
+        """An ``exec(decoupled=True)`` is about to be sent.
+
+        The parent may push the stream's later responses (monitor thread) before the caller has
+        read the first one: the callee's response callbacks do not wait for the caller. Those
+        with an id are kept under it; an error response has none, so while a stream is starting
+        and no other is open it is kept for the iterator that :meth:`get_response_iterator`
+        makes next, instead of being dropped as unroutable.
+        """
+        with self._lock:
+            self._starting += 1
+
+    def abandon_stream(self) -> List[Any]:
+        """The started ``exec`` made no iterator (it failed): the error responses kept for it."""
+        with self._lock:
+            self._starting = max(0, self._starting - 1)
+            early, self._early_errors = (self._early_errors, []) if not self._starting else ([], self._early_errors)
+            return early
 
     def get_response_iterator(self, response: Any) -> Any:
         """Return the iterator for ``response``'s id, (re)creating it around ``response`` first."""
@@ -181,6 +204,11 @@ class ResponseIteratorMap:
             if old is not None:
                 for queued in old._get_existing_responses():
                     it._enqueue(queued)
+            if self._starting:
+                self._starting -= 1
+                for early in self._early_errors:
+                    it._enqueue(early)
+                self._early_errors = []
             self._map[key] = it
             return it
 
@@ -201,6 +229,9 @@ class ResponseIteratorMap:
             it = self._map.get(key)
             if it is None and response._error is not None:
                 it, n_open = self._orphan_target()
+                if it is None and n_open == 0 and self._starting:
+                    self._early_errors.append(response)  # for the stream being started
+                    return None
                 if it is None:
                     warning = (f"an error response of a BLS stream carries no stream id (the python "
                                f"backend leaves it unset) and {n_open} streams are "

@@ -25,6 +25,7 @@ from tritonstub.testing.tritonserver import (
     StubInstallError,
     TritonServer,
     TritonServerError,
+    check_stopped,
     make_model_repository,
 )
 
@@ -105,7 +106,7 @@ def _serve_and_infer(repo: Path, stub: str, reference, workdir: Path, startup_ti
         correct = False
     began = time.monotonic()
     server.stop()
-    problems = server.cleanup_report()
+    problems = "\n".join(check_stopped(server))
     if problems:
         print(f"demo: ERROR: the server did not stop cleanly:\n{problems}", file=sys.stderr)
         return False
