@@ -12,7 +12,7 @@ import pytest
 
 from tritonstub.errors import BadHandle, NotASegment, RegionNotFound, ShmError
 from tritonstub.harness.parent import ParentSide
-from tritonstub.ipc.layouts import r24_10 as L
+from tritonstub.protocol import r24_10 as L
 from tritonstub.ipc.message_queue import MessageQueue
 from tritonstub.ipc.region import Region
 from tritonstub.ipc.sync import Condition, Mutex, Semaphore

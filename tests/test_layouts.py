@@ -1,8 +1,8 @@
 """The r24.10 layout tables against the offsets seen in the shipped binaries (r24.10.md §3.3)."""
 import pytest
 
-from tritonstub.ipc.layouts import StructLayout
-from tritonstub.ipc.layouts import r24_10 as L
+from tritonstub.protocol.layout import StructLayout
+from tritonstub.protocol import r24_10 as L
 
 
 @pytest.mark.parametrize("struct,field,offset", [

@@ -12,7 +12,7 @@ import pytest
 
 from tritonstub.harness.parent import ParentSide
 from tritonstub.ipc.inspect import inspect_region
-from tritonstub.ipc.layouts import r24_10 as L
+from tritonstub.protocol import r24_10 as L
 from tritonstub.stub.install import write_launcher
 
 from shm_helpers import unique_name, wait_for

@@ -18,7 +18,7 @@ import pytest
 
 from shm_helpers import unique_name, wait_for
 from tritonstub.harness.parent import PROTOCOL, PROTOCOL_KEY, ParentSide
-from tritonstub.ipc.layouts import r24_10 as L
+from tritonstub.protocol import r24_10 as L
 from tritonstub.stub.install import write_launcher
 
 MODEL = "class TritonPythonModel:\n    def execute(self, requests):\n        return []\n"

@@ -13,11 +13,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
 from ..ipc.message_queue import MessageQueue
 from ..ipc.region import DEFAULT_GROWTH, DEFAULT_SHM_SIZE, Region
 from ..ipc.sync import Mutex
 from ..protocol import eras
+
+L = protocol.current()
 
 REGION_PREFIX = "triton_python_backend_shm_region_"
 #: The protocol era this parent speaks (tritonstub.protocol.eras), told to our stub at launch.

@@ -15,10 +15,12 @@ import os
 import struct
 from typing import Any, Dict, List, Optional
 
-from .layouts import r24_10 as L
+from .. import protocol
 from .region import SHM_DIR, region_path
 from .segment import ManagedSegment
 from ..errors import NotASegment, RegionNotFound, SegmentCorrupted, ShmError
+
+L = protocol.current()
 
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")

@@ -15,9 +15,11 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
-from .layouts import r24_10 as L
+from .. import protocol
 from .region import Region
 from .sync import Mutex, Semaphore
+
+L = protocol.current()
 
 _Q = L.MessageQueueShm
 _I32 = struct.Struct("<i")

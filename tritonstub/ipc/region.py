@@ -14,10 +14,9 @@ C++ code does: truncate the file to ``total + growth * (bytes // growth + 1)`` (
 then ftruncate, twice), map it, ``grow`` the segment by the difference and publish the new
 ``total size`` last.
 
-Objects are built like ``SharedMemoryManager::Construct``: ``nbytes + 16`` bytes are allocated
-(32-byte aligned on request), the first 4 bytes hold ``ref_count = 1`` (AllocatedShmOwnership)
-and the handle is the offset of that header. ``load`` adds a reference, ``release`` drops one and
-frees the block at zero. Handles are checked against the mapping before any access.
+Objects are Construct'ed, loaded and released by :class:`~tritonstub.ipc.heap.Heap`, which this
+class extends with the lock (``_enter``/``_exit``: ``shm_mutex``, re-entrant per thread, remap on
+entry) and growth (``_grow``).
 """
 from __future__ import annotations
 
@@ -27,13 +26,15 @@ import os
 import stat
 import threading
 import weakref
-from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
-from .layouts import r24_10 as L
-from .segment import ManagedSegment, units_for
+from .. import protocol
+from .heap import Heap
+from .segment import MIN_SEGMENT, ManagedSegment
 from .sync import Mutex
-from ..errors import (BadHandle, NotASegment, OutOfMemory, RegionNotFound, ShmError)
+from ..errors import BadHandle, NotASegment, RegionNotFound, ShmError
+
+L = protocol.current()
 
 
 
@@ -54,7 +55,6 @@ def _after_fork_in_child() -> None:
 DEFAULT_SHM_SIZE = 1 << 20
 DEFAULT_GROWTH = 1 << 20
 SHM_DIR = "/dev/shm"
-_REF = L.AllocatedShmOwnership.fields["ref_count"].codec
 
 
 _OPEN_REGIONS = weakref.WeakSet()
@@ -77,11 +77,12 @@ def _truncate(fd: int, size: int) -> None:
     os.ftruncate(fd, size)
 
 
-class Region:
-    """One mapped python-backend region (see the module docstring)."""
+class Region(Heap):
+    """One mapped python-backend region (see the module docstring): a :class:`Heap` whose
+    lock is ``shm_mutex`` and whose buffer grows."""
 
     def __init__(self, name: str, fd: int, growth: int, created: bool):
-        self.name = name.lstrip("/")
+        super().__init__(name.lstrip("/"))
         self.growth = growth
         self.created = created
         self._fd = fd
@@ -89,18 +90,11 @@ class Region:
         self._anchors: List[ctypes.c_char] = []   # keep a ctypes export of each map alive
         self.buf: mmap.mmap
         self.base = 0            # address of the newest mapping
-        self.capacity = 0        # bytes mapped by the newest mapping
         self.segment: ManagedSegment
         self.mutex: Mutex
         self._total_size_off = 0
         self.unlink_on_close = False
         self._closed = False
-        self._local = threading.RLock()   # guards our Python-side state across threads
-        self._tls = threading.local()      # per-thread depth of locked()
-        # Block reuse (off unless enable_block_reuse() is called; see there).
-        self._reuse = False
-        self._cache: dict = {}             # block units -> [handles we own, ref count 0]
-        self._cached_bytes = 0
         _OPEN_REGIONS.add(self)
 
     # ------------------------------------------------------------------ opening / creating
@@ -119,7 +113,7 @@ class Region:
         self = cls(name, fd, growth, created=False)
         try:
             size = os.fstat(fd).st_size
-            if size < 192:
+            if size < MIN_SEGMENT:
                 raise NotASegment(f"region is {size} bytes, too small to hold a Boost segment",
                                   region=name)
             self._map(size)
@@ -249,161 +243,8 @@ class Region:
             self.mutex.unlock()
             self._local.release()
 
-    @contextmanager
-    def locked(self) -> Iterator["Region"]:
-        """Hold ``shm_mutex`` and make sure the newest mapping is in use.
-
-        Re-entrant for the calling thread (the pthread mutex itself is not), so several
-        operations can share one lock hold: ``with region.locked(): a = construct(); ...``.
-        """
-        self._enter()
-        try:
-            yield self
-        finally:
-            self._exit()
-
-    # ------------------------------------------------------------------ objects
-    def construct(self, nbytes: int, aligned: bool = False) -> int:
-        """SharedMemoryManager::Construct: allocate nbytes + 16, ref_count = 1, return the handle."""
-        self._enter()
-        try:
-            return self._construct_locked(nbytes + L.OWNERSHIP_HEADER, aligned)
-        finally:
-            self._exit()
-
-    def construct_many(self, sizes, aligned: bool = False) -> list:
-        """Several Constructs under one hold of ``shm_mutex`` (one lock round trip, not n)."""
-        self._enter()
-        try:
-            return [self._construct_locked(n + L.OWNERSHIP_HEADER, aligned) for n in sizes]
-        finally:
-            self._exit()
-
-    def _construct_locked(self, req: int, aligned: bool) -> int:
-        if self._reuse and not aligned:
-            u = units_for(req)
-            for units in (u, u + 1, u + 2):     # best fit may leave up to 2 units of slack
-                lst = self._cache.get(units)
-                if lst:
-                    h = lst.pop()
-                    self._cached_bytes -= units * 16
-                    _REF.pack_into(self.buf, h, 1)
-                    return h
-        seg = self.segment
-        try:
-            h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
-        except OutOfMemory:
-            if self._cached_bytes:
-                self._flush_locked()            # give cached blocks back before growing
-                return self._construct_locked(req, aligned)
-            self.grow_if_needed(req)
-            seg = self.segment
-            h = seg.allocate_aligned(req, 32) if aligned else seg.allocate(req)
-        _REF.pack_into(self.buf, h, 1)
-        return h
-
-    # ------------------------------------------------------------------ block reuse
-    REUSE_MAX_BLOCK = 64 << 10        # only small blocks are kept
-    REUSE_MAX_TOTAL = 1 << 20         # at most this many bytes kept
-    REUSE_MAX_PER_SIZE = 64
-
-    def enable_block_reuse(self) -> None:
-        """Keep small blocks we freed for our next Constructs of the same size.
-
-        The stub builds and frees the same few objects for every request (IPC messages,
-        ResponseShm, output tensors, the response batch); reusing them skips two allocator
-        walks per object. Only blocks whose last reference was ours go to the cache; they stay
-        allocated (so ``tritonstub shm inspect`` counts them) until :meth:`flush_block_cache`,
-        which the stub calls after one idle second, before growing, and at exit.
-        """
-        self._reuse = True
-
-    def _flush_locked(self) -> None:
-        seg = self.segment
-        for lst in self._cache.values():
-            for h in lst:
-                seg.deallocate(h)
-        self._cache.clear()
-        self._cached_bytes = 0
-
-    def flush_block_cache(self) -> None:
-        if self._cached_bytes:
-            self._enter()
-            try:
-                self._flush_locked()
-            finally:
-                self._exit()
-
-    def _free_locked(self, handle: int, usable: int = 0) -> None:
-        """Our last reference went away: cache the block when reuse is on, else free it.
-
-        ``usable`` is the block's usable size when the caller already validated the handle.
-        """
-        if self._reuse:
-            units = ((usable or self.segment.usable_size(handle)) - 8) // 16 + 1
-            nbytes = units * 16
-            if (nbytes <= self.REUSE_MAX_BLOCK
-                    and self._cached_bytes + nbytes <= self.REUSE_MAX_TOTAL):
-                lst = self._cache.setdefault(units, [])
-                if len(lst) < self.REUSE_MAX_PER_SIZE:
-                    lst.append(handle)
-                    self._cached_bytes += nbytes
-                    return
-        self.segment.deallocate(handle)
-
-    def load(self, handle: int) -> int:
-        """SharedMemoryManager::Load: one more reference. Returns the payload offset."""
-        with self.locked():
-            self._check_object(handle)
-            rc = _REF.unpack_from(self.buf, handle)[0]
-            _REF.pack_into(self.buf, handle, (rc + 1) & 0xFFFFFFFF)
-        return handle + L.OWNERSHIP_HEADER
-
-    def release(self, handle: int) -> bool:
-        """The AllocatedSharedMemory deleter: drop a reference, free at zero. True if freed."""
-        with self.locked():
-            self._check_object(handle)
-            rc = _REF.unpack_from(self.buf, handle)[0]
-            if rc == 0:
-                raise ShmError("releasing an object whose ref count is already 0 (double free)",
-                               region=self.name, offset=handle)
-            rc -= 1
-            _REF.pack_into(self.buf, handle, rc)
-            if rc == 0:
-                self._free_locked(handle)
-                return True
-            return False
-
-    def release_many(self, handles) -> None:
-        """Release several handles under one lock (the hot path after an execute)."""
-        self._enter()
-        try:
-            buf = self.buf
-            seg = self.segment
-            reuse = self._reuse
-            for handle in handles:
-                block = seg.block_of(handle)       # an allocated block, or BadHandle: never
-                rc = _REF.unpack_from(buf, handle)[0]   # write into a free block's tree hook
-                if rc == 0:
-                    raise ShmError("releasing an object whose ref count is already 0",
-                                   region=self.name, offset=handle)
-                rc -= 1
-                _REF.pack_into(buf, handle, rc)
-                if rc == 0:
-                    if reuse:
-                        self._free_locked(handle, seg.usable_size(handle))
-                    else:
-                        seg.free_block(block)
-        finally:
-            self._exit()
-
-    def deallocate(self, handle: int) -> None:
-        with self.locked():
-            self.segment.deallocate(handle)
-
-    def ref_count(self, handle: int) -> int:
-        self._check_handle(handle, L.OWNERSHIP_HEADER)
-        return _REF.unpack_from(self.buf, handle)[0]
+    def _grow(self, nbytes: int) -> None:
+        self.grow_if_needed(nbytes)
 
     def free_memory(self) -> int:
         """FreeMemory(): like the C++ code, without the lock (a snapshot)."""
@@ -415,16 +256,6 @@ class Region:
             return self.segment.free_memory()
 
     # ------------------------------------------------------------------ access
-    def _check_handle(self, handle: int, nbytes: int) -> None:
-        if handle <= 0:
-            raise BadHandle(f"handle {handle} is not a valid handle", region=self.name,
-                            offset=handle)
-        if handle + nbytes > self.capacity:
-            self._remap_if_grown()
-            if handle + nbytes > self.capacity:
-                raise BadHandle(f"handle {handle} (+{nbytes} bytes) lies outside the "
-                                f"{self.capacity}-byte region", region=self.name, offset=handle)
-
     def _remap_if_grown(self) -> None:
         """The peer may have grown the region since our last operation: map the new size.
 
@@ -435,42 +266,12 @@ class Region:
             with self.locked():
                 pass
 
-    def _check_object(self, handle: int) -> None:
-        """A Construct'ed object: inside the mapping and an allocated block (caller holds the lock)."""
-        self._check_handle(handle, L.OWNERSHIP_HEADER)
-        self.segment.usable_size(handle)   # raises BadHandle unless an allocated block starts here
-
-    def payload(self, handle: int) -> int:
-        """Offset of the object behind a Construct'ed handle (handle + 16), bounds-checked."""
-        self._check_handle(handle, L.OWNERSHIP_HEADER)
-        return handle + L.OWNERSHIP_HEADER
-
-    def ensure_mapped(self, offset: int, nbytes: int) -> None:
-        """Make sure [offset, offset+nbytes) is inside our mapping, remapping if the peer grew."""
-        if offset < 0 or offset + nbytes > self.capacity:
-            self._remap_if_grown()
-            if offset < 0 or offset + nbytes > self.capacity:
-                raise BadHandle(f"[{offset}, {offset + nbytes}) lies outside the "
-                                f"{self.capacity}-byte mapping", region=self.name, offset=offset)
-
     def addr(self, offset: int) -> int:
         """Absolute address of a byte offset (for ctypes: mutexes, conditions, semaphores)."""
         if offset < 0 or offset >= self.capacity:
             raise BadHandle(f"offset {offset} lies outside the {self.capacity}-byte mapping",
                             region=self.name, offset=offset)
         return self.base + offset
-
-    def view(self, offset: int, nbytes: int) -> memoryview:
-        self.ensure_mapped(offset, nbytes)
-        return memoryview(self.buf)[offset:offset + nbytes]
-
-    def read(self, offset: int, nbytes: int) -> bytes:
-        self.ensure_mapped(offset, nbytes)
-        return self.buf[offset:offset + nbytes]
-
-    def write(self, offset: int, data) -> None:
-        self.ensure_mapped(offset, len(data))
-        self.buf[offset:offset + len(data)] = data
 
     # ------------------------------------------------------------------ closing
     def unlink(self) -> None:

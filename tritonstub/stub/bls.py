@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import struct
 
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
 from ..ipc.sync import Condition, Mutex
 from . import codec
 from .codec import Owned
 from .messaging import WAIT_SLICE_S, ParentGone
+
+L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER

@@ -13,10 +13,13 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
+from ..protocol.dtypes import NUMERIC_RAW_DTYPES
 
 from . import c_python_backend_utils as pb
 from . import codec
+
+L = protocol.current()
 
 
 def make_tensor(raw: codec.RawTensor):
@@ -35,8 +38,8 @@ def _fresh(data) -> bool:
 # intermediate RequestData/RawTensor. Tensors out of the common case (a standalone or GPU
 # MemoryShm, BYTES/BF16/empty tensors, beyond the current mapping) take codec.read_tensor.
 _R = L.InferRequestShm
-_REQ = _R._whole
-_RI = {name: i for i, name in enumerate(_R._scalar_names)}
+_REQ = _R.struct
+_RI = {name: i for i, name in enumerate(_R.names)}
 _I_IN, _I_OUT = _RI["input_count"], _RI["requested_output_count"]
 _I_VERSION, _I_FLAGS, _I_TIMEOUT = _RI["model_version"], _RI["flags"], _RI["timeout"]
 _I_ADDR, _I_FACTORY = _RI["address"], _RI["response_factory_address"]
@@ -44,16 +47,16 @@ _I_PMT, _I_PMD = _RI["preferred_memory_type"], _RI["preferred_memory_device_id"]
 _I_TRACE, _I_CORR = _RI["trace_shm_handle"], _RI["correlation_id_shm_handle"]
 _I_NAME, _I_ID, _I_PARAMS = (_RI["model_name_shm_handle"], _RI["request_id_shm_handle"],
                              _RI["parameters_shm_handle"])
-_TS = L.TensorShm._whole
-_MS = L.MemoryShm._whole
-_MI = {name: i for i, name in enumerate(L.MemoryShm._scalar_names)}
+_TS = L.TensorShm.struct
+_MS = L.MemoryShm.struct
+_MI = {name: i for i, name in enumerate(L.MemoryShm.names)}
 _M_TYPE, _M_SIZE = _MI["memory_type"], _MI["byte_size"]
-_CORR = L.CorrelationIdShm._whole
-_TRACE = L.InferenceTraceShm._whole
+_CORR = L.CorrelationIdShm.struct
+_TRACE = L.InferenceTraceShm.struct
 _H = L.OWNERSHIP_HEADER
 _CPU = int(L.TRITONSERVER_MemoryType.CPU)
 _STRING_ID = int(L.CorrelationIdDataType.STRING)
-_FAST_DTYPES = {code: dt for code, dt in pb._RAW_DTYPE.items() if code not in (pb._BYTES, pb._BF16)}
+_FAST_DTYPES = NUMERIC_RAW_DTYPES
 _DIMS_NAME: dict = {}
 _PREFERRED: dict = {}
 
@@ -61,7 +64,7 @@ _PREFERRED: dict = {}
 def _dims_and_name(ndims: int) -> struct.Struct:
     st = _DIMS_NAME.get(ndims)
     if st is None:
-        st = _DIMS_NAME[ndims] = struct.Struct(f"<{ndims}q" + L.StringShm._whole.format[1:])
+        st = _DIMS_NAME[ndims] = struct.Struct(f"<{ndims}q" + L.StringShm.struct.format[1:])
     return st
 
 
@@ -206,7 +209,6 @@ def error_response(message: str):
 
 def request_data(req) -> codec.RequestData:
     """A model-built InferenceRequest as the codec saves it (BLS)."""
-    from ..ipc.layouts import r24_10 as L
     inputs = []
     for t in req._inputs:
         if t._memory_type == L.TRITONSERVER_MemoryType.GPU:

@@ -61,7 +61,6 @@ import ctypes as _ctypes
 import json as _json
 import operator as _operator
 import os as _os
-import struct as _struct
 import sys as _sys
 import threading as _threading
 from collections import deque as _deque
@@ -566,31 +565,14 @@ class InferenceTrace:
 # dtypes and the BYTES wire format
 # ================================================================================================
 
-#: One row per Triton dtype: (code, name, config name, numpy dtype or None, item size or None,
-#: array-interface typestr of the raw data, DLPack type code, DLPack bits).
-TRITON_DTYPES = (
-    (1, "BOOL", "TYPE_BOOL", _np.dtype(_np.bool_), 1, "|b1", 6, 8),
-    (2, "UINT8", "TYPE_UINT8", _np.dtype(_np.uint8), 1, "|u1", 1, 8),
-    (3, "UINT16", "TYPE_UINT16", _np.dtype(_np.uint16), 2, "<u2", 1, 16),
-    (4, "UINT32", "TYPE_UINT32", _np.dtype(_np.uint32), 4, "<u4", 1, 32),
-    (5, "UINT64", "TYPE_UINT64", _np.dtype(_np.uint64), 8, "<u8", 1, 64),
-    (6, "INT8", "TYPE_INT8", _np.dtype(_np.int8), 1, "|i1", 0, 8),
-    (7, "INT16", "TYPE_INT16", _np.dtype(_np.int16), 2, "<i2", 0, 16),
-    (8, "INT32", "TYPE_INT32", _np.dtype(_np.int32), 4, "<i4", 0, 32),
-    (9, "INT64", "TYPE_INT64", _np.dtype(_np.int64), 8, "<i8", 0, 64),
-    (10, "FP16", "TYPE_FP16", _np.dtype(_np.float16), 2, "<f2", 2, 16),
-    (11, "FP32", "TYPE_FP32", _np.dtype(_np.float32), 4, "<f4", 2, 32),
-    (12, "FP64", "TYPE_FP64", _np.dtype(_np.float64), 8, "<f8", 2, 64),
-    (13, "BYTES", "TYPE_STRING", _np.dtype(_np.object_), None, None, None, None),
-    (14, "BF16", "TYPE_BF16", None, 2, "<u2", 4, 16),
-)
-
-_BOOL, _BYTES, _BF16 = 1, 13, 14
-_ROW = {row[0]: row for row in TRITON_DTYPES}
-_TRITON_TO_NP = {row[0]: row[3] for row in TRITON_DTYPES if row[3] is not None}
-_NP_TO_TRITON = {row[3]: row[0] for row in TRITON_DTYPES if row[3] is not None}
-_NP_CHAIN = tuple((row[3].type, row[0]) for row in TRITON_DTYPES if row[0] <= 12)
-_RAW_DTYPE = {row[0]: _np.dtype(row[5]) for row in TRITON_DTYPES if row[5] is not None}
+from ..protocol.dtypes import BF16 as _BF16
+from ..protocol.dtypes import BYTES as _BYTES
+from ..protocol.dtypes import NUMPY_CHAIN as _NP_CHAIN
+from ..protocol.dtypes import NUMPY_TO_TRITON as _NP_TO_TRITON
+from ..protocol.dtypes import RAW_DTYPE as _RAW_DTYPE
+from ..protocol.dtypes import ROW as _ROW
+from ..protocol.dtypes import TRITON_TO_NUMPY as _TRITON_TO_NP
+from ..protocol.dtypes import TRITON_DTYPES, deserialize_bytes, serialize_bytes  # noqa: F401
 
 _BF16_TEXT = (
     "Tensor dtype is BF16 and cannot be converted to NumPy. Use to_dlpack() and "
@@ -619,121 +601,6 @@ def numpy_to_triton_dtype(dtype):
     if dtype == _np.object_ or dtype == _np.bytes_ or getattr(dtype, "type", None) == _np.bytes_:
         return _BYTES
     raise TritonModelException("NumPy dtype is not supported.")
-
-
-_U32 = _np.dtype("<u4")
-_U32_STRUCT = _struct.Struct("<I")
-_MAX_U32 = 0xFFFFFFFF
-_SMALL = 32
-
-
-def _bytes_items(arr):
-    """The flat C-order list of ``bytes`` a BYTES tensor serialises (stock rules)."""
-    items = arr.ravel(order="C").tolist()
-    if arr.dtype.kind == "S":
-        return items
-    for item in items:
-        if type(item) is not bytes:
-            return [x if type(x) is bytes else str(x).encode("utf-8") for x in items]
-    return items
-
-
-def _pack(items):
-    count = len(items)
-    lengths = list(map(len, items))
-    if max(lengths) > _MAX_U32:
-        _struct.pack("<I", max(lengths))
-    if count < _SMALL:
-        head = _struct.pack("<%dI" % count, *lengths)
-        parts = [None] * (2 * count)
-        parts[0::2] = [head[i : i + 4] for i in range(0, 4 * count, 4)]
-        parts[1::2] = items
-        return b"".join(parts)
-    first = lengths[0]
-    if lengths.count(first) == count:
-        out = _np.empty((count, 4 + first), dtype=_np.uint8)
-        out[:, :4] = _np.frombuffer(first.to_bytes(4, "little"), dtype=_np.uint8)
-        if first:
-            out[:, 4:] = _np.frombuffer(b"".join(items), dtype=_np.uint8).reshape(count, first)
-        return out.tobytes()
-    heads = _np.array(lengths, dtype=_U32).view("V4").tolist()
-    parts = [None] * (2 * count)
-    parts[0::2] = heads
-    parts[1::2] = items
-    return b"".join(parts)
-
-
-def serialize_bytes(arr):
-    """Serialise a BYTES array to the Triton wire format (protocol notes §5).
-
-    For each element in C order: a u32 little-endian length, then the bytes.
-    ``bytes`` elements are taken as they are, anything else as
-    ``str(x).encode('utf-8')``; ``S`` arrays use the element values with their
-    trailing NULs stripped (numpy's ``.item()``).  Gives exactly the bytes of
-    the stock ``serialize_byte_tensor`` (``b""`` for an empty array).
-    """
-    if not isinstance(arr, _np.ndarray):
-        arr = _np.asarray(arr, dtype=object)
-    if arr.size == 0:
-        return b""
-    if arr.dtype != _np.object_ and arr.dtype.type != _np.bytes_:
-        raise TypeError("serialize_bytes() needs an object or bytes_ array, got dtype %s" % arr.dtype)
-    return _pack(_bytes_items(arr))
-
-
-def _unpack_error(offset, need, size):
-    return _struct.error(
-        "unpack_from requires a buffer of at least %d bytes for unpacking %d bytes at offset %d "
-        "(actual buffer size is %d)" % (offset + need, need, offset, size)
-    )
-
-
-def _unpack(data):
-    size = len(data)
-    if size >= 4 * _SMALL:
-        first = int.from_bytes(data[0:4], "little")
-        stride = 4 + first
-        if size % stride == 0:
-            count = size // stride
-            grid = _np.frombuffer(data, dtype=_np.uint8).reshape(count, stride)
-            heads = _np.ascontiguousarray(grid[:, :4]).view(_U32).reshape(count)
-            if bool((heads == first).all()):
-                if first == 0:
-                    return [b""] * count
-                return _np.ascontiguousarray(grid[:, 4:]).view("V%d" % first).reshape(count).tolist()
-    items = []
-    append = items.append
-    offset = 0
-    start = length = 0
-    unpack = _U32_STRUCT.unpack_from
-    while offset < size:
-        (length,) = unpack(data, offset)
-        start = offset + 4
-        offset = start + length
-        append(data[start:offset])
-    if offset > size:
-        raise _unpack_error(start, length, size)
-    return items
-
-
-def deserialize_bytes(buf, shape=None):
-    """Decode the BYTES wire format into an object array of ``bytes``.
-
-    ``buf`` is anything with the buffer protocol (bytes, memoryview, a uint8
-    array); the result is reshaped to ``shape`` when given (1-D otherwise).  A
-    truncated buffer raises ``struct.error`` like the stock
-    ``deserialize_bytes_tensor``; a count that does not fit ``shape`` raises
-    numpy's ``ValueError``.
-    """
-    if type(buf) is not bytes:
-        buf = memoryview(buf).cast("B").tobytes() if not isinstance(buf, bytes) else bytes(buf)
-    items = _unpack(buf)
-    out = _np.empty(len(items), dtype=object)
-    if items:
-        out[:] = items
-    if shape is not None:
-        out = out.reshape(shape)
-    return out
 
 
 # ================================================================================================

@@ -20,8 +20,10 @@ import numpy as _np
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
 from ..ipc.region import Region
+
+L = protocol.current()
 
 _H = L.OWNERSHIP_HEADER
 _I64 = struct.Struct("<q")
@@ -43,7 +45,7 @@ def read_string(region: Region, handle: int) -> str:
     """PbString::LoadFromSharedMemory (standalone form)."""
     p = region.payload(handle)
     region.ensure_mapped(p, L.StringShm.size)
-    data, length = L.StringShm._whole.unpack_from(region.buf, p)
+    data, length = L.StringShm.struct.unpack_from(region.buf, p)
     if length == 0:
         return ""
     dp = region.payload(data)
@@ -132,7 +134,7 @@ def read_tensor(region: Region, handle: int) -> RawTensor:
     T = L.TensorShm
     p = region.payload(handle)
     region.ensure_mapped(p, T.size)
-    memory, dtype, ndims = T._whole.unpack_from(region.buf, p)
+    memory, dtype, ndims = T.struct.unpack_from(region.buf, p)
     if ndims > 64:
         from ..errors import ProtocolError
         raise ProtocolError(f"tensor at handle {handle} claims {ndims} dims")
@@ -195,7 +197,7 @@ def _head_struct(ndims: int) -> struct.Struct:
     """TensorShm + dims + the embedded StringShm header as one struct (cached per rank)."""
     st = _HEAD_STRUCTS.get(ndims)
     if st is None:
-        fmt = L.TensorShm._whole.format + f"{ndims}q" + L.StringShm._whole.format.lstrip("<")
+        fmt = L.TensorShm.struct.format + f"{ndims}q" + L.StringShm.body
         st = _HEAD_STRUCTS[ndims] = struct.Struct(fmt)
     return st
 
@@ -243,7 +245,7 @@ class RequestData:
     trace_context: Optional[str] = None
 
 
-_STR = L.StringShm._whole
+_STR = L.StringShm.struct
 
 
 def string_reader(region: Region):
@@ -310,19 +312,19 @@ def save_response(region: Region, resp: ResponseData, owned: Owned) -> int:
 # responses, their tensors, then the batch block. Every object is written with one precompiled
 # struct built from the layout tables (header fields in table order, then the variable parts),
 # cached per shape. The field orders these structs rely on are checked here at import.
-assert L.TensorShm._scalar_names == ("memory", "dtype", "dims_count")
-assert L.StringShm._scalar_names == ("data", "length")
-assert L.MemoryShm._scalar_names == ("gpu_pointer_offset", "use_cuda_shared_pool",
+assert L.TensorShm.names == ("memory", "dtype", "dims_count")
+assert L.StringShm.names == ("data", "length")
+assert L.MemoryShm.names == ("gpu_pointer_offset", "use_cuda_shared_pool",
                                      "cuda_pool_offset", "memory_type", "memory_type_id",
                                      "byte_size", "memory_release_id")
-assert L.ResponseShm._scalar_names == ("outputs_size", "error", "has_error", "is_error_set",
+assert L.ResponseShm.names == ("outputs_size", "error", "has_error", "is_error_set",
                                        "id", "is_last_response")
-assert L.IPCMessageShm._scalar_names[:2] == ("command", "args")
-assert L.ResponseBatch._scalar_names[:2] == ("waiting_on_stub", "batch_size")
+assert L.IPCMessageShm.names[:2] == ("command", "args")
+assert L.ResponseBatch.names[:2] == ("waiting_on_stub", "batch_size")
 
 
 def _fmt(layout) -> str:
-    return layout._whole.format.lstrip("<")
+    return layout.body
 
 
 _TENSOR_HEADS: dict = {}
@@ -358,8 +360,8 @@ def _batch_head(n: int) -> struct.Struct:
     return st
 
 
-_N_IPC = len(L.IPCMessageShm._scalar_names)
-_N_BATCH = len(L.ResponseBatch._scalar_names)
+_N_IPC = len(L.IPCMessageShm.names)
+_N_BATCH = len(L.ResponseBatch.names)
 
 
 def save_execute_response(region: Region, items: Sequence, owned: Owned) -> int:

@@ -20,11 +20,13 @@ from __future__ import annotations
 import threading
 
 from ..errors import TritonStubError
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
 from . import codec
 from .codec import Owned
 from .log import SITE_EXECUTE_FAILED
 from .runtime import TritonModelException
+
+L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER

@@ -24,10 +24,12 @@ import signal
 import sys
 import time
 
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
 from ..ipc.region import Region, region_path
 from ..ipc.sync import Mutex
 from .log import SITE_NON_GRACEFUL, stub_log
+
+L = protocol.current()
 
 PR_SET_PDEATHSIG = 1
 

@@ -28,12 +28,14 @@ import weakref
 from typing import Callable, Dict, Optional, Tuple
 
 from ..errors import IPCTimeout
-from ..ipc.layouts import StructLayout
-from ..ipc.layouts import r24_10 as L
+from ..protocol.layout import StructLayout
+from .. import protocol
 from ..ipc import libc
 from ..ipc.sync import Condition, Mutex
 from . import codec
 from .codec import Owned
+
+L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER

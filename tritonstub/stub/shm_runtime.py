@@ -10,13 +10,15 @@ from __future__ import annotations
 import struct
 from typing import Any, Dict, Optional
 
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
 from . import codec
 from .codec import Owned
 from .messaging import Messenger, Monitor, ParentGone, Worker
 from .runtime import (KIND_INSTANCE, MetricFamilyInfo, MetricInfo,
                       ResponseIteratorMap, Runtime, TritonModelException,
                       send_message_error_text, write_stub_log)
+
+L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
 _H = L.OWNERSHIP_HEADER

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..errors import TritonStubError
-from ..ipc.layouts import r24_10 as L
+from .. import protocol
 from ..ipc.message_queue import MessageQueue
 from ..ipc.region import Region
 from ..loader.default import ModelContext, split_model_path
@@ -45,11 +45,13 @@ from .exc_text import error_text, register_boundary
 from . import log as stublog
 from .log import stub_log
 
+L = protocol.current()
+
 C = L.PYTHONSTUB_CommandType
 #: AutoCompleteRequest's number in every era's command enum (protocol/eras.py).
 _AUTO_COMPLETE_REQUESTS = frozenset(e.auto_complete_request for e in eras.ERAS)
 _H = L.OWNERSHIP_HEADER
-assert L.IPCMessageShm._scalar_names[:2] == ("command", "args")
+assert L.IPCMessageShm.names[:2] == ("command", "args")
 _EXECUTE = int(C.ExecuteRequest)
 
 
@@ -187,7 +189,7 @@ class Stub:
             return False
         p = self.region.payload(handle)
         self.region.ensure_mapped(p, L.IPCMessageShm.size)
-        cmd, args = L.IPCMessageShm._whole.unpack_from(self.region.buf, p)[:2]
+        cmd, args = L.IPCMessageShm.struct.unpack_from(self.region.buf, p)[:2]
         if self.era is None:
             refused = self.check_era(cmd, args)
             if refused is not None:

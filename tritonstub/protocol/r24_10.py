@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 
-from . import StructLayout
+from .layout import StructLayout
 
 VERSION = "r24.10"
 

@@ -1,6 +1,6 @@
-"""Byte layouts of the stub <-> parent protocol, one module per python_backend protocol version.
+"""The machinery of the layout tables: a C++ struct as a table of (field, type, offset).
 
-Each version module declares every struct that crosses the shared-memory boundary as a
+Each era module (``r24_10`` ...) declares every struct that crosses the shared-memory boundary as a
 :class:`StructLayout` table (field name, type, offset), named after the C++ struct, plus the
 command enum. Nothing else in tritonstub may hard-code an offset: code asks the table.
 
@@ -78,10 +78,12 @@ class StructLayout:
             pos = f.offset + f.size
         if size > pos:
             fmt += f"{size - pos}x"
-        self._whole = struct.Struct(fmt)
-        self._scalar_names = tuple(names)
+        #: the whole object as one struct.Struct (little-endian, padding and opaque members as pad
+        #: bytes); ``names`` lists its values in order. Codecs compose these into larger structs.
+        self.struct = struct.Struct(fmt)
+        self.names = tuple(names)
         self._defaults = {n: (False if self.fields[n].type == "bool" else 0) for n in names}
-        assert self._whole.size == size, (name, self._whole.size, size)
+        assert self.struct.size == size, (name, self.struct.size, size)
 
     def __getattr__(self, item: str) -> int:
         try:
@@ -102,7 +104,7 @@ class StructLayout:
 
     def read(self, buf, base: int) -> Dict[str, object]:
         """All scalar fields as a dict (opaque fields such as mutexes are skipped)."""
-        return dict(zip(self._scalar_names, self._whole.unpack_from(buf, base)))
+        return dict(zip(self.names, self.struct.unpack_from(buf, base)))
 
     def pack(self, buf, base: int, **values) -> None:
         """Write the WHOLE struct: the given fields, every other scalar 0/False, padding and
@@ -110,11 +112,16 @@ class StructLayout:
         if not values.keys() <= self._defaults.keys():
             raise KeyError(f"{self.name} has no field(s) {sorted(values.keys() - self._defaults.keys())}")
         d = self._defaults
-        self._whole.pack_into(buf, base, *[values.get(n, d[n]) for n in self._scalar_names])
+        self.struct.pack_into(buf, base, *[values.get(n, d[n]) for n in self.names])
 
     def write(self, buf, base: int, **values) -> None:
         for k, v in values.items():
             self.set(buf, base, k, v)
+
+    @property
+    def body(self) -> str:
+        """The struct format without its byte-order prefix, for concatenating layouts."""
+        return self.struct.format.lstrip("<")
 
     def table(self) -> str:
         """The layout as text, for docs and `tritonstub shm inspect --layouts`."""
