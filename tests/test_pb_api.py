@@ -18,7 +18,6 @@ import pytest
 from tritonstub.stub import c_python_backend_utils as pb
 from tritonstub.stub import runtime as rtm
 from tritonstub.stub.runtime import (
-    KIND_INSTANCE,
     MetricFamilyInfo,
     MetricInfo,
     NoRuntime,
@@ -51,7 +50,6 @@ def line_of(marker):
 class FakeRuntime(Runtime):
     def __init__(self):
         self.stub_name = "fake_0_0"
-        self.kind = KIND_INSTANCE
         self.initialized = True
         self.finalizing = False
         self.stub_to_parent_active = True

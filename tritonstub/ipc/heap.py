@@ -83,7 +83,7 @@ class Heap:
 
     # ------------------------------------------------------------------ objects
     def construct(self, nbytes: int, aligned: bool = False) -> int:
-        """SharedMemoryManager::Construct: allocate nbytes + 16, ref_count = 1, return the handle."""
+        """SharedMemoryManager::Construct: allocate nbytes + 16, ref_count = 1; the handle."""
         self._enter()
         try:
             return self._construct_locked(nbytes + HEADER, aligned)

@@ -12,20 +12,18 @@ first allocated object whose five queue fields all name valid MessageQueueShm ob
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any, Dict, List, Optional
 
 from .. import protocol
+from ..protocol.layout import scalar
 from .region import SHM_DIR, region_path
 from .segment import ManagedSegment
 from ..errors import NotASegment, RegionNotFound, SegmentCorrupted, ShmError
 
 L = protocol.current()
 
-_U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")
-_U64 = struct.Struct("<Q")
-_I64 = struct.Struct("<q")
+_U32 = L.AllocatedShmOwnership.fields["ref_count"].codec
+_U64 = scalar("u64")
 
 
 def _snapshot(name: str) -> bytearray:

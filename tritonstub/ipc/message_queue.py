@@ -12,18 +12,18 @@ and one on its ring; ``close`` drops them.
 """
 from __future__ import annotations
 
-import struct
 from typing import Optional
 
 from .. import protocol
+from ..protocol.layout import scalar
 from .region import Region
 from .sync import Mutex, Semaphore
 
 L = protocol.current()
 
 _Q = L.MessageQueueShm
-_I32 = struct.Struct("<i")
-_I64 = struct.Struct("<q")
+_I32 = _Q.fields["head"].codec          # head and tail
+_I64 = scalar("handle")                  # one ring element
 
 
 class MessageQueue:

@@ -12,10 +12,10 @@ distance from the field itself to the target; raw ``1`` is null).  Boost.Intrusi
 This module is the counterpart of ``bstree_algorithms`` + ``rbtree_algorithms``: navigation
 (minimum / maximum / next_node / prev_node), the link-and-rebalance step used by every insertion
 (``insert_commit`` + ``rebalance_after_insertion``), erase with ``rebalance_after_erasure`` and
-the rotations.  The step lists follow boost-1.79-shm.md section 6 *literally* (which child is
-linked, which rotation skips the parent fix-up, when colours are copied), because the shape of
-the tree decides which of several equal-size free blocks best-fit returns, and tritonstub must
-hand out the very same offsets as the C++ stub.
+the rotations.  The step lists follow docs/protocol/boost-1.79-shm.md section 6 *literally*
+(which child is linked, which rotation skips the parent fix-up, when colours are copied),
+because the shape of the tree decides which of several equal-size free blocks best-fit
+returns, and tritonstub must hand out the very same offsets as the C++ stub.
 
 Key-dependent searches are not here: the free tree keys on the block size word next to the hook
 and wants its descents inlined for speed (segment.py), the named index compares names.

@@ -29,12 +29,14 @@ import weakref
 from typing import List, Optional
 
 from .. import protocol
+from ..protocol.layout import scalar
 from .heap import Heap
 from .segment import MIN_SEGMENT, ManagedSegment
 from .sync import Mutex
 from ..errors import BadHandle, NotASegment, RegionNotFound, ShmError
 
 L = protocol.current()
+_U64 = scalar("u64")           # the named object "total size" (std::size_t)
 
 
 
@@ -180,10 +182,10 @@ class Region(Heap):
     # ------------------------------------------------------------------ size and growth
     @property
     def total_size(self) -> int:
-        return int.from_bytes(self.buf[self._total_size_off:self._total_size_off + 8], "little")
+        return _U64.unpack_from(self.buf, self._total_size_off)[0]
 
     def _set_total_size(self, value: int) -> None:
-        self.buf[self._total_size_off:self._total_size_off + 8] = value.to_bytes(8, "little")
+        _U64.pack_into(self.buf, self._total_size_off, value)
 
     def grow_if_needed(self, nbytes: int = 0) -> None:
         """GrowIfNeeded: remap after the peer grew; with nbytes > 0 grow the region ourselves.

@@ -5,7 +5,7 @@ Theory of operation
 Every python-backend shm region starts with a Boost.Interprocess ``managed_external_buffer``:
 ``segment_manager<char, rbtree_best_fit<null_mutex_family, offset_ptr<void>, 0>, iset_index>``.
 The C++ stub and server allocate from it directly, so tritonstub must reproduce it bit for bit
-(boost-1.79-shm.md is the spec; its section numbers are cited below).
+(docs/protocol/boost-1.79-shm.md is the spec; its section numbers are cited below).
 
 * **Header** (offset 0, 120 bytes): the ``rbtree_best_fit`` object -- the free-block multiset
   (element count + tree header node), ``m_extra_hdr_bytes``, ``m_allocated``, ``m_size`` --
@@ -46,7 +46,8 @@ from ..errors import BadHandle, NotASegment, OutOfMemory, SegmentCorrupted, ShmE
 from .rbtree import DEPTH_RANGE, MAX_DEPTH, NOT_COLOUR, NULL_RAW, CompactRBTree
 
 # ================================================================================================
-# Layout of a Boost 1.79 managed_external_buffer on x86_64 (boost-1.79-shm.md sections 1-4, 8).
+# Layout of a Boost 1.79 managed_external_buffer on x86_64
+# (docs/protocol/boost-1.79-shm.md sections 1-4, 8).
 # Byte offsets from the segment start.  The *_W names are the same positions as 64-bit word
 # indexes, which is what the code below works with.
 # ================================================================================================

@@ -31,7 +31,8 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, LoaderError
 from .api import (ENTRY_POINT_GROUP, ERROR, INFO, VERBOSE, WARNING, Attempt, LoaderContext,
-                  LoadReport, available_loaders, find_loader)
+                  LoadReport)
+from .registry import available_loaders, find_loader
 from .settings import SETTINGS, Settings, from_config, level_enabled
 
 __all__ = [

@@ -88,7 +88,7 @@ def _pack(items):
 
 
 def serialize_bytes(arr):
-    """Serialise a BYTES array to the Triton wire format (protocol notes §5).
+    """Serialise a BYTES array to the Triton wire format (docs/protocol/r24.10.md §5).
 
     For each element in C order: a u32 little-endian length, then the bytes.
     ``bytes`` elements are taken as they are, anything else as

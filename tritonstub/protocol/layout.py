@@ -32,6 +32,21 @@ FIELD_TYPES: Dict[str, Tuple[Optional[str], int, int]] = {
 }
 
 
+_SCALARS: Dict[str, struct.Struct] = {}
+
+
+def scalar(type_name: str) -> struct.Struct:
+    """The codec of one field type (``"handle"``, ``"u32"`` ...), for a lone value such as a
+    ring element of a message queue or the segment's ``"total size"``."""
+    st = _SCALARS.get(type_name)
+    if st is None:
+        fmt = FIELD_TYPES[type_name][0]
+        if fmt is None:
+            raise KeyError(f"{type_name} is opaque: it has no scalar codec")
+        st = _SCALARS[type_name] = struct.Struct(fmt)
+    return st
+
+
 class Field(NamedTuple):
     name: str
     type: str

@@ -326,6 +326,8 @@ LogSendMessage = StructLayout("LogSendMessage", 128, _SEND_MESSAGE_BASE + [
 CleanupMessage = StructLayout("CleanupMessage", 104, _SEND_MESSAGE_BASE + [
     ("id", "intptr", 96),
 ])
+# pb_stub.cc Constructs sizeof(CleanupMessage) + 8 bytes for it; we allocate the same.
+CLEANUP_MESSAGE_EXTRA = 8
 
 IsCancelledMessage = StructLayout("IsCancelledMessage", 120, _SEND_MESSAGE_BASE + [
     ("response_factory_address", "intptr", 96),

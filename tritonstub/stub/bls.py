@@ -17,18 +17,17 @@ is exhausted or dropped, command 17 tells the parent to release that payload.
 """
 from __future__ import annotations
 
-import struct
-
 from .. import protocol
 from ..ipc.sync import Condition, Mutex
-from . import codec
-from .codec import Owned
+from ..protocol import control
+from ..protocol.requests import write_request, write_request_batch
+from ..protocol.responses import read_response_batch, set_waiting_on_stub
+from ..protocol.scalars import Owned
 from .messaging import WAIT_SLICE_S, ParentGone
 
 L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
-_H = L.OWNERSHIP_HEADER
 BLS_ERROR = "An error occurred while performing BLS request."
 SITE_FILE = "tritonstub/stub/bls.py"
 
@@ -45,17 +44,14 @@ def execute(rt, request, decoupled: bool):
     try:
         data = request_data(request)
         with region.locked():                   # one hold of shm_mutex for every block
-            msg_h, mu_h, cv_h = rt.messenger._ipc_message(
+            msg_h, mu_h, cv_h = rt.messenger.ipc_message(
                 C.InferStreamExecRequest if decoupled else C.InferExecRequest, 0, owned,
                 inline=True)
-            batch = region.construct(L.RequestBatch.size + 8)
-            owned.append(batch)
-            rh = codec.save_request(region, data, owned)
-        L.RequestBatch.write(region.buf, batch + _H, batch_size=1, gpu_buffers_handle=0)
-        struct.pack_into("<q", region.buf, batch + _H + L.RequestBatch.size, rh)
-        L.IPCMessageShm.set(region.buf, msg_h + _H, "args", batch)
-        mu = Mutex(region.addr(mu_h + _H))
-        cv = Condition(region.addr(cv_h + _H))
+            rh = write_request(region, data, owned)
+            batch = write_request_batch(region, [rh], owned)
+        control.set_args(region, msg_h, batch)
+        mu = Mutex(region.addr(region.payload(mu_h)))
+        cv = Condition(region.addr(region.payload(cv_h)))
         registry = rt.__dict__.get("bls_iterators") if decoupled else None
         if registry is not None:
             registry.begin_stream()  # its later responses may overtake the first one
@@ -70,8 +66,9 @@ def execute(rt, request, decoupled: bool):
             while not cv.wait(mu, WAIT_SLICE_S):
                 if not stub.parent_alive():
                     raise ParentGone()
-            reply = L.IPCMessageShm.get(region.buf, msg_h + _H, "response_handle")
-            result = _read_reply(region, reply)
+            reply = control.read_response_handle(region, msg_h)
+            result = read_response_batch(region, control.read_command(region, reply)[1],
+                                         BLS_ERROR)
             # data_load_complete: let the parent return and drop its references.
             cv.notify_all()
         finally:
@@ -91,45 +88,24 @@ def execute(rt, request, decoupled: bool):
         owned.release(region)
 
 
-def _read_reply(region, reply_handle: int):
-    """Returns a ResponseData, or the error text of a failed batch."""
-    p = region.payload(reply_handle)
-    region.ensure_mapped(p, L.IPCMessageShm.size)
-    args = L.IPCMessageShm.get(region.buf, p, "args")
-    return _read_response_batch(region, args)
-
-
-def _read_response_batch(region, batch_handle: int):
-    B = L.ResponseBatch
-    bp = region.payload(batch_handle)
-    region.ensure_mapped(bp, B.size + 8)
-    f = B.read(region.buf, bp)
-    if f["has_error"]:
-        if f["is_error_set"] and f["error"]:
-            return codec.read_string(region, f["error"])
-        return BLS_ERROR
-    rh = struct.unpack_from("<q", region.buf, bp + B.size)[0]
-    return codec.read_response(region, rh)
-
-
-def on_stream_response(rt, handle: int, msg: dict) -> None:
+def on_stream_response(rt, handle: int, msg: control.IPCMessage) -> None:
     """ProcessBLSResponseDecoupled (monitor thread): queue the response, then release C″."""
     from .bridge import error_response, make_response
     region = rt.stub.region
-    args = msg["args"]
+    args = msg.args
     try:
-        result = _read_response_batch(region, args)
+        result = read_response_batch(region, args, BLS_ERROR)
         resp = error_response(result) if isinstance(result, str) else make_response(result)
     except Exception as e:  # noqa: BLE001
         resp = error_response(str(e) or BLS_ERROR)
     warning = rt.bls_iterators.enqueue(resp)
     if warning:
         rt.log(SITE_FILE, 0, L.LogLevel.ERROR, f"tritonstub: {warning}")
-    mu = Mutex(region.addr(region.payload(msg["response_mutex"])))
-    cv = Condition(region.addr(region.payload(msg["response_cond"])))
+    mu = Mutex(region.addr(region.payload(msg.response_mutex)))
+    cv = Condition(region.addr(region.payload(msg.response_cond)))
     mu.lock()
     try:
-        region.buf[region.payload(args) + L.ResponseBatch.waiting_on_stub] = 1
+        set_waiting_on_stub(region, args)
         cv.notify_all()
     finally:
         mu.unlock()

@@ -1,7 +1,7 @@
 """``c_python_backend_utils``: the Python surface a model sees, in pure Python.
 
 The C++ stub builds this module with pybind11 (python_backend r24.10).  This file
-reproduces its names, signatures, checks and error texts (protocol notes §4.3,
+reproduces its names, signatures, checks and error texts (docs/protocol/r24.10.md §4.3,
 §5, §6), without touching shared memory: every operation that needs the parent
 goes through :func:`tritonstub.stub.runtime.current_runtime`.
 
@@ -14,7 +14,7 @@ with pybind11's ``incompatible function arguments`` text, ``None`` is refused
 where the binding says ``.none(false)``, integers refuse floats, and so on.
 
 Where the C++ stub is broken we do the right thing instead, and say so in the
-docstring concerned (protocol notes §8):
+docstring concerned (docs/protocol/r24.10.md §8):
 
 * ``Tensor.triton_dtype()`` works (C++ raises ``TypeError``);
 * ``Tensor.from_dlpack`` with a numpy array (or any producer) works; the
@@ -67,6 +67,7 @@ from collections import deque as _deque
 
 import numpy as _np
 
+from . import runtime as _runtime_module
 from .runtime import LOG_ERROR as _LOG_ERROR
 from .runtime import MetricFamilyInfo as _MetricFamilyInfo
 from .runtime import MetricInfo as _MetricInfo
@@ -1832,6 +1833,8 @@ class ResponseIterator:
         except BaseException:
             pass
 
+
+_runtime_module.ResponseIteratorMap.iterator_type = ResponseIterator
 
 _ITERATOR_SIG = _Sig(
     "__init__",

@@ -2,7 +2,7 @@
 
 The C++ stub reports every Python exception through pybind11 2.10's
 ``error_already_set::what()``.  That text is what Triton clients and the server
-log see, so tritonstub reproduces it exactly (protocol notes §4.4):
+log see, so tritonstub reproduces it exactly (docs/protocol/r24.10.md §4.4):
 
 ``<type name>: <str(exc)>``
     ``<type name>`` is the C ``tp_name`` of the exception class (for classes

@@ -21,17 +21,13 @@ import threading
 
 from ..errors import TritonStubError
 from .. import protocol
-from . import codec
-from .codec import Owned
+from ..protocol.responses import write_execute_error, write_execute_response, write_response
+from ..protocol.scalars import Owned
 from .log import SITE_EXECUTE_FAILED
 from .runtime import TritonModelException
 
 L = protocol.current()
 
-C = L.PYTHONSTUB_CommandType
-_H = L.OWNERSHIP_HEADER
-_BATCH = L.EXECUTE_RESPONSE_BATCH_OFFSET
-_HANDLES = L.EXECUTE_RESPONSE_HANDLES_OFFSET
 
 
 class ExecuteError(TritonStubError):
@@ -116,7 +112,7 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
             else:
                 ret = run_coroutine(stub, ret, in_background=False)
         items = _returned_responses(stub, requests, ret, decoupled, owned)
-        block = codec.save_execute_response(region, items, owned)
+        block = write_execute_response(region, items, owned)
         for r in requests:
             if not r._returned:
                 r._sender           # noqa: B018 - made now: its end cleans the factory up
@@ -125,29 +121,21 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         text = stub.error_text(e)
         msg = f"Failed to process the request(s) for model '{stub.name}', message: {text}"
         stub.log(2, msg, line=SITE_EXECUTE_FAILED)
-        block = region.construct(_HANDLES)
-        owned.append(block)
-        B = L.ResponseBatch
-        region.write(block + _H + _BATCH, bytes(B.size))
         # Tell the parent not to delete response factories when a FINAL already deleted one
         # (deleting it twice crashes the server). C++ checks this for decoupled models only and
         # leaves the flag uninitialised otherwise; a leaked factory beats a crash.
-        factory_deleted = getattr(stub, "factory_deleted_in_execute", False)
+        factory_deleted = stub.factory_deleted_in_execute
         stub.factory_deleted_in_execute = False
         factory_deleted = factory_deleted or any(sender_of(r)._is_closed() for r in requests)
-        eh = codec.create_string(region, msg, owned)
-        B.write(region.buf, block + _H + _BATCH, batch_size=0, has_error=True,
-                is_error_set=True, error=eh, is_response_factory_deleted=factory_deleted)
+        block = write_execute_error(region, msg, factory_deleted, owned)
         for r in requests:
             sender_of(r)._close()
-        L.IPCMessageShm.pack(region.buf, block + _H, command=int(C.ExecuteResponse),
-                             args=block + _BATCH)
         return block
 
 
 def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> list:
     """ProcessReturnedResponses: validate the return value; one item per request for
-    :func:`codec.save_execute_response` (error responses are saved here, as handles)."""
+    :func:`protocol.responses.write_execute_response` (error responses are saved here, as handles)."""
     from .bridge import is_inference_response, output_item, response_data
     region = stub.region
     if ret is None:
@@ -189,7 +177,7 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> l
         elif resp._error is None:
             items.append(output_item(resp, req._requested_output_names))
         else:
-            items.append(codec.save_response(region, response_data(resp), owned))
+            items.append(write_response(region, response_data(resp), owned))
     return items
 
 

@@ -1,4 +1,6 @@
-"""Stub-initiated handshakes on stub_to_parent_mq (r24.10.md §4.2), and the two stub threads.
+"""Stub-initiated handshakes on stub_to_parent_mq, and the two stub threads.
+
+The patterns are those of docs/protocol/r24.10.md §4.2.
 
 Pattern B (SendMessageBase ping-pong; logs, metrics, model control, cancellation): we Construct
 the message with its own process-shared mutex and condition, lock the mutex, push an
@@ -28,17 +30,17 @@ import weakref
 from typing import Callable, Dict, Optional, Tuple
 
 from ..errors import IPCTimeout
-from ..protocol.layout import StructLayout
 from .. import protocol
+from ..protocol import control
+from ..protocol.layout import StructLayout
+from ..protocol.responses import ResponseData, write_response
+from ..protocol.scalars import Owned
 from ..ipc import libc
 from ..ipc.sync import Condition, Mutex
-from . import codec
-from .codec import Owned
 
 L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
-_H = L.OWNERSHIP_HEADER
 WAIT_SLICE_S = 1.0
 
 
@@ -76,26 +78,23 @@ class Messenger:
         _MESSENGERS.add(self)
 
     # ------------------------------------------------------------------ basics
-    def _ipc_message(self, command: int, args: int, owned: Owned, inline: bool = False):
-        """IPCMessage::Create. C++ Constructs the inline mutex/condition (and the messages that
-        embed one) with ``aligned=true`` (32 bytes); pthread objects need 8 and every block
-        payload is 16-aligned, so we allocate them plainly, in one round: an aligned allocation
-        costs Boost's allocator two or three tree updates more, on every message."""
+    def ipc_message(self, command: int, args: int, owned: Owned, inline: bool = False):
+        """IPCMessage::Create; with ``inline``, its own mutex and condition, initialised."""
         region = self.region
-        mu = cv = 0
+        h, mu, cv = control.write_ipc_message(region, command, args, owned, inline,
+                                              (libc.MUTEX_SIZE, libc.COND_SIZE))
         if inline:
-            h, mu, cv = region.construct_many((L.IPCMessageShm.size, libc.MUTEX_SIZE,
-                                               libc.COND_SIZE))
-            owned.extend((h, mu, cv))
-            Mutex(region.addr(mu + _H)).initialize()
-            Condition(region.addr(cv + _H)).initialize()
-        else:
-            h = region.construct(L.IPCMessageShm.size)
-            owned.append(h)
-        L.IPCMessageShm.pack(region.buf, h + _H, command=int(command), args=args,
-                             inline_response=inline, response_handle=0,
-                             response_mutex=mu, response_cond=cv)
+            Mutex(region.addr(region.payload(mu))).initialize()
+            Condition(region.addr(region.payload(cv))).initialize()
         return h, mu, cv
+
+    def _sync(self, box: control.Mailbox, initialize: bool = True):
+        region = self.region
+        mu, cv = Mutex(region.addr(box.mutex)), Condition(region.addr(box.cond))
+        if initialize:
+            mu.initialize()
+            cv.initialize()
+        return mu, cv
 
     def push(self, handle: int) -> None:
         """SendIPCUtilsMessage: 1 s timed pushes until one succeeds."""
@@ -111,32 +110,24 @@ class Messenger:
                     raise ParentGone()
 
     # ------------------------------------------------------------------ pattern B
-    def ping_pong(self, command: int, layout: StructLayout, fields: Dict[str, object],
-                  owned: Optional[Owned] = None,
+    def ping_pong(self, command: int, layout: StructLayout, message: int, owned: Owned,
                   read: Optional[Callable[[int], object]] = None) -> Tuple[dict, Optional[str], object]:
-        """Run a SendMessageBase handshake. Returns (reply fields, error text or None, read())."""
+        """Run a SendMessageBase handshake over ``message`` (a Construct'ed ``layout``, its
+        mutex and condition still blank). Returns (reply fields, error text or None, read())."""
         region = self.region
-        owned = owned if owned is not None else Owned()
         try:
-            h = region.construct(layout.size)
-            owned.append(h)
-            p = h + _H
-            layout.pack(region.buf, p, **fields)     # every other byte zero, then mu/cv
-            mu = Mutex(region.addr(p + layout.mu)).initialize()
-            cv = Condition(region.addr(p + layout.cv)).initialize()
-            msg, _, _ = self._ipc_message(command, h, owned)
-            flag = p + layout.waiting_on_stub
+            p = region.payload(message)
+            box = control.mailbox(layout, p)
+            mu, cv = self._sync(box)
+            msg, _, _ = self.ipc_message(command, message, owned)
+            flag = box.flag
             with self.send_lock:
                 mu.lock()
                 try:
                     self.push(msg)
                     self._wait_flag(mu, cv, flag, 1)
-                    reply = layout.read(region.buf, p)
-                    err = None
-                    if reply.get("has_error"):
-                        err = ""
-                        if reply.get("is_error_set") and reply.get("error"):
-                            err = codec.read_string(region, reply["error"])
+                    reply = control.read_send_message(region, p, layout)
+                    err = control.reply_error(region, reply)
                     extra = read(p) if read is not None else None
                 finally:
                     region.buf[flag] = 0
@@ -148,33 +139,26 @@ class Messenger:
 
     # ------------------------------------------------------------------ pattern D
     def response_send(self, request_address: int, factory_address: int,
-                      response: Optional[codec.ResponseData], flags: int) -> Optional[str]:
+                      response: Optional[ResponseData], flags: int) -> Optional[str]:
         """ResponseSender::Send's handshake. Returns the parent's error text, or None."""
         region = self.region
         S = L.ResponseSendMessage
         owned = Owned()
         try:
             with region.locked():                    # one hold of shm_mutex for every block
-                h = region.construct(S.size)         # (C++: aligned; see _ipc_message)
-                owned.append(h)
-                rh = codec.save_response(region, response, owned) if response is not None else 0
-                msg, _, _ = self._ipc_message(C.ResponseSend, h, owned)
-            p = h + _H
-            S.pack(region.buf, p, request_address=request_address,
-                   response_factory_address=factory_address, response=rh, flags=int(flags))
-            mu = Mutex(region.addr(p + S.mu)).initialize()
-            cv = Condition(region.addr(p + S.cv)).initialize()
-            flag = p + S.is_stub_turn
+                rh = write_response(region, response, owned) if response is not None else 0
+                h = control.write_response_send(region, request_address, factory_address, rh,
+                                                flags, owned)
+                msg, _, _ = self.ipc_message(C.ResponseSend, h, owned)
+            box = control.mailbox(S, region.payload(h))
+            mu, cv = self._sync(box)
+            flag = box.flag
             mu.lock()
             try:
                 self.push(msg)
                 self._wait_flag(mu, cv, flag, 1)
-                reply = S.read(region.buf, p)
-                err = None
-                if reply["has_error"]:
-                    err = "An error occurred while sending a response."
-                    if reply["is_error_set"] and reply["error"]:
-                        err = codec.read_string(region, reply["error"])
+                err = control.reply_error(region, control.read_send_message(region, box.payload, S),
+                                          "An error occurred while sending a response.")
             finally:
                 region.buf[flag] = 0
                 cv.notify_all()
@@ -191,18 +175,16 @@ class Messenger:
         region = self.region
         owned = Owned()
         try:
-            h = region.construct(L.CleanupMessage.size + 8)
-            owned.append(h)
-            p = h + _H
-            region.write(p, bytes(L.CleanupMessage.size))
-            L.CleanupMessage.write(region.buf, p, id=ident, waiting_on_stub=False)
-            msg, mu_h, cv_h = self._ipc_message(command, h, owned, inline=True)
-            mu, cv = Mutex(region.addr(mu_h + _H)), Condition(region.addr(cv_h + _H))
+            h = control.write_cleanup_message(region, ident, owned)
+            msg, mu_h, cv_h = self.ipc_message(command, h, owned, inline=True)
+            mu = Mutex(region.addr(region.payload(mu_h)))
+            cv = Condition(region.addr(region.payload(cv_h)))
+            flag = control.mailbox(L.CleanupMessage, region.payload(h)).flag
             with self.send_lock:
                 mu.lock()
                 try:
                     self.push(msg)
-                    self._wait_flag(mu, cv, p + L.CleanupMessage.waiting_on_stub, 1)
+                    self._wait_flag(mu, cv, flag, 1)
                 finally:
                     mu.unlock()
         finally:
@@ -211,11 +193,8 @@ class Messenger:
     # ------------------------------------------------------------------ log
     def send_log(self, filename: str, line: int, level: int, message: str) -> None:
         owned = Owned()
-        fh = codec.create_string(self.region, filename, owned)
-        mh = codec.create_string(self.region, message, owned)
-        self.ping_pong(C.LogRequest, L.LogSendMessage,
-                       {"filename": fh, "line": int(line), "log_message": mh, "level": int(level)},
-                       owned)
+        h = control.write_log_message(self.region, filename, line, level, message, owned)
+        self.ping_pong(C.LogRequest, L.LogSendMessage, h, owned)
 
 
 def start_hidden_thread(target) -> "threading.Lock":
@@ -280,7 +259,7 @@ class Worker:
 class Monitor:
     """The parent->stub monitor thread (ParentToStubMQMonitor)."""
 
-    def __init__(self, stub, handlers: Dict[int, Callable[[int, dict], None]]):
+    def __init__(self, stub, handlers: Dict[int, Callable[[int, control.IPCMessage], None]]):
         self.stub = stub
         self.mq = stub.queues["parent_to_stub_mq"]
         self.handlers = handlers
@@ -302,10 +281,8 @@ class Monitor:
             if h == L.DUMMY_MESSAGE:
                 return
             try:
-                p = region.payload(h)
-                region.ensure_mapped(p, L.IPCMessageShm.size)
-                msg = L.IPCMessageShm.read(region.buf, p)
-                fn = self.handlers.get(msg["command"])
+                msg = control.read_ipc_message(region, h)
+                fn = self.handlers.get(msg.command)
                 if fn is not None:
                     fn(h, msg)
             except Exception as e:  # noqa: BLE001

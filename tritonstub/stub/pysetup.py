@@ -72,12 +72,12 @@ def inject(stub, tpbu: ModuleType, cpbu: ModuleType) -> None:
 
 
 def setup_and_import(stub, config_json: Optional[str] = None,
-                     stub_kind: str = "instance") -> ModuleType:
+                     stub_kind: str = "instance") -> ModuleType:  # loader.STUB_INSTANCE
     """Paths, pb_utils and the import of the model (StubSetup), through tritonstub.loader.
 
     ``config_json`` is the model config Triton sent (the AutoCompleteRequest's config, or
     Initialize's ``model_config``): its ``TRITONSTUB_*`` parameters configure the loader.
-    ``stub_kind`` is ``"auto_complete"`` or ``"instance"``. Returns the object holding
+    ``stub_kind`` is ``loader.STUB_AUTO_COMPLETE`` or ``loader.STUB_INSTANCE``. Returns the object holding
     ``TritonPythonModel`` (the model module for the built-in loaders).
 
     Where the loader's log lines go: the auto-complete stub writes them to stderr (the parent
@@ -92,7 +92,7 @@ def setup_and_import(stub, config_json: Optional[str] = None,
     def prepare() -> None:
         inject(stub, _import_tpbu(ctx), cpbu)
 
-    if stub_kind == "instance" and stub.runtime is not None:
+    if stub_kind == loader.STUB_INSTANCE and stub.runtime is not None:
         sink = _ParentLog(stub.runtime.messenger)
     else:
         sink = _stderr_log

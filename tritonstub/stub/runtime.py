@@ -37,9 +37,6 @@ __all__ = [
     "LOG_WARNING",
     "LOG_ERROR",
     "LOG_VERBOSE",
-    "KIND_NONE",
-    "KIND_AUTOCOMPLETE",
-    "KIND_INSTANCE",
     "MetricFamilyInfo",
     "MetricInfo",
     "Runtime",
@@ -69,10 +66,6 @@ LOG_WARNING = 1
 LOG_ERROR = 2
 LOG_VERBOSE = 3
 
-KIND_NONE = "none"
-KIND_AUTOCOMPLETE = "autocomplete"
-KIND_INSTANCE = "instance"
-
 _LEVEL_CHAR = {LOG_WARNING: "W", LOG_ERROR: "E"}
 
 
@@ -84,7 +77,7 @@ def format_stub_log_line(
     pid: Optional[int] = None,
     now_ns: Optional[int] = None,
 ) -> str:
-    """One stub-local log line (protocol notes §2.5), with its trailing newline.
+    """One stub-local log line (docs/protocol/r24.10.md §2.5), with its trailing newline.
 
     ``<L><MMDD> <HH:MM:SS.uuuuuu> <pid> <basename>:<line>]  <message>``: L is
     W/E for warning/error and I otherwise (VERBOSE prints as I), the time is
@@ -164,7 +157,13 @@ class ResponseIteratorMap:
     every later response the parent pushes (command 11), :meth:`erase` when the
     iterator is cleaned up (command 17) and :meth:`clear` at finalize.  The map
     holds strong references, as the C++ one does.
+
+    The iterators are the model API's ``ResponseIterator``; the model API sets
+    :attr:`iterator_type` when it is imported (responses only come from it), so this
+    module does not import the model API back.
     """
+
+    iterator_type: Any = None      # c_python_backend_utils.ResponseIterator
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -195,12 +194,10 @@ class ResponseIteratorMap:
 
     def get_response_iterator(self, response: Any) -> Any:
         """Return the iterator for ``response``'s id, (re)creating it around ``response`` first."""
-        from . import c_python_backend_utils as cpbu
-
         key = response._id
         with self._lock:
             old = self._map.get(key)
-            it = cpbu.ResponseIterator(response)
+            it = self.iterator_type(response)
             if old is not None:
                 for queued in old._get_existing_responses():
                     it._enqueue(queued)
@@ -222,8 +219,6 @@ class ResponseIteratorMap:
         open (or, with several open, to the one stream being waited on). Returns a warning
         text when it cannot be routed (then it is kept under its id, as C++ does).
         """
-        from . import c_python_backend_utils as cpbu
-
         key = response._id
         with self._lock:
             it = self._map.get(key)
@@ -236,12 +231,12 @@ class ResponseIteratorMap:
                     warning = (f"an error response of a BLS stream carries no stream id (the python "
                                f"backend leaves it unset) and {n_open} streams are "
                                f"open: it cannot be routed ({response._error._message})")
-                    self._map[key] = cpbu.ResponseIterator(response)
+                    self._map[key] = self.iterator_type(response)
                     return warning
             if it is not None:
                 it._enqueue(response)
             else:
-                self._map[key] = cpbu.ResponseIterator(response)
+                self._map[key] = self.iterator_type(response)
         return None
 
     def _orphan_target(self) -> Tuple[Any, int]:
@@ -275,8 +270,6 @@ class Runtime(abc.ABC):
     ``stub_name``
         argv[8]: the model name (auto-complete stub) or the instance name.
         Used in ``model '<name>'`` error texts.
-    ``kind``
-        :data:`KIND_AUTOCOMPLETE`, :data:`KIND_INSTANCE` or :data:`KIND_NONE`.
     ``initialized``
         True once ``initialize()`` returned (C++ ``Stub::initialized_``).
     ``finalizing``
@@ -289,7 +282,6 @@ class Runtime(abc.ABC):
     """
 
     stub_name: str = ""
-    kind: str = KIND_NONE
     initialized: bool = False
     finalizing: bool = False
     stub_to_parent_active: bool = False

@@ -7,28 +7,27 @@ BLS) runs the handshake on the calling thread with the GIL released while it wai
 """
 from __future__ import annotations
 
-import struct
 from typing import Any, Dict, Optional
 
 from .. import protocol
-from . import codec
-from .codec import Owned
+from ..ipc.sync import Condition, Mutex
+from ..protocol import control
+from ..protocol.responses import ResponseData
+from ..protocol.scalars import Owned, write_string
 from .messaging import Messenger, Monitor, ParentGone, Worker
-from .runtime import (KIND_INSTANCE, MetricFamilyInfo, MetricInfo,
+from .runtime import (MetricFamilyInfo, MetricInfo,
                       ResponseIteratorMap, Runtime, TritonModelException,
                       send_message_error_text, write_stub_log)
 
 L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
-_H = L.OWNERSHIP_HEADER
 
 
 class ShmRuntime(Runtime):
     def __init__(self, stub):
         self.stub = stub
         self.stub_name = stub.name
-        self.kind = KIND_INSTANCE
         self.messenger = Messenger(stub)
         self.worker = Worker(self.messenger)
         self.monitor: Optional[Monitor] = None
@@ -95,7 +94,7 @@ class ShmRuntime(Runtime):
         """A non-decoupled request the model dropped unanswered: send it an error, FINAL."""
         if not self.worker.running:
             return self.factory_cleanup(factory_address)
-        data = codec.ResponseData(error=(int(L.TRITONSERVER_Error_Code.INTERNAL), text))
+        data = ResponseData(error=(int(L.TRITONSERVER_Error_Code.INTERNAL), text))
         self.worker.submit(lambda: self.messenger.response_send(
             request_address, factory_address, data, L.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
 
@@ -114,10 +113,10 @@ class ShmRuntime(Runtime):
     def is_cancelled(self, request_address: int, factory_address: int) -> bool:
         if not (request_address or factory_address):
             return False
-        reply, _, _ = self.messenger.ping_pong(
-            C.IsRequestCancelled, L.IsCancelledMessage,
-            {"response_factory_address": factory_address, "request_address": request_address,
-             "is_cancelled": False})
+        owned = Owned()
+        h = control.write_is_cancelled(self.stub.region, request_address, factory_address, owned)
+        reply, _, _ = self.messenger.ping_pong(C.IsRequestCancelled, L.IsCancelledMessage, h,
+                                               owned)
         return bool(reply["is_cancelled"])
 
     # ------------------------------------------------------------------ BLS
@@ -126,59 +125,31 @@ class ShmRuntime(Runtime):
         return bls.execute(self, request, decoupled)
 
     # ------------------------------------------------------------------ metrics
-    def _metric_message(self, command: int, payload_layout, fields: Dict[str, Any],
-                        owned: Owned, value: float = 0.0):
+    def _metric_message(self, command: int, payload: int, owned: Owned, value: float = 0.0):
         region = self.stub.region
-        h = region.construct(payload_layout.size)
-        owned.append(h)
-        region.write(h + _H, bytes(payload_layout.size))
-        payload_layout.write(region.buf, h + _H, **fields)
-        reply, err, _ = self.messenger.ping_pong(
-            command, L.CustomMetricsMessage,
-            {"message": h, "has_error": False, "is_error_set": False, "error": 0,
-             "value": float(value), "address": 0}, owned)
+        h = control.write_custom_metrics_message(region, payload, value, owned)
+        reply, err, _ = self.messenger.ping_pong(command, L.CustomMetricsMessage, h, owned)
         if err is not None:
             raise TritonModelException(send_message_error_text(self.stub_name, err or None))
         return reply
 
-    def _family_fields(self, family: MetricFamilyInfo, owned: Owned) -> Dict[str, Any]:
-        region = self.stub.region
-        return {"name_shm_handle": codec.create_string(region, family.name, owned),
-                "description_shm_handle": codec.create_string(region, family.description, owned),
-                "kind": int(family.kind), "metric_family_address": family.address}
+    def _family_message(self, command: int, family: MetricFamilyInfo):
+        owned = Owned()
+        payload = control.write_metric_family(self.stub.region, family.name, family.description,
+                                              family.kind, family.address, owned)
+        return self._metric_message(command, payload, owned)
 
     def metric_family_new(self, family: MetricFamilyInfo) -> int:
-        owned = Owned()
-        reply = self._metric_message(C.MetricFamilyRequestNew, L.MetricFamilyShm,
-                                     self._family_fields(family, owned), owned)
-        return reply["address"]
+        return self._family_message(C.MetricFamilyRequestNew, family)["address"]
 
     def metric_family_delete(self, family: MetricFamilyInfo) -> None:
-        owned = Owned()
-        self._metric_message(C.MetricFamilyRequestDelete, L.MetricFamilyShm,
-                             self._family_fields(family, owned), owned)
-
-    def _metric_fields(self, metric: MetricInfo, owned: Owned, value: float = 0.0):
-        region = self.stub.region
-        buckets = 0
-        if metric.buckets is not None:
-            data = struct.pack(f"<{len(metric.buckets)}d", *metric.buckets)
-            buckets = region.construct(L.MemoryShm.size + len(data))
-            owned.append(buckets)
-            L.MemoryShm.write(region.buf, buckets + _H, gpu_pointer_offset=0,
-                              use_cuda_shared_pool=False, cuda_pool_offset=0,
-                              memory_type=int(L.TRITONSERVER_MemoryType.CPU), memory_type_id=0,
-                              byte_size=len(data), memory_release_id=0)
-            region.write(buckets + _H + L.MemoryShm.size, data)
-        return {"labels_shm_handle": codec.create_string(region, metric.labels, owned),
-                "buckets_shm_handle": buckets, "operation_value": float(value),
-                "metric_address": metric.metric_address,
-                "metric_family_address": metric.family_address}
+        self._family_message(C.MetricFamilyRequestDelete, family)
 
     def _metric_op(self, command: int, metric: MetricInfo, value: float = 0.0):
         owned = Owned()
-        return self._metric_message(command, L.MetricShm,
-                                    self._metric_fields(metric, owned, value), owned, value)
+        payload = control.write_metric(self.stub.region, metric.labels, metric.buckets, value,
+                                       metric.metric_address, metric.family_address, owned)
+        return self._metric_message(command, payload, owned, value)
 
     def metric_new(self, metric: MetricInfo) -> int:
         return self._metric_op(C.MetricRequestNew, metric)["address"]
@@ -204,21 +175,10 @@ class ShmRuntime(Runtime):
                        files: Optional[Dict[str, bytes]] = None):
         region = self.stub.region
         owned = Owned()
-        h = region.construct(L.ModelLoaderRequestShm.size)
-        owned.append(h)
-        # ModelLoader::SaveToSharedMemory always writes a PbMap (the parent loads it
-        # unconditionally): an empty one when there are no files.
-        files_h = codec.create_map(region, files or {}, owned)
-        L.ModelLoaderRequestShm.write(
-            region.buf, h + _H, name_shm_handle=codec.create_string(region, name, owned),
-            version_shm_handle=codec.create_string(region, version, owned),
-            unload_dependents=bool(unload_dependents),
-            config_shm_handle=codec.create_string(region, config, owned),
-            files_shm_handle=files_h)
-        reply, err, _ = self.messenger.ping_pong(
-            command, L.ModelLoaderMessage,
-            {"message": h, "has_error": False, "is_error_set": False, "error": 0,
-             "is_model_ready": False}, owned)
+        request = control.write_model_loader_request(region, name, version, unload_dependents,
+                                                     config, files or {}, owned)
+        h = control.write_model_loader_message(region, request, owned)
+        reply, err, _ = self.messenger.ping_pong(command, L.ModelLoaderMessage, h, owned)
         if err is not None:
             raise TritonModelException(send_message_error_text(self.stub_name, err or None))
         return reply
@@ -237,22 +197,22 @@ class ShmRuntime(Runtime):
     def free_memory(self) -> int:
         return self.stub.region.free_memory()
 
-    def _refuse_cuda_pool(self, handle: int, msg: dict) -> None:
+    def _refuse_cuda_pool(self, handle: int, msg: control.IPCMessage) -> None:
         """CUDAPoolInitializeRequest (pattern C′): answer with an error so the parent moves on."""
         region = self.stub.region
         M = L.CUDAMemPoolMessage
-        p = region.payload(msg["args"])
+        box = control.mailbox(M, region.payload(msg.args))
         owned = Owned()
-        eh = codec.create_string(region, "GPU tensors are not supported by tritonstub yet", owned)
-        from ..ipc.sync import Condition, Mutex
-        mu = Mutex(region.addr(region.payload(msg["response_mutex"])))
-        cv = Condition(region.addr(region.payload(msg["response_cond"])))
+        error = write_string(region, "GPU tensors are not supported by tritonstub yet", owned)
+        mu = Mutex(region.addr(region.payload(msg.response_mutex)))
+        cv = Condition(region.addr(region.payload(msg.response_cond)))
         mu.lock()
         try:
-            M.write(region.buf, p, has_error=True, is_error_set=True, error=eh)
-            region.buf[p + M.waiting_on_stub] = 1
+            control.write_reply(region, box.payload, M, has_error=True, is_error_set=True,
+                                error=error)
+            region.buf[box.flag] = 1
             cv.notify_all()
-            while region.buf[p + M.waiting_on_stub] == 1:
+            while region.buf[box.flag] == 1:
                 if not cv.wait(mu, 1.0) and not self.stub.parent_alive():
                     break
         finally:

@@ -37,10 +37,11 @@ from ..errors import TritonStubError
 from .. import protocol
 from ..ipc.message_queue import MessageQueue
 from ..ipc.region import Region
+from ..loader import STUB_AUTO_COMPLETE, STUB_INSTANCE
 from ..loader.default import ModelContext, split_model_path
-from ..protocol import eras
-from . import codec, heartbeat
-from .codec import Owned
+from ..protocol import control, eras
+from ..protocol.scalars import Owned
+from . import heartbeat
 from .exc_text import error_text, register_boundary
 from . import log as stublog
 from .log import stub_log
@@ -50,8 +51,6 @@ L = protocol.current()
 C = L.PYTHONSTUB_CommandType
 #: AutoCompleteRequest's number in every era's command enum (protocol/eras.py).
 _AUTO_COMPLETE_REQUESTS = frozenset(e.auto_complete_request for e in eras.ERAS)
-_H = L.OWNERSHIP_HEADER
-assert L.IPCMessageShm.names[:2] == ("command", "args")
 _EXECUTE = int(C.ExecuteRequest)
 
 
@@ -94,7 +93,9 @@ class Stub:
         self.model_instance = None
         self.delete_region = True
         self.loop = None             # the asyncio loop, created on first coroutine
-        self.background_futures: set = set()
+        # Set when a FINAL sent from inside execute deleted a response factory: the failed
+        # batch's ExecuteResponse then tells the parent not to delete it again.
+        self.factory_deleted_in_execute = False
         self.runtime = None          # ShmRuntime, built in _setup_python
         self.era: Optional[eras.Decision] = None   # decided on the parent's first command
         # What requests keep to read the model's decoupled flag when they send (C++ keeps a
@@ -144,8 +145,7 @@ class Stub:
     def start(self) -> None:
         self.heartbeat_pid = heartbeat.start(self.region, self.control, self.args.parent_pid)
         # "health thread started": a fresh IPCMessageShm the parent pops and never reads.
-        h = self.region.construct(L.IPCMessageShm.size)
-        self.region.write(h + _H, bytes(L.IPCMessageShm.size))
+        h = control.write_blank_message(self.region)
         self.send_to_parent_mq(h)
         self.region.release(h)
 
@@ -187,9 +187,7 @@ class Stub:
         handle = self.pop_command()
         if handle == L.DUMMY_MESSAGE:
             return False
-        p = self.region.payload(handle)
-        self.region.ensure_mapped(p, L.IPCMessageShm.size)
-        cmd, args = L.IPCMessageShm.struct.unpack_from(self.region.buf, p)[:2]
+        cmd, args = control.read_command(self.region, handle)
         if self.era is None:
             refused = self.check_era(cmd, args)
             if refused is not None:
@@ -204,7 +202,7 @@ class Stub:
         if cmd == C.FinalizeRequest:
             if self.runtime is not None:
                 self.runtime.clear_response_iterators()
-            L.IPCMessageShm.set(self.region.buf, p, "command", int(C.FinalizeResponse))
+            control.set_command(self.region, handle, C.FinalizeResponse)
             self.send_to_parent_mq(handle)
             return True
         if cmd == C.LoadGPUBuffers:
@@ -226,9 +224,9 @@ class Stub:
         from . import era_check
         config_json = None
         if cmd == C.InitializeRequest:
-            config_json = codec.read_map(self.region, args).get("model_config")
+            config_json = control.read_initialize_request(self.region, args).get("model_config")
         elif cmd in _AUTO_COMPLETE_REQUESTS:
-            config_json = codec.read_string(self.region, args)
+            config_json = control.read_auto_complete_request(self.region, args)
         self.era = era_check.decide(config_json, self.args.parent_pid, self.args.python_lib)
         if self.era.supported:
             return None
@@ -242,11 +240,11 @@ class Stub:
         raise StubExit(1)
 
     # ------------------------------------------------------------------ python set-up
-    def _setup_python(self, config_json: Optional[str] = None, kind: str = "instance"):
+    def _setup_python(self, config_json: Optional[str] = None, kind: str = STUB_INSTANCE):
         """StubSetup: import the model, inject the pb_utils attributes. Returns the module.
 
         ``config_json`` (the model config) configures tritonstub.loader; ``kind`` is
-        "auto_complete" or "instance"."""
+        STUB_AUTO_COMPLETE or STUB_INSTANCE."""
         from . import pysetup
         if self.runtime is None:
             from .shm_runtime import ShmRuntime
@@ -262,88 +260,64 @@ class Stub:
             return str(exc)
         return error_text(exc)
 
-    # ------------------------------------------------------------------ auto-complete
+    # ------------------------------------------------------------------ start-up requests
     def handle_auto_complete(self, args_handle: int, refusal: Optional[str] = None,
                              response_command: int = int(C.AutoCompleteResponse)) -> bool:
-        from .runtime import KIND_AUTOCOMPLETE
-        region = self.region
-        owned = Owned()
-        reply = region.construct(L.IPCMessageShm.size)
-        owned.append(reply)
-        resp = region.construct(L.AutoCompleteResponseShm.size)
-        owned.append(resp)
-        A = L.AutoCompleteResponseShm
-        A.write(region.buf, resp + _H, response_has_error=False, response_is_error_set=False,
-                response_error=0, response_has_model_config=False, response_model_config=0)
-        terminate = False
-        try:
+        """AutoCompleteRequest: import the model, let it complete its config, answer (with the
+        ``refusal`` as the error when the parent's era is one we do not speak)."""
+        def run():
             if refusal is not None:
                 raise TritonStubError(refusal)
-            config_json = codec.read_string(region, args_handle)
-            module = self._setup_python(config_json, "auto_complete")
-            self.runtime.kind = KIND_AUTOCOMPLETE
+            config_json = control.read_auto_complete_request(self.region, args_handle)
+            module = self._setup_python(config_json, STUB_AUTO_COMPLETE)
             from . import pysetup
-            out = pysetup.auto_complete(self, module, config_json)
-            ch = codec.create_string(region, out, owned)
-            A.write(region.buf, resp + _H, response_has_model_config=True,
-                    response_model_config=ch)
-        except StubExit:
-            raise
-        except BaseException as e:  # noqa: BLE001 - report every failure to the parent
-            text = self.error_text(e)
-            self.delete_region = False
+            return pysetup.auto_complete(self, module, config_json)
+
+        def failed(text: str) -> None:
             stub_log("I", f"Failed to initialize Python stub for auto-complete: {text}",
                      line=stublog.SITE_AUTO_COMPLETE_FAILED)
-            eh = codec.create_string(region, text, owned)
-            A.write(region.buf, resp + _H, response_has_error=True, response_is_error_set=True,
-                    response_error=eh)
-            terminate = True
-        L.IPCMessageShm.write(region.buf, reply + _H, command=response_command,
-                              args=resp, inline_response=False, response_handle=0,
-                              response_mutex=0, response_cond=0)
-        self.send_to_parent_mq(reply)
-        self.wait_release()
-        owned.release(region)
-        return terminate
 
-    # ------------------------------------------------------------------ initialize
+        def reply(owned, result, error):
+            return control.write_auto_complete_response(self.region, owned, config=result,
+                                                        error=error, command=response_command)
+        return self._start_up_request(run, failed, reply)
+
     def handle_initialize(self, args_handle: int, refusal: Optional[str] = None) -> bool:
-        region = self.region
-        owned = Owned()
-        reply = region.construct(L.IPCMessageShm.size)
-        owned.append(reply)
-        resp = region.construct(L.InitializeResponseShm.size)
-        owned.append(resp)
-        I = L.InitializeResponseShm
-        I.write(region.buf, resp + _H, response_has_error=False, response_is_error_set=False,
-                response_error=0)
-        terminate = False
-        try:
+        """InitializeRequest: import the model, run its ``initialize``, answer."""
+        def run():
             if refusal is not None:
                 raise TritonStubError(refusal)
-            params = codec.read_map(region, args_handle)
-            module = self._setup_python(params.get("model_config"), "instance")
+            params = control.read_initialize_request(self.region, args_handle)
+            module = self._setup_python(params.get("model_config"), STUB_INSTANCE)
             from . import pysetup
             pysetup.initialize(self, module, params)
             self.initialized = True
-        except StubExit:
-            raise
-        except BaseException as e:  # noqa: BLE001
-            text = self.error_text(e)
-            self.delete_region = False
+
+        def failed(text: str) -> None:
             self.log(0, f"Failed to initialize Python stub: {text}",
                      line=stublog.SITE_INITIALIZE_FAILED)
-            eh = codec.create_string(region, text, owned)
-            I.write(region.buf, resp + _H, response_has_error=True, response_is_error_set=True,
-                    response_error=eh)
-            terminate = True
-        L.IPCMessageShm.write(region.buf, reply + _H, command=int(C.InitializeResponse),
-                              args=resp, inline_response=False, response_handle=0,
-                              response_mutex=0, response_cond=0)
-        self.send_to_parent_mq(reply)
+
+        def reply(owned, result, error):
+            return control.write_initialize_response(self.region, owned, error=error)
+        return self._start_up_request(run, failed, reply)
+
+    def _start_up_request(self, run, failed, reply) -> bool:
+        """Pattern R for the two start-up requests. Returns True when the stub must stop: a
+        failure is reported to the parent, which then owns (and removes) the region."""
+        result = error = None
+        try:
+            result = run()
+        except StubExit:
+            raise
+        except BaseException as e:  # noqa: BLE001 - report every failure to the parent
+            error = self.error_text(e)
+            self.delete_region = False
+            failed(error)
+        owned = Owned()
+        self.send_to_parent_mq(reply(owned, result, error))
         self.wait_release()
-        owned.release(region)
-        return terminate
+        owned.release(self.region)
+        return error is not None
 
     # ------------------------------------------------------------------ execute
     def handle_execute(self, batch_handle: int) -> None:
