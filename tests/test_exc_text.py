@@ -460,7 +460,7 @@ def test_thread_tracebacks_show_model_frames_only(tmp_path):
     err = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
                          timeout=60).stderr
     assert 'model_thread.py", line 7, in stream' in err, err
-    assert "c_python_backend_utils.py" not in err, err
+    assert "c_python_backend_utils" + os.sep not in err, err     # the model API's own frames
     assert err.rstrip().endswith("own hook TritonModelException"), err
     assert ("c_python_backend_utils.TritonModelException: Unable to send response. Response sender "
             "has no reference to the decoupled state of the model.") in err, err
