@@ -21,6 +21,7 @@ Constructs of the same size: the stub builds and frees the same few objects for 
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -55,7 +56,17 @@ class Heap:
         self.buf = buf
         self.capacity = len(buf)
         self.segment = ManagedSegment.create(buf, len(buf), region=name)
+        # The buffer's address, for the pthread objects that live in it (exporting the
+        # buffer also keeps a bytearray from being resized under them).
+        self._anchor = ctypes.c_char.from_buffer(buf)
         return self
+
+    def addr(self, offset: int) -> int:
+        """Absolute address of a byte offset (mutexes, conditions and semaphores live there)."""
+        if offset < 0 or offset >= self.capacity:
+            raise BadHandle(f"offset {offset} lies outside the {self.capacity}-byte heap",
+                            region=self.name, offset=offset)
+        return ctypes.addressof(self._anchor) + offset
 
     # ------------------------------------------------------------------ hooks (see Region)
     def _enter(self) -> None:

@@ -36,6 +36,11 @@ words, and all internal positions are *word* indexes (byte offset // 8).  The ho
 the pointer decoding and keep views in locals.  Every access is bounds-checked: a corrupted
 segment or a bad handle raises ``SegmentCorrupted`` / ``BadHandle`` naming the region and the
 offset, never ``IndexError``, and never touches memory outside the buffer.
+
+Why one file of this size: the block walk, the best-fit search, split/coalesce and the two
+indexes share the word views and the inlined pointer decoding that keep the hot path fast, and
+they are checked together against one oracle. The named index (the last part) could follow
+Boost's own rbtree_best_fit / iset_index split if it grows.
 """
 from __future__ import annotations
 

@@ -26,8 +26,7 @@ from ..errors import LoaderError
 from .settings import Settings
 
 #: pb_utils.Logger's level numbers, which the parent's Log command takes as they are.
-INFO, WARNING, ERROR, VERBOSE = 0, 1, 2, 3
-LEVEL_CHAR = {INFO: "I", WARNING: "W", ERROR: "E", VERBOSE: "I"}
+from ..stublog import ERROR, INFO, VERBOSE, WARNING  # noqa: F401 - part of the loader API
 
 ENTRY_POINT_GROUP = "tritonstub.loaders"      # looked up by ``registry.find_loader``
 DOCS = "docs/loader.md"

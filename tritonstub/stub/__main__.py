@@ -10,8 +10,8 @@ import sys
 def main(argv=None) -> int:
     argv = sys.argv if argv is None else argv
     if len(argv) < 9:
-        from .log import SITE_ARGC, stub_log
-        stub_log("I", f"Expected 9 arguments, found {len(argv)} arguments.", line=SITE_ARGC)
+        from .log import INFO, SITE_ARGC, stub_log
+        stub_log(INFO, f"Expected 9 arguments, found {len(argv)} arguments.", line=SITE_ARGC)
         return 1
     from .stub import main as stub_main
     import os

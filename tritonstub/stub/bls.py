@@ -18,12 +18,12 @@ is exhausted or dropped, command 17 tells the parent to release that payload.
 from __future__ import annotations
 
 from .. import protocol
-from ..ipc.sync import Condition, Mutex
+from ..ipc import handshake
+from ..ipc.handshake import PeerGone
 from ..protocol import control
 from ..protocol.requests import write_request, write_request_batch
-from ..protocol.responses import read_response_batch, set_waiting_on_stub
+from ..protocol.responses import read_response_batch
 from ..protocol.scalars import Owned
-from .messaging import WAIT_SLICE_S, ParentGone
 
 L = protocol.current()
 
@@ -50,8 +50,7 @@ def execute(rt, request, decoupled: bool):
             rh = write_request(region, data, owned)
             batch = write_request_batch(region, [rh], owned)
         control.set_args(region, msg_h, batch)
-        mu = Mutex(region.addr(region.payload(mu_h)))
-        cv = Condition(region.addr(region.payload(cv_h)))
+        mu, cv = handshake.sync_objects(region, region.payload(mu_h), region.payload(cv_h))
         registry = rt.__dict__.get("bls_iterators") if decoupled else None
         if registry is not None:
             registry.begin_stream()  # its later responses may overtake the first one
@@ -63,9 +62,7 @@ def execute(rt, request, decoupled: bool):
             # only when the response is complete, with no flag to test: like the C++ stub we
             # wait for the notification (we hold the mutex since before the push, so it cannot
             # be missed), in one-second slices so a dead parent cannot keep us here.
-            while not cv.wait(mu, WAIT_SLICE_S):
-                if not stub.parent_alive():
-                    raise ParentGone()
+            handshake.wait_notify(mu, cv, stub.parent_alive)
             reply = control.read_response_handle(region, msg_h)
             result = read_response_batch(region, control.read_command(region, reply)[1],
                                          BLS_ERROR)
@@ -80,7 +77,7 @@ def execute(rt, request, decoupled: bool):
             started = False
             return rt.response_iterator(resp)
         return resp
-    except ParentGone:
+    except PeerGone:
         return error_response("BLS request failed: the Triton server is gone.")
     finally:
         if started:
@@ -101,11 +98,7 @@ def on_stream_response(rt, handle: int, msg: control.IPCMessage) -> None:
     warning = rt.bls_iterators.enqueue(resp)
     if warning:
         rt.log(SITE_FILE, 0, L.LogLevel.ERROR, f"tritonstub: {warning}")
-    mu = Mutex(region.addr(region.payload(msg.response_mutex)))
-    cv = Condition(region.addr(region.payload(msg.response_cond)))
-    mu.lock()
-    try:
-        set_waiting_on_stub(region, args)
-        cv.notify_all()
-    finally:
-        mu.unlock()
+    mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
+                                    region.payload(msg.response_cond))
+    flag = control.mailbox(L.ResponseBatch, region.payload(args)).flag
+    handshake.answer_flag(region, mu, cv, flag, rt.stub.parent_alive, rounds=1)

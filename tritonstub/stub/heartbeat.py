@@ -27,7 +27,7 @@ import time
 from .. import protocol
 from ..ipc.region import Region, region_path
 from ..ipc.sync import Mutex
-from .log import SITE_NON_GRACEFUL, stub_log
+from .log import INFO, SITE_NON_GRACEFUL, stub_log
 
 L = protocol.current()
 
@@ -116,7 +116,7 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
         finally:
             mutex.unlock()
         if not pid_alive(parent_pid):
-            stub_log("I", "Non-graceful termination detected. ", line=SITE_NON_GRACEFUL,
+            stub_log(INFO, "Non-graceful termination detected. ", line=SITE_NON_GRACEFUL,
                      pid=stub_pid)
             try:
                 os.unlink(region_path(region_name))

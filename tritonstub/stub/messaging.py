@@ -1,19 +1,15 @@
-"""Stub-initiated handshakes on stub_to_parent_mq, and the two stub threads.
+"""The stub's side of the stub-initiated handshakes, and the two stub threads.
 
-The patterns are those of docs/protocol/r24.10.md §4.2.
+The shapes (lock, push, wait on a flag or a notify, release, all bounded by the parent's
+liveness) are ``ipc.handshake``'s; the messages are ``protocol.control``'s. Here they are put
+together for the stub's role:
 
-Pattern B (SendMessageBase ping-pong; logs, metrics, model control, cancellation): we Construct
-the message with its own process-shared mutex and condition, lock the mutex, push an
-IPCMessageShm pointing at it, and wait until the parent sets ``waiting_on_stub``. We then read
-*everything* we need (the C++ stub reads the error string after releasing the parent, a
-use-after-free race we do not copy), clear the flag and notify so the parent can return.
-
-Pattern D (ResponseSend): the same with ``is_stub_turn`` on a 32-aligned ResponseSendMessage.
-
-Pattern C‴ (cleanup ids): the IPCMessageShm carries an inline mutex/condition (Construct'ed
-32-aligned) and we wait for ``CleanupMessage.waiting_on_stub``; there is no second round.
-
-Every wait here is bounded: one-second slices, and we give up when the parent is gone.
+Pattern B (SendMessageBase ping-pong; logs, metrics, model control, cancellation): the message
+carries its own mutex and condition; we wait for ``waiting_on_stub``, read *everything* we need
+(the C++ stub reads the error string after releasing the parent, a use-after-free race we do
+not copy), then release the parent. Pattern D (ResponseSend): the same with ``is_stub_turn``.
+Pattern C‴ (cleanup ids): the IPCMessageShm carries an inline mutex/condition and we wait for
+``CleanupMessage.waiting_on_stub``; there is no second round.
 
 Two threads mirror the C++ stub's: the stub->parent *worker* sends queued log and cleanup
 messages in order (so ``Logger.log`` never blocks model code on the parent), and the
@@ -35,17 +31,12 @@ from ..protocol import control
 from ..protocol.layout import StructLayout
 from ..protocol.responses import ResponseData, write_response
 from ..protocol.scalars import Owned
-from ..ipc import libc
-from ..ipc.sync import Condition, Mutex
+from ..ipc import handshake, libc
+from ..ipc.handshake import WAIT_SLICE_S, PeerGone
 
 L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
-WAIT_SLICE_S = 1.0
-
-
-class ParentGone(Exception):
-    """The parent process died while we waited for it."""
 
 
 _MESSENGERS: "weakref.WeakSet" = weakref.WeakSet()
@@ -84,30 +75,12 @@ class Messenger:
         h, mu, cv = control.write_ipc_message(region, command, args, owned, inline,
                                               (libc.MUTEX_SIZE, libc.COND_SIZE))
         if inline:
-            Mutex(region.addr(region.payload(mu))).initialize()
-            Condition(region.addr(region.payload(cv))).initialize()
+            handshake.sync_objects(region, region.payload(mu), region.payload(cv), True)
         return h, mu, cv
-
-    def _sync(self, box: control.Mailbox, initialize: bool = True):
-        region = self.region
-        mu, cv = Mutex(region.addr(box.mutex)), Condition(region.addr(box.cond))
-        if initialize:
-            mu.initialize()
-            cv.initialize()
-        return mu, cv
 
     def push(self, handle: int) -> None:
         """SendIPCUtilsMessage: 1 s timed pushes until one succeeds."""
-        while not self.mq.push(handle, WAIT_SLICE_S):
-            if not self.stub.parent_alive():
-                raise ParentGone()
-
-    def _wait_flag(self, mutex: Mutex, cond: Condition, flag_off: int, want: int) -> None:
-        """Wait (mutex held) until buf[flag_off] == want, bounded by the parent's liveness."""
-        while self.region.buf[flag_off] != want:
-            if not cond.wait(mutex, WAIT_SLICE_S) and self.region.buf[flag_off] != want:
-                if not self.stub.parent_alive():
-                    raise ParentGone()
+        handshake.push(self.mq, handle, self.stub.parent_alive)
 
     # ------------------------------------------------------------------ pattern B
     def ping_pong(self, command: int, layout: StructLayout, message: int, owned: Owned,
@@ -116,24 +89,19 @@ class Messenger:
         mutex and condition still blank). Returns (reply fields, error text or None, read())."""
         region = self.region
         try:
-            p = region.payload(message)
-            box = control.mailbox(layout, p)
-            mu, cv = self._sync(box)
+            box = control.mailbox(layout, region.payload(message))
+            mu, cv = handshake.sync_objects(region, box.mutex, box.cond, True)
             msg, _, _ = self.ipc_message(command, message, owned)
-            flag = box.flag
+
+            def read_reply():
+                # Everything is read before the parent is released (C++ reads the error text
+                # after, when the parent may have freed it).
+                reply = control.read_send_message(region, box.payload, layout)
+                return (reply, control.reply_error(region, reply),
+                        read(box.payload) if read is not None else None)
             with self.send_lock:
-                mu.lock()
-                try:
-                    self.push(msg)
-                    self._wait_flag(mu, cv, flag, 1)
-                    reply = control.read_send_message(region, p, layout)
-                    err = control.reply_error(region, reply)
-                    extra = read(p) if read is not None else None
-                finally:
-                    region.buf[flag] = 0
-                    cv.notify_all()
-                    mu.unlock()
-            return reply, err, extra
+                return handshake.start_flag(region, self.mq, msg, mu, cv, box.flag,
+                                            self.stub.parent_alive, read_reply)
         finally:
             owned.release(region)
 
@@ -151,19 +119,11 @@ class Messenger:
                                                 flags, owned)
                 msg, _, _ = self.ipc_message(C.ResponseSend, h, owned)
             box = control.mailbox(S, region.payload(h))
-            mu, cv = self._sync(box)
-            flag = box.flag
-            mu.lock()
-            try:
-                self.push(msg)
-                self._wait_flag(mu, cv, flag, 1)
-                err = control.reply_error(region, control.read_send_message(region, box.payload, S),
-                                          "An error occurred while sending a response.")
-            finally:
-                region.buf[flag] = 0
-                cv.notify_all()
-                mu.unlock()
-            return err
+            mu, cv = handshake.sync_objects(region, box.mutex, box.cond, True)
+            return handshake.start_flag(
+                region, self.mq, msg, mu, cv, box.flag, self.stub.parent_alive,
+                lambda: control.reply_error(region, control.read_send_message(region, box.payload, S),
+                                            "An error occurred while sending a response."))
         finally:
             owned.release(region)
 
@@ -177,16 +137,11 @@ class Messenger:
         try:
             h = control.write_cleanup_message(region, ident, owned)
             msg, mu_h, cv_h = self.ipc_message(command, h, owned, inline=True)
-            mu = Mutex(region.addr(region.payload(mu_h)))
-            cv = Condition(region.addr(region.payload(cv_h)))
+            mu, cv = handshake.sync_objects(region, region.payload(mu_h), region.payload(cv_h))
             flag = control.mailbox(L.CleanupMessage, region.payload(h)).flag
             with self.send_lock:
-                mu.lock()
-                try:
-                    self.push(msg)
-                    self._wait_flag(mu, cv, flag, 1)
-                finally:
-                    mu.unlock()
+                handshake.start_flag(region, self.mq, msg, mu, cv, flag, self.stub.parent_alive,
+                                     rounds=1)
         finally:
             owned.release(region)
 
@@ -242,11 +197,11 @@ class Worker:
                 return
             try:
                 fn()
-            except ParentGone:
+            except PeerGone:
                 return
             except Exception as e:  # noqa: BLE001 - keep serving, as the C++ worker does
-                from .log import stub_log
-                stub_log("E", f"Error when sending message via stub_to_parent message buffer: {e}")
+                from .log import ERROR, stub_log
+                stub_log(ERROR, f"Error when sending message via stub_to_parent message buffer: {e}")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.running:
@@ -286,8 +241,8 @@ class Monitor:
                 if fn is not None:
                     fn(h, msg)
             except Exception as e:  # noqa: BLE001
-                from .log import stub_log
-                stub_log("E", f"Error while handling a message from the parent: {e}")
+                from .log import ERROR, stub_log
+                stub_log(ERROR, f"Error while handling a message from the parent: {e}")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.running:

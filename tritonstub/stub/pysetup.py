@@ -118,8 +118,8 @@ def _era_notes(stub):
 
 
 def _stderr_log(level: int, message: str) -> None:
-    from .log import LEVEL_CHAR, stub_log
-    stub_log(LEVEL_CHAR.get(level, "I"), message, LOG_FILE)
+    from .log import stub_log
+    stub_log(level, message, LOG_FILE)
 
 
 class _ParentLog:

@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
+from ..stublog import ERROR, INFO, VERBOSE, WARNING, format_line, write_line
+
 __all__ = [
     "TritonModelException",
     "LOG_INFO",
@@ -61,60 +63,11 @@ class TritonModelException(Exception):
 
 TritonModelException.__module__ = "c_python_backend_utils"
 
-LOG_INFO = 0
-LOG_WARNING = 1
-LOG_ERROR = 2
-LOG_VERBOSE = 3
+LOG_INFO, LOG_WARNING, LOG_ERROR, LOG_VERBOSE = INFO, WARNING, ERROR, VERBOSE
 
-_LEVEL_CHAR = {LOG_WARNING: "W", LOG_ERROR: "E"}
-
-
-def format_stub_log_line(
-    level: int,
-    filename: str,
-    line: int,
-    message: str,
-    pid: Optional[int] = None,
-    now_ns: Optional[int] = None,
-) -> str:
-    """One stub-local log line (docs/protocol/r24.10.md §2.5), with its trailing newline.
-
-    ``<L><MMDD> <HH:MM:SS.uuuuuu> <pid> <basename>:<line>]  <message>``: L is
-    W/E for warning/error and I otherwise (VERBOSE prints as I), the time is
-    UTC, and there are two spaces after ``]``.
-    """
-    if now_ns is None:
-        now_ns = time.time_ns()
-    usec_total = now_ns // 1000
-    secs, usec = divmod(usec_total, 1_000_000)
-    tm = time.gmtime(secs)
-    base = filename.rsplit("/", 1)[-1]
-    if pid is None:
-        pid = os.getpid()
-    return "%s%02d%02d %02d:%02d:%02d.%06d %d %s:%d]  %s\n" % (
-        _LEVEL_CHAR.get(int(level), "I"),
-        tm.tm_mon,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        usec,
-        pid & 0xFFFFFFFF,
-        base,
-        int(line) & 0xFFFFFFFF,
-        message,
-    )
-
-
-def write_stub_log(level: int, filename: str, line: int, message: str) -> None:
-    """Write a stub-local log line straight to file descriptor 2, as ``std::cerr`` does."""
-    data = format_stub_log_line(level, filename, line, message).encode("utf-8", "surrogateescape")
-    try:
-        while data:
-            written = os.write(2, data)
-            data = data[written:]
-    except OSError:
-        pass
+#: A stub-local log line (docs/protocol/r24.10.md §2.5) and its writer, from tritonstub.stublog.
+format_stub_log_line = format_line
+write_stub_log = write_line
 
 
 def send_message_error_text(stub_name: str, error: Optional[str]) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from .. import protocol
-from ..ipc.sync import Condition, Mutex
+from ..ipc import handshake
+from ..ipc.handshake import PeerGone
 from ..protocol import control
 from ..protocol.responses import ResponseData
 from ..protocol.scalars import Owned, write_string
-from .messaging import Messenger, Monitor, ParentGone, Worker
+from .messaging import Messenger, Monitor, Worker
 from .runtime import (MetricFamilyInfo, MetricInfo,
                       ResponseIteratorMap, Runtime, TritonModelException,
                       send_message_error_text, write_stub_log)
@@ -85,7 +86,7 @@ class ShmRuntime(Runtime):
         try:
             err = self.messenger.response_send(sender._request_address, sender._factory_address,
                                                data, flags)
-        except ParentGone:
+        except PeerGone:
             raise TritonModelException("Unable to send response: the Triton server is gone.")
         if err is not None:
             raise TritonModelException(err)
@@ -204,17 +205,10 @@ class ShmRuntime(Runtime):
         box = control.mailbox(M, region.payload(msg.args))
         owned = Owned()
         error = write_string(region, "GPU tensors are not supported by tritonstub yet", owned)
-        mu = Mutex(region.addr(region.payload(msg.response_mutex)))
-        cv = Condition(region.addr(region.payload(msg.response_cond)))
-        mu.lock()
-        try:
-            control.write_reply(region, box.payload, M, has_error=True, is_error_set=True,
-                                error=error)
-            region.buf[box.flag] = 1
-            cv.notify_all()
-            while region.buf[box.flag] == 1:
-                if not cv.wait(mu, 1.0) and not self.stub.parent_alive():
-                    break
-        finally:
-            mu.unlock()
+        mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
+                                        region.payload(msg.response_cond))
+        handshake.answer_flag(
+            region, mu, cv, box.flag, self.stub.parent_alive,
+            lambda: control.write_reply(region, box.payload, M, has_error=True,
+                                        is_error_set=True, error=error))
         owned.release(region)

@@ -35,6 +35,8 @@ from typing import List, Optional
 
 from ..errors import TritonStubError
 from .. import protocol
+from ..ipc import handshake
+from ..ipc.handshake import PeerGone
 from ..ipc.message_queue import MessageQueue
 from ..ipc.region import Region
 from ..loader import STUB_AUTO_COMPLETE, STUB_INSTANCE
@@ -43,8 +45,8 @@ from ..protocol import control, eras
 from ..protocol.scalars import Owned
 from . import heartbeat
 from .exc_text import error_text, register_boundary
-from . import log as stublog
-from .log import stub_log
+from . import log as sites
+from .log import ERROR, INFO, stub_log
 
 L = protocol.current()
 
@@ -152,9 +154,10 @@ class Stub:
     # ------------------------------------------------------------------ queue helpers
     def send_to_parent_mq(self, handle: int) -> None:
         """SendIPCMessage: 1 s timed pushes until one succeeds (bounded by parent liveness)."""
-        while not self.parent_mq.push(handle, L.QUEUE_POLL_S):
-            if not self.parent_alive():
-                raise StubExit(1)
+        try:
+            handshake.push(self.parent_mq, handle, self.parent_alive)
+        except PeerGone:
+            raise StubExit(1) from None
 
     def wait_release(self) -> None:
         """The blocking Pop of stub_message_queue after a reply: the parent's release 0."""
@@ -208,7 +211,7 @@ class Stub:
         if cmd == C.LoadGPUBuffers:
             self.log(2, "An error occurred while trying to load GPU buffers in the Python "
                         "backend stub: GPU tensors are not supported by tritonstub yet",
-                     line=stublog.SITE_GPU_BUFFERS)
+                     line=sites.SITE_GPU_BUFFERS)
             self.send_to_parent_mq(L.DUMMY_MESSAGE)
             return False
         return False  # unknown commands are ignored, as in C++
@@ -236,7 +239,7 @@ class Stub:
         if cmd in _AUTO_COMPLETE_REQUESTS and (self.era.era is None
                                                or cmd == self.era.era.auto_complete_request):
             return self.handle_auto_complete(args, refusal=text, response_command=cmd + 1)
-        stub_log("E", text, filename="tritonstub")
+        stub_log(ERROR, text, filename="tritonstub")
         raise StubExit(1)
 
     # ------------------------------------------------------------------ python set-up
@@ -274,8 +277,8 @@ class Stub:
             return pysetup.auto_complete(self, module, config_json)
 
         def failed(text: str) -> None:
-            stub_log("I", f"Failed to initialize Python stub for auto-complete: {text}",
-                     line=stublog.SITE_AUTO_COMPLETE_FAILED)
+            stub_log(INFO, f"Failed to initialize Python stub for auto-complete: {text}",
+                     line=sites.SITE_AUTO_COMPLETE_FAILED)
 
         def reply(owned, result, error):
             return control.write_auto_complete_response(self.region, owned, config=result,
@@ -295,7 +298,7 @@ class Stub:
 
         def failed(text: str) -> None:
             self.log(0, f"Failed to initialize Python stub: {text}",
-                     line=stublog.SITE_INITIALIZE_FAILED)
+                     line=sites.SITE_INITIALIZE_FAILED)
 
         def reply(owned, result, error):
             return control.write_initialize_response(self.region, owned, error=error)
@@ -329,12 +332,11 @@ class Stub:
         owned.release(self.region)
 
     # ------------------------------------------------------------------ logging
-    def log(self, level: int, message: str, filename: str = stublog.CPP, line: int = 0) -> None:
+    def log(self, level: int, message: str, filename: str = sites.CPP, line: int = 0) -> None:
         if self.runtime is not None and self.runtime.worker_running():
             self.runtime.log(filename, line, level, message)
         else:
-            stub_log(L.LogLevel(level).name[0] if level in (1, 2) else "I", message, filename,
-                     line)
+            stub_log(level, message, filename, line)
 
     # ------------------------------------------------------------------ shutdown
     def finalize(self) -> None:
@@ -347,7 +349,7 @@ class Stub:
                 try:
                     fin()
                 except BaseException as e:  # noqa: BLE001
-                    self.log(0, self.error_text(e), line=stublog.SITE_FINALIZE_EXCEPTION)
+                    self.log(0, self.error_text(e), line=sites.SITE_FINALIZE_EXCEPTION)
         if self.runtime is not None:
             self.runtime.stop_workers()
 
@@ -383,13 +385,13 @@ def main(argv: List[str]) -> int:
     install_thread_excepthook()
     tokens = split_model_path(argv[1])
     if len(tokens) < 2:
-        stub_log("I", f"Model path does not look right: {argv[1]}", line=stublog.SITE_BAD_PATH)
+        stub_log(INFO, f"Model path does not look right: {argv[1]}", line=sites.SITE_BAD_PATH)
         return 1
     try:
         args = StubArgs.parse(argv)
     except (ValueError, IndexError) as e:
-        stub_log("I", f"Failed to preinitialize Python stub: bad argument: {e}",
-                 line=stublog.SITE_PREINIT)
+        stub_log(INFO, f"Failed to preinitialize Python stub: bad argument: {e}",
+                 line=sites.SITE_PREINIT)
         return 1
     ctx = ModelContext(args.model_path, args.python_lib, args.runtime_modeldir, tokens[-2])
     stub = Stub(args, ctx)
@@ -408,7 +410,7 @@ def main(argv: List[str]) -> int:
     try:
         stub.instantiate()
     except TritonStubError as e:
-        stub_log("I", f"Failed to preinitialize Python stub: {e}", line=stublog.SITE_PREINIT)
+        stub_log(INFO, f"Failed to preinitialize Python stub: {e}", line=sites.SITE_PREINIT)
         stub.shutdown(unlink=False)
         return 1
     try:
@@ -417,7 +419,7 @@ def main(argv: List[str]) -> int:
     except StubExit as e:
         code = e.code
     except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent
-        stub_log("E", "tritonstub internal error:\n" + traceback.format_exc(), filename="tritonstub")
+        stub_log(ERROR, "tritonstub internal error:\n" + traceback.format_exc(), filename="tritonstub")
         code = 1
     stub.shutdown(unlink=stub.delete_region and code == 0)
     return code
