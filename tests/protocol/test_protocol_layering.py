@@ -70,3 +70,10 @@ def test_one_era_is_selected_and_it_cannot_change_under_the_codecs():
     assert protocol.select(protocol.DEFAULT_ERA) is protocol.current()
     with pytest.raises(ProtocolError, match="no layout tables"):
         protocol.select("r99.99")
+
+
+def test_every_era_we_speak_has_its_tables():
+    from tritonstub.protocol import eras
+    assert set(eras.SUPPORTED) <= set(protocol.TABLES)
+    for name in eras.SUPPORTED:
+        assert protocol.select(name) is protocol.current()

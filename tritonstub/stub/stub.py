@@ -232,6 +232,10 @@ class Stub:
             config_json = control.read_auto_complete_request(self.region, args)
         self.era = era_check.decide(config_json, self.args.parent_pid, self.args.python_lib)
         if self.era.supported:
+            # The one place a version is chosen: the tables of the era we speak. (The codecs
+            # bound theirs at import; with one era spoken this confirms it, and a second era
+            # will make the stub choose here, before it answers anything.)
+            protocol.select(self.era.era.name)
             return None
         text = self.era.refusal()
         if cmd == C.InitializeRequest:
