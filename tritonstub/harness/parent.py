@@ -23,7 +23,7 @@ L = protocol.current()
 
 REGION_PREFIX = "triton_python_backend_shm_region_"
 #: The protocol era this parent speaks (tritonstub.protocol.eras), told to our stub at launch.
-PROTOCOL = "r24.10"
+PROTOCOL = protocol.DEFAULT_ERA
 PROTOCOL_KEY = eras.OVERRIDE_KEY
 
 
@@ -100,7 +100,7 @@ class ParentSide:
 
     def launch(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None,
                **popen_kwargs) -> subprocess.Popen:
-        """Start a stub. We play a r24.10 parent and say so (TRITONSTUB_PROTOCOL, unless ``env``
+        """Start a stub. We play a PROTOCOL parent and say so (TRITONSTUB_PROTOCOL, unless ``env``
         sets it): a Python parent maps no libtriton_python.so for our stub to fingerprint."""
         self.set_uses_env(False)
         env = dict(os.environ if env is None else env)
