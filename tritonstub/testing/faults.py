@@ -224,8 +224,8 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
 
 
 def _running(pid: int) -> bool:
-    from .tritonserver import _alive
-    return _alive(pid)
+    from .procs import process_alive
+    return process_alive(pid)
 
 
 def _signal(pid: int, sig: int) -> None:
