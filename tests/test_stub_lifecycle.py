@@ -64,7 +64,10 @@ def _infer(client, data: np.ndarray, name: str = "echo", params=None, timeout=No
 
 
 def _stub_pids(server, instance: str):
-    return [p for p in processes_naming(instance) if p != server.pid]
+    """This server's stub processes of ``instance`` (argv[1] lies in its repository: a server of
+    another test run on the machine may serve an instance of the same name)."""
+    repo = str(server.model_repository)
+    return [p for p in processes_naming(instance) if p != server.pid and repo in cmdline(p)]
 
 
 @pytest.mark.parametrize("stub", ["ours", "cpp"])

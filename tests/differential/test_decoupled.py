@@ -20,7 +20,10 @@ from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 from streams import notes, stream_infer
 
 DIFF_MODELS = [
-    DiffModel("dec_modes"),
+    # Its C++ variant sometimes cannot unload at the end of the module (seen in 2 of 2 parallel CI
+    # runs: "dec_modes_cpp v1: UNLOADING" until the exit timeout), which would fail whichever
+    # test ends the module; ours must still unload cleanly on the main server.
+    DiffModel("dec_modes", quarantine_cpp=True),
     DiffModel("dec_async"),
     DiffModel("nondec_sender"),
     DiffModel("nondec_async"),

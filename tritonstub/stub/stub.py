@@ -425,7 +425,10 @@ def main(argv: List[str]) -> int:
     except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent
         stub_log(ERROR, "tritonstub internal error:\n" + traceback.format_exc(), filename="tritonstub")
         code = 1
-    stub.shutdown(unlink=stub.delete_region and code == 0)
+    # With the parent gone nobody else will unlink the region (the C++ stub unlinks it on parent
+    # death too): our heartbeat helper would, but we may notice first and stop the helper.
+    parent_gone = not stub.parent_alive()
+    stub.shutdown(unlink=(stub.delete_region and code == 0) or parent_gone)
     return code
 
 
