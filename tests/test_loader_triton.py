@@ -15,7 +15,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict
 
 import numpy as np
 import pytest
@@ -83,16 +83,8 @@ def copy_example(repo: Path, name: str, stub: str) -> Path:
     return d
 
 
-def settle(server, names: Iterable[str], timeout: float = 60.0) -> Dict[str, dict]:
-    """Wait until every model is READY or UNAVAILABLE; its repository index entries."""
-    names = set(names)
-    deadline = time.monotonic() + timeout
-    while True:
-        index = {e["name"]: e for e in server.repository_index() if e.get("name") in names}
-        if set(index) == names and all(e.get("state") in ("READY", "UNAVAILABLE") for e in index.values()):
-            return index
-        assert time.monotonic() < deadline, f"models did not settle: {index}\n{server.log_tail()}"
-        time.sleep(0.2)
+def settle(server, names, timeout: float = 60.0) -> dict:
+    return server.wait_models_settled(names, timeout)
 
 
 def infer_add_sub(server, name: str):

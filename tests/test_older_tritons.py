@@ -7,7 +7,6 @@ set-up). Before the eras were detected, our stub crashed these servers (2.36, 2.
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -54,13 +53,7 @@ def older_triton(request, triton_reference):
 
 
 def settle(server, names, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        index = {e["name"]: e for e in server.repository_index() if e.get("name") in names}
-        if set(index) == set(names) and all(e.get("state") in ("READY", "UNAVAILABLE") for e in index.values()):
-            return index
-        assert time.monotonic() < deadline, f"models did not settle: {index}\n{server.log_tail()}"
-        time.sleep(0.2)
+    return server.wait_models_settled(names, timeout)
 
 
 @pytest.mark.parametrize("older_triton", list(older.RELEASES), indirect=True)

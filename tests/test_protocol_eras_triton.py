@@ -9,9 +9,7 @@ the override is for. The C++ stub, which never looks, serves the same model from
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
-from typing import Dict, Iterable
 
 import numpy as np
 import pytest
@@ -61,15 +59,8 @@ def newer_backends(tmp_path, triton_reference) -> Path:
     return target
 
 
-def settle(server, names: Iterable[str], timeout: float = 60.0) -> Dict[str, dict]:
-    names = set(names)
-    deadline = time.monotonic() + timeout
-    while True:
-        index = {e["name"]: e for e in server.repository_index() if e.get("name") in names}
-        if set(index) == names and all(e.get("state") in ("READY", "UNAVAILABLE") for e in index.values()):
-            return index
-        assert time.monotonic() < deadline, f"models did not settle: {index}\n{server.log_tail()}"
-        time.sleep(0.2)
+def settle(server, names, timeout: float = 60.0) -> dict:
+    return server.wait_models_settled(names, timeout)
 
 
 def infer(server, name: str) -> np.ndarray:

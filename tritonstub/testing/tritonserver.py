@@ -449,6 +449,19 @@ class TritonServer:
                 raise TritonServerError(f"timed out waiting for {what} (pid {self.pid}).\n{self._log_tail_block()}")
             time.sleep(_POLL_S)
 
+    def wait_models_settled(self, names: Iterable[str], timeout: float = 60.0) -> Dict[str, dict]:
+        """Wait until every model of ``names`` is READY or UNAVAILABLE; their repository index
+        entries by name (state, and the reason of a failed load)."""
+        names = set(names)
+        deadline = time.monotonic() + timeout
+        while True:
+            index = {e["name"]: e for e in self.repository_index() if e.get("name") in names}
+            if set(index) == names and all(e.get("state") in ("READY", "UNAVAILABLE") for e in index.values()):
+                return index
+            if time.monotonic() >= deadline:
+                raise TritonServerError(f"models did not settle: {index}\n{self.log_tail()}")
+            time.sleep(0.2)
+
     def wait_model_ready(self, name: str, timeout: float = 60.0, version: Optional[Union[int, str]] = None) -> None:
         """Wait until model ``name`` (optionally one version) reports ready; raise after ``timeout`` s."""
         path = f"/v2/models/{name}" + (f"/versions/{version}" if version is not None else "") + "/ready"
