@@ -36,8 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tritonstub",
         description="A pure-Python triton_python_backend_stub, and tools to debug and test "
                     "Triton python models.")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"tritonstub {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    from .harness.cli import add_commands as add_harness_commands
+    add_harness_commands(sub)
 
     shm = sub.add_parser("shm", help="inspect python-backend shared-memory regions")
     shm_sub = shm.add_subparsers(dest="shm_command", metavar="SUBCOMMAND")

@@ -366,7 +366,9 @@ class StubProcess:
         # own references as soon as the handshake lets it go, and without ours the blocks (the
         # mutex and condition we are still waiting on included) would be freed under us.
         region = self.region
-        held = [x for x in (h, msg.args, msg.response_mutex, msg.response_cond) if x]
+        held = [h, msg.args] + ([msg.response_mutex, msg.response_cond]
+                                if msg.inline_response else [])   # else not even initialised
+        held = [x for x in held if x]
         try:
             for x in held:
                 region.load(x)
@@ -392,8 +394,32 @@ class StubProcess:
             pass
         except Exception as e:  # noqa: BLE001
             self.services.log_message(self, "instance.py", 0, L.LogLevel.ERROR,
-                              f"tritonstub harness: failed to handle command {cmd} from stub "
-                              f"'{self.name}': {type(e).__name__}: {e}")
+                                      f"tritonstub harness: failed to handle command {cmd} from "
+                                      f"stub '{self.name}': {type(e).__name__}: {e}")
+            self._answer_failure(cmd, msg, f"{type(e).__name__}: {e}")
+
+    def _answer_failure(self, cmd: int, msg: control.IPCMessage, text: str) -> None:
+        """A handler failed before answering: answer with an error where the message has room
+        for one, so the stub is not left waiting."""
+        layout = _LAYOUTS.get(cmd)
+        if layout is None or not msg.args:
+            return
+        region = self.region
+        payload = region.payload(msg.args)
+        owned = Owned()
+
+        def write():
+            if "has_error" in layout.fields:
+                fields = {"has_error": True}
+                if "error" in layout.fields and "is_error_set" in layout.fields:
+                    fields.update(is_error_set=True, error=write_string(region, text, owned))
+                control.write_reply(region, payload, layout, **fields)
+        try:
+            self._answer(layout, payload, write)
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            owned.release(region)
 
     def _answer(self, layout, payload: int, write: Optional[Callable[[], None]] = None,
                 rounds: int = 2) -> None:
@@ -672,3 +698,11 @@ for _c in (C.MetricFamilyRequestNew, C.MetricFamilyRequestDelete, C.MetricReques
     _HANDLERS[_c] = StubProcess._on_metric
 for _c in (C.LoadModelRequest, C.UnloadModelRequest, C.ModelReadinessRequest):
     _HANDLERS[_c] = StubProcess._on_model_control
+#: The two-round (pattern B / D) messages, for an error answer when a handler fails.
+_LAYOUTS = {C.LogRequest: L.LogSendMessage, C.IsRequestCancelled: L.IsCancelledMessage,
+            C.ResponseSend: L.ResponseSendMessage}
+for _c, _h in _HANDLERS.items():
+    if _h is StubProcess._on_metric:
+        _LAYOUTS[_c] = L.CustomMetricsMessage
+    elif _h is StubProcess._on_model_control:
+        _LAYOUTS[_c] = L.ModelLoaderMessage
