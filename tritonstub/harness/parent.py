@@ -19,7 +19,7 @@ from ..ipc.region import DEFAULT_GROWTH, DEFAULT_SHM_SIZE, Region
 from ..ipc.sync import Mutex
 from ..protocol import eras
 
-L = protocol.current()
+L = protocol.common()
 
 REGION_PREFIX = "triton_python_backend_shm_region_"
 #: The protocol era this parent speaks (tritonstub.protocol.eras), told to our stub at launch.
