@@ -104,7 +104,9 @@ class ParentSide:
         sets it): a Python parent maps no libtriton_python.so for our stub to fingerprint."""
         self.set_uses_env(False)
         env = dict(os.environ if env is None else env)
-        env.setdefault(PROTOCOL_KEY, PROTOCOL)
+        # The era our codecs speak: the default, or the one this process selected before it
+        # imported them (a harness playing a newer parent: protocol.select("r25.04") first).
+        env.setdefault(PROTOCOL_KEY, protocol.selected() or PROTOCOL)
         popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.Popen(list(argv), env=env, **popen_kwargs)
 

@@ -308,6 +308,10 @@ class Stub:
             module = self._setup_python(params.get("model_config"), STUB_INSTANCE)
             from . import pysetup
             pysetup.initialize(self, module, params)
+            if "stub_has_user_model_readiness_fn" in self.wire.tables.IPCControlShm.fields:
+                # r26.03+: the parent asks for the model's readiness only when this is set.
+                self.wire.control.set_user_model_readiness_fn(
+                    self.region, self.control, hasattr(self.model_instance, "is_ready"))
             self.initialized = True
 
         def failed(text: str) -> None:
