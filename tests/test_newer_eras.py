@@ -104,3 +104,36 @@ def test_user_model_readiness_from_r26_03(result):
     assert r["-1"][0] is False and r["-1"][1].startswith("ValueError: not today\n\nAt:\n")
     assert r["-2"] == [False, "is_ready() must return a boolean value"]
     assert r["2"] == [True, None]
+
+
+def test_the_first_message_comes_within_the_r25_08_limit_and_the_probe_exits_1(tmp_path):
+    """r25.08+ parents give the stub 10 s for its first message ("health thread started");
+    parents up to r25.07 run the stub without arguments first and want exit status 1."""
+    import time
+    from shm_helpers import unique_name
+    from tritonstub.harness.parent import ParentSide
+    from tritonstub.stub.install import write_launcher
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+    stub = write_launcher(str(model / "triton_python_backend_stub"))
+    t0 = time.monotonic()
+    probe = subprocess.run([stub], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=30)
+    assert probe.returncode == 1 and time.monotonic() - t0 < 10
+    ps = ParentSide.setup(name=unique_name("first_"))
+    proc = None
+    try:
+        argv = ps.stub_argv(stub, str(model / "1" / "model.py"), os.path.dirname(sys.executable),
+                            "m_0_0")
+        t0 = time.monotonic()
+        proc = ps.launch(argv, env=dict(os.environ, TRITONSTUB_PROTOCOL="r26.03"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = ps.queues["parent_message_queue"].pop(10.0)
+        assert first, "no first message within 10 s"
+        assert time.monotonic() - t0 < 10
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+        ps.close(unlink=True)
