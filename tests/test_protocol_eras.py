@@ -131,7 +131,7 @@ def test_the_library_decides_over_a_disagreeing_version():
                            "(Triton 2.41-2.43), which this tritonstub does not speak (decided "
                            f"from the fingerprint of /x/libtriton_python.so: has {SET_BOOL} "
                            f"(since r23.12), lacks {TRACE_CONTEXT} (since r24.03)). ")
-    assert "tritonstub speaks python_backend r24.10 and later (Triton 2.51 and later)." in text
+    assert f"tritonstub speaks {eras.supported_text()}." in text
     assert "Use the C++ triton_python_backend_stub of your Triton release" in text
     assert 'key: "TRITONSTUB_PROTOCOL" value: { string_value: "r24.10" }' in text
     assert text.endswith("the library decides")

@@ -100,7 +100,7 @@ def test_an_era_we_do_not_speak_is_refused_and_the_server_stays_up(first, triton
             f"speak (decided from TRITONSTUB_PROTOCOL={UNSPOKEN} (config.pbtxt parameter)") \
         in reason
     assert "says r24.10" in reason and "the override wins" in reason
-    assert "tritonstub speaks python_backend r24.10 and later (Triton 2.51 and later)." in reason
+    assert f"tritonstub speaks {eras.supported_text()}." in reason
     site = ("Failed to initialize Python stub for auto-complete: " if first == "auto_complete"
             else "Failed to initialize Python stub: ")
     assert site + "the parent speaks the protocol of " + UNSPOKEN_TEXT in server.log_text()

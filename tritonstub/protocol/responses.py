@@ -231,8 +231,13 @@ def write_execute_response(heap, items: Sequence[Union[int, Returned]], owned: O
     return bh
 
 
+_HAS_FACTORY_DELETED = "is_response_factory_deleted" in _B.fields     # r24.10+
+
+
 def write_execute_error(heap, message: str, factory_deleted: bool, owned: Owned) -> int:
     """The ExecuteResponse block of a failed batch: no handles, ``error`` a string."""
+    if L.RESPONSES_THROUGH_SENDER:
+        return write_execute_reply(heap, owned, message)
     block = heap.construct(_HANDLES)
     owned.append(block)
     eh = write_string(heap, message, owned)
@@ -240,6 +245,21 @@ def write_execute_error(heap, message: str, factory_deleted: bool, owned: Owned)
             error=eh, is_response_factory_deleted=bool(factory_deleted))
     L.IPCMessageShm.pack(heap.buf, block + H, command=_EXECUTE_RESPONSE, args=block + _BATCH)
     return block
+
+
+def write_execute_reply(heap, owned: Owned, error: Optional[str] = None) -> int:
+    """Era B (r24.06-r24.09) ExecuteResponse: the responses went through the response sender, so
+    this is an IPCMessageShm whose ``args`` is a ResponseBatch block of its own (the parent
+    Loads it by that handle), with no response handles; ``error`` fails the batch."""
+    batch = heap.construct(_B.size)
+    owned.append(batch)
+    eh = write_string(heap, error, owned) if error is not None else 0
+    _B.pack(heap.buf, batch + H, batch_size=0, has_error=error is not None,
+            is_error_set=error is not None, error=eh)
+    msg = heap.construct(L.IPCMessageShm.size)
+    owned.append(msg)
+    L.IPCMessageShm.pack(heap.buf, msg + H, command=_EXECUTE_RESPONSE, args=batch)
+    return msg
 
 
 def read_execute_response(heap, block: int) -> ExecuteResult:
@@ -255,7 +275,7 @@ def read_execute_response(heap, block: int) -> ExecuteResult:
         error = read_string(heap, f["error"]) if f["is_error_set"] and f["error"] else ""
     responses = [read_response(heap, h) if h else None
                  for h in read_handles(heap, bp + _B.size, f["batch_size"])]
-    return ExecuteResult(responses, error, bool(f["is_response_factory_deleted"]))
+    return ExecuteResult(responses, error, bool(f.get("is_response_factory_deleted")))
 
 
 # ------------------------------------------------------------------ BLS replies

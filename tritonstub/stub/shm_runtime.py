@@ -98,14 +98,22 @@ class ShmRuntime(Runtime):
             raise TritonModelException("Unable to send response: the Triton server is gone.")
         if err is not None:
             raise TritonModelException(err)
+        if flags == L.TRITONSERVER_RESPONSE_COMPLETE_FINAL and L.STUB_DELETES_FACTORY_ON_FINAL:
+            # before r24.10 the server leaves the factory to the stub (DeleteResponseFactory)
+            self.factory_cleanup(sender._factory_address)
 
     def abandoned_response(self, request_address: int, factory_address: int, text: str) -> None:
         """A non-decoupled request the model dropped unanswered: send it an error, FINAL."""
         if not self.worker.running:
             return self.factory_cleanup(factory_address)
         data = ResponseData(error=(int(L.TRITONSERVER_Error_Code.INTERNAL), text))
-        self.worker.submit(lambda: self.messenger.response_send(
-            request_address, factory_address, data, L.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
+
+        def send():
+            self.messenger.response_send(request_address, factory_address, data,
+                                         L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            if L.STUB_DELETES_FACTORY_ON_FINAL:
+                self.messenger.cleanup(C.DecoupledResponseFactoryCleanup, factory_address)
+        self.worker.submit(send)
 
     def factory_cleanup(self, factory_address: int) -> None:
         if factory_address and self.worker.running:
