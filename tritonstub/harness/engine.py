@@ -713,7 +713,7 @@ class Engine(Services):
             data.is_last_response = resp.final
             on_response(data)
         try:
-            self.submit(harness_request, forward)
+            return self.submit(harness_request, forward)    # its cancel() for r25.04+ streams
         except InferError as e:
             raise BLSRefused(prefix + e.message) from None
 
