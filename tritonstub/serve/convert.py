@@ -20,7 +20,7 @@ size of an input against its shape ("input byte size mismatch ...", "unexpected 
 elements ...", core ``infer_request.cc``). The engine checks name, datatype and shape first in
 Triton; :func:`decode_bytes` therefore raises :class:`DeferredInputError`, which the front ends
 turn into a zero-filled placeholder of the declared shape so the engine's own checks run first
-(see :func:`validated`).
+(see :func:`tritonstub.serve.dataplane.check_before_deferred`).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import grpc
 
 from ..harness.types import InferError, InferResponse
-from . import convert
+from . import convert, dataplane
 from .metadata import SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION
 
 log = logging.getLogger("tritonstub.serve.grpc")
@@ -100,17 +100,8 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     def ModelStatistics(self, request, context):
-        convert.version_number(request.version)
-        if request.name:
-            stats = self.engine.model(request.name, request.version).statistics()
-            return convert.statistics_to_pb(stats)
-        out = service_pb2.ModelStatisticsResponse()
-        for entry in self.engine.index():
-            if entry.state == "READY":
-                one = convert.statistics_to_pb(self.engine.model(entry.name, entry.version)
-                                               .statistics())
-                out.model_stats.extend(one.model_stats)
-        return out
+        return convert.statistics_to_pb(
+            dataplane.statistics(self.engine, request.name, request.version))
 
     # ---------------------------------------------------------------- repository
     @_rpc
@@ -144,7 +135,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 files[key] = param.bytes_param
             else:
                 raise InferError("INVALID_ARG", f"unrecognized load parameter '{key}'.")
-        self.engine.load(request.model_name, config=config, files=files or None)
+        dataplane.load(self.engine, request.model_name, config, files)
         return service_pb2.RepositoryModelLoadResponse()
 
     @_rpc
@@ -158,7 +149,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 raise InferError("INVALID_ARG", "invalid value type for 'unload_dependents' "
                                                 "parameter, expected bool_param.")
             dependents = param.bool_param
-        self.engine.unload(request.model_name, unload_dependents=dependents)
+        dataplane.unload(self.engine, request.model_name, dependents)
         return service_pb2.RepositoryModelUnloadResponse()
 
     # ---------------------------------------------------------------- inference
@@ -171,11 +162,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise InferError("UNSUPPORTED", "ModelInfer RPC doesn't support models with "
                                             "decoupled transaction policy")
         request, state, deferred = convert.request_from_pb(msg)
-        if deferred:
-            validate = getattr(self.engine, "validate", None)
-            if validate is not None:
-                validate(request)
-            raise deferred[0]
+        dataplane.check_before_deferred(self.engine, model, request, deferred)
         return request, state, model
 
     @_rpc

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..harness.types import InferError, InferRequest, InferResponse, InferTensor
-from . import convert
+from . import convert, dataplane
 from .metadata import SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION
 
 log = logging.getLogger("tritonstub.serve.http")
@@ -516,17 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._stats(name, version)
 
     def _stats(self, name, version):
-        convert.version_number(version)
-        engine = self.front.engine
-        if name:
-            stats = engine.model(name, version).statistics()
-            body = stats if "model_stats" in stats else {"model_stats": [stats]}
-        else:
-            body = {"model_stats": []}
-            for e in engine.index():
-                if e.state == "READY":
-                    s = engine.model(e.name, e.version).statistics()
-                    body["model_stats"].extend(s["model_stats"] if "model_stats" in s else [s])
+        body = dataplane.statistics(self.front.engine, name, version)
         self._send(200, _dumps(body), "application/json")
 
     def _repository_index(self, body: bytes):
@@ -568,7 +558,7 @@ class _Handler(BaseHTTPRequestHandler):
                         else:
                             raise InferError("INTERNAL", "unexpected error on creating Triton "
                                                          "parameter")
-            engine.load(name, config=config, files=files or None)
+            dataplane.load(engine, name, config, files)
         else:
             dependents = False
             if body:
@@ -581,7 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                      "attempt to access JSON non-boolean as "
                                                      "boolean")
                     dependents = v
-            engine.unload(name, unload_dependents=dependents)
+            dataplane.unload(engine, name, dependents)
         self._send(200, b"", "application/json")
 
     # ------------------------------------------------------------ inference
@@ -590,7 +580,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._need(method, "POST")
         engine = self.front.engine
         convert.version_number(version)
-        if engine.model(name, version).decoupled:
+        model = engine.model(name, version)
+        if model.decoupled:
             raise InferError("UNSUPPORTED", "HTTP end point doesn't support models with "
                                             "decoupled transaction policy")
         body = self._decompressed(body)
@@ -610,11 +601,7 @@ class _Handler(BaseHTTPRequestHandler):
                                             "requests (Inference-Header-Content-Length: 0); "
                                             "send a JSON header")
         request, kinds, deferred = infer_request_from_http(name, version, body, header_length)
-        if deferred:
-            validate = getattr(engine, "validate", None)
-            if validate is not None:
-                validate(request)
-            raise deferred[0]
+        dataplane.check_before_deferred(engine, model, request, deferred)
         responses = engine.infer(request)
         if len(responses) != 1:
             raise InferError("INTERNAL", f"expected a single response, got {len(responses)}")

@@ -123,10 +123,13 @@ def serve(repository, *, host: str = "127.0.0.1", grpc_port: Optional[int] = 800
             print(f"tritonstub serve: {describe(engine)}; {' '.join(where)}", file=out, flush=True)
             while not stop.wait(0.5):
                 pass
+            print("tritonstub serve: stopping (SIGINT/SIGTERM): no new requests, finalizing "
+                  "the models", file=sys.stderr, flush=True)
         finally:
             server.stop()
     finally:
         engine.close()
+        print("tritonstub serve: stopped", file=sys.stderr, flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
