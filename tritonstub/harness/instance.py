@@ -50,7 +50,7 @@ from ..protocol.requests import DATA_FACTORY, RequestData, read_release_flags, r
 from ..protocol.responses import ResponseData, read_execute_response, read_response, \
     write_response, write_response_batch
 from ..protocol.scalars import Owned, read_string, write_string
-from .parent import ParentSide
+from .parent import ParentSide, new_region_name
 
 L = protocol.current()
 C = L.PYTHONSTUB_CommandType
@@ -63,7 +63,12 @@ FIRST_MESSAGE_TIMEOUT_S = 30.0
 AUTO_COMPLETE_TIMEOUT_S = 120.0
 FINALIZE_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 10.0
+#: One-second slices without a heartbeat before a live stub counts as hung. Triton gives up after
+#: one; on a loaded test machine a heartbeat can be late by more than that, so we allow three.
+HEALTH_MISSES = 3
 _IDS = itertools.count(0x10000, 0x40)
+#: Regions the harness creates: ``/dev/shm/tritonstub_harness_<pid>_<uuid>``.
+REGION_PREFIX = f"tritonstub_harness_{os.getpid()}_"
 
 
 class BLSRefused(Exception):
@@ -141,7 +146,8 @@ class StubProcess:
             kwargs["size"] = shm_size
         if shm_growth:
             kwargs["growth"] = shm_growth
-        self.parent = ParentSide.setup(decoupled=decoupled, **kwargs)
+        self.parent = ParentSide.setup(name=new_region_name(REGION_PREFIX), decoupled=decoupled,
+                                       **kwargs)
         self.region = self.parent.region
         self.q = self.parent.queues
         argv = self.parent.stub_argv("STUB", model_path, command.python_lib, stub_name,
@@ -200,6 +206,7 @@ class StubProcess:
         no reply and no heartbeat (or a dead process) fails as Triton does."""
         mq = self.q["parent_message_queue"]
         deadline = None if limit_s is None else time.monotonic() + limit_s
+        misses = 0
         while True:
             if health_checked:
                 self.parent.read_stub_health(reset=True)
@@ -208,8 +215,10 @@ class StubProcess:
                 return h
             if not self.alive():
                 raise self._gone()
-            if health_checked and not self.parent.read_stub_health():
-                raise self._gone()
+            if health_checked:
+                misses = 0 if self.parent.read_stub_health() else misses + 1
+                if misses >= HEALTH_MISSES:
+                    raise self._gone()
             if deadline is not None and time.monotonic() > deadline:
                 raise StubFailed(f"Stub process '{self.name}' did not answer within {limit_s:g} s.")
 
@@ -353,6 +362,25 @@ class StubProcess:
                                   f"tritonstub harness: bad message from stub '{self.name}': {e}")
 
     def _guarded(self, cmd: int, h: int, msg: control.IPCMessage) -> None:
+        # The parent Loads what it reads (ref +1) and drops it when done: the stub releases its
+        # own references as soon as the handshake lets it go, and without ours the blocks (the
+        # mutex and condition we are still waiting on included) would be freed under us.
+        region = self.region
+        held = [x for x in (h, msg.args, msg.response_mutex, msg.response_cond) if x]
+        try:
+            for x in held:
+                region.load(x)
+        except Exception:  # noqa: BLE001 - a bad handle: answer nothing, as the parent would crash
+            self.services.log_message(self, "instance.py", 0, L.LogLevel.ERROR,
+                                      f"tritonstub harness: bad handle in command {cmd} from stub "
+                                      f"'{self.name}'")
+            return
+        try:
+            self._dispatch(cmd, h, msg)
+        finally:
+            region.release_many(held)
+
+    def _dispatch(self, cmd: int, h: int, msg: control.IPCMessage) -> None:
         try:
             handler = _HANDLERS.get(cmd)
             if handler is None:
@@ -617,10 +645,15 @@ class StubProcess:
             self.q["stub_to_parent_mq"].push(L.DUMMY_MESSAGE, 0.5)
         except Exception:  # noqa: BLE001
             pass
+        # Every thread that may touch the region ends (the stub is dead, so their waits end
+        # within a slice) before it is unmapped; one that does not keeps the mapping alive.
         if self._monitor is not None:
-            self._monitor.join(5)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+            self._monitor.join(30)
+        self.pool.shutdown(wait=True, cancel_futures=True)
         self.fail_pending(f"Stub process '{self.name}' is not healthy.")
+        if self._monitor is not None and self._monitor.is_alive():
+            self.region.unlink()
+            return
         self.parent.close(unlink=True)
 
 
