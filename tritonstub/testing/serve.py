@@ -29,7 +29,6 @@ from tritonstub.errors import TritonStubError
 from tritonstub.testing.procs import SHM_DIR, processes_naming, process_alive
 
 _LINE = re.compile(r"^tritonstub serve: (?P<models>.*); (?P<where>(?:grpc|http)=\S+.*)$")
-REGION_MARK = "triton_python_backend_shm_region_"
 _ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -105,8 +104,9 @@ class ServeProcess:
             maps = Path(f"/proc/{self.pid}/maps").read_text(errors="replace")
         except OSError:
             return set()
+        # every /dev/shm object this fresh process maps is a region of its stubs
         return {line.split("/dev/shm/", 1)[1].split()[0] for line in maps.splitlines()
-                if "/dev/shm/" + REGION_MARK in line}
+                if "/dev/shm/" in line}
 
     def refresh_regions(self) -> None:
         """Note regions mapped since start (models loaded later)."""
