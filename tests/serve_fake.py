@@ -48,6 +48,7 @@ class FakeCall:
     def __init__(self):
         self.cancelled = threading.Event()
         self.finished = threading.Event()
+        self.responses = []
 
     def cancel(self):
         self.cancelled.set()
@@ -190,14 +191,19 @@ class FakeEngine:
         self._run(request, model, out.append, FakeCall())
         return out
 
-    def submit(self, request: InferRequest, on_response) -> FakeCall:
+    def submit(self, request: InferRequest, on_response=None) -> FakeCall:
         model = self._check(request)
         call = FakeCall()
         self.calls.append(call)
 
+        def emit(resp):
+            call.responses.append(resp)
+            if on_response is not None:
+                on_response(resp)
+
         def run():
             try:
-                self._run(request, model, on_response, call)
+                self._run(request, model, emit, call)
             finally:
                 call.finished.set()
         threading.Thread(target=run, daemon=True).start()

@@ -36,6 +36,8 @@ service_pb2, service_pb2_grpc, model_config_pb2 = convert.pb_modules()
 DEFAULT_WORKERS = 16
 #: Triton accepts messages of any size (INT32_MAX); grpcio's default is 4 MiB.
 MAX_MESSAGE_BYTES = 2**31 - 1
+#: How often a unary call checks that its client is still there while the model runs.
+POLL_S = 0.5
 
 
 def _abort(context, err: InferError):
@@ -168,7 +170,14 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_rpc
     def ModelInfer(self, request, context):
         infer_request, _, _ = self._prepare(request, stream=False)
-        responses = self.engine.infer(infer_request)
+        call = self.engine.submit(infer_request)
+        # a client that cancels or goes away cancels the request, as Triton does
+        context.add_callback(call.cancel)
+        while not call.wait(POLL_S):
+            if not context.is_active():
+                call.cancel()
+                raise InferError("CANCELLED", "the client cancelled the request")
+        responses = list(call.responses)
         if len(responses) != 1:
             raise InferError("INTERNAL", f"expected a single response, got {len(responses)}")
         [response] = responses

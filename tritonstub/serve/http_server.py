@@ -40,6 +40,8 @@ _REPOSITORY = re.compile(r"/v2/repository(?:/([^/]+))?/(index|models/([^/]+)/(lo
 #: Largest body we read (Triton reads what libevhtp gives it; this keeps a client from
 #: making us allocate without bound).
 MAX_BODY_BYTES = 2**31 - 1
+#: How often a request checks that its client is still there while the model runs.
+POLL_S = 0.5
 
 
 class HttpError(Exception):
@@ -602,7 +604,12 @@ class _Handler(BaseHTTPRequestHandler):
                                             "send a JSON header")
         request, kinds, deferred = infer_request_from_http(name, version, body, header_length)
         dataplane.check_before_deferred(engine, model, request, deferred)
-        responses = engine.infer(request)
+        call = engine.submit(request)
+        while not call.wait(POLL_S):
+            if self._client_gone():
+                call.cancel()
+                raise ConnectionError("client went away while the model ran")
+        responses = list(call.responses)
         if len(responses) != 1:
             raise InferError("INTERNAL", f"expected a single response, got {len(responses)}")
         [response] = responses
@@ -653,7 +660,9 @@ class _Handler(BaseHTTPRequestHandler):
             while True:
                 with cond:
                     while len(events) == sent and not done[0]:
-                        cond.wait(1.0)
+                        cond.wait(POLL_S)
+                        if len(events) == sent and not done[0] and self._client_gone():
+                            raise ConnectionError("client went away")
                     batch = events[sent:]
                     sent = len(events)
                     finished = done[0] and sent == len(events)
@@ -699,6 +708,15 @@ class _Handler(BaseHTTPRequestHandler):
             return generate_response_json(resp), 200
         except InferError as e:
             return _dumps({"error": e.message}), convert.HTTP_CODES.get(e.code, 400)
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its end (readable with nothing to read)."""
+        import select
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def _start_chunked(self, status: int, content_type: str) -> None:
         self.send_response(status)

@@ -9,6 +9,7 @@ finalized, no stub process or region left).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -93,7 +94,7 @@ def serve(repository, *, host: str = "127.0.0.1", grpc_port: Optional[int] = 800
           http_port: Optional[int] = 8000, stub: str = "ours", model_control: str = "none",
           models=(), log_verbose: int = 0, out: TextIO = sys.stdout,
           engine_factory: Optional[Callable] = None,
-          stop_event: Optional[threading.Event] = None) -> int:
+          stop_event: Optional[threading.Event] = None, close_timeout_s: float = 60.0) -> int:
     """Run until SIGINT/SIGTERM (or ``stop_event``); returns the exit status."""
     if engine_factory is None:
         from ..harness import Engine
@@ -111,6 +112,8 @@ def serve(repository, *, host: str = "127.0.0.1", grpc_port: Optional[int] = 800
                             models=tuple(models), log_verbose=log_verbose)
     try:
         engine.start()
+        if stop.is_set():
+            return 0
         server = Server(engine, host=host, grpc_port=grpc_port, http_port=http_port).start()
         try:
             where = []
@@ -128,8 +131,17 @@ def serve(repository, *, host: str = "127.0.0.1", grpc_port: Optional[int] = 800
         finally:
             server.stop()
     finally:
-        engine.close()
-        print("tritonstub serve: stopped", file=sys.stderr, flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        closer = threading.Thread(target=engine.close, name="tritonstub-close", daemon=True)
+        closer.start()
+        closer.join(close_timeout_s)
+        if closer.is_alive():
+            # A model that never finishes its requests or its finalize must not keep the
+            # server up forever; the stubs see the server gone and remove their regions.
+            print(f"tritonstub serve: the models did not finalize within {close_timeout_s:g} s; "
+                  "exiting anyway", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(1)
+        print("tritonstub serve: stopped", file=sys.stderr, flush=True)
     return 0

@@ -50,6 +50,7 @@ class ServeProcess:
         self.env.update(env or {})
         self.python = python
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tritonstub-serve-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.log_dir / "serve.log"
         self.proc: Optional[subprocess.Popen] = None
         self.grpc_url = self.http_url = ""
