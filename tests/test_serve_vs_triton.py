@@ -196,7 +196,8 @@ def compare(servers, cases: Dict[str, Callable[[Any], Any]]):
         want = case(servers["triton"])
         t1 = time.monotonic()
         have = case(servers["ours"])
-        print(f"{label}: triton {t1 - t0:.2f} s, ours {time.monotonic() - t1:.2f} s")
+        print(f"{label}: triton {t1 - t0:.2f} s, ours {time.monotonic() - t1:.2f} s: "
+              f"{repr(want)[:300]}")
         if want != have:
             diffs.append(f"{label}:\n  triton: {want!r}\n  ours:   {have!r}")
     assert not diffs, "\n".join(diffs)
