@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import shutil
 import time
 from pathlib import Path
@@ -382,3 +383,54 @@ def test_countdown_same_as_triton(servers):
         "generate_stream": lambda s: raw_http(_h(s), "POST", "/v2/models/countdown/generate_stream",
                                               json.dumps({"N": 2})),
     })
+
+
+def _no_era_setting(outcome):
+    """The engine tells our stub its protocol era in the environment, and our loader lists that
+    setting in a load error; tritonserver sets nothing. Not a server difference: drop the line."""
+    text = json.dumps(outcome)
+    return json.loads(re.sub(r"\\n  setting: TRITONSTUB_PROTOCOL=[^\\]*\(from environment\)",
+                             "", text))
+
+
+LOAD_FAILURES = ["init_raise", "syntax_error", "missing_class", "import_error", "ac_raise",
+                 "nomodel"]
+
+
+def test_models_that_fail_to_load_same_as_triton(triton_reference, tmp_path):
+    """Models that cannot load: the index's states and reasons, and what a request, metadata
+    and readiness say about them, on both servers (tritonserver told not to exit on them)."""
+    repo = tmp_path / "repo"
+    for name in LOAD_FAILURES + ["add_sub"]:
+        shutil.copytree(DIFF_MODELS / name, repo / name)
+        if STUB == "ours":
+            install_our_stub(repo / name)
+    triton = TritonServer(repo, reference=triton_reference, log_dir=tmp_path / "triton",
+                          extra_args=["--exit-on-error=false", "--strict-readiness=false"],
+                          exit_timeout=30)
+    ours = ServeProcess(repo, "--stub", STUB, log_dir=tmp_path / "ours")
+    triton.start()
+    try:
+        ours.start()
+        try:
+            spec = {"IN": ("FP32", np.array([1], dtype=np.float32))}
+            cases = {
+                "index": lambda s: _no_era_setting(
+                    raw_http(_h(s), "POST", "/v2/repository/index")),
+                "grpc index": lambda s: _no_era_setting(
+                    tritonclient_grpc.InferenceServerClient(_g(s))
+                    .get_model_repository_index(as_json=True)),
+            }
+            for name in LOAD_FAILURES:
+                cases[f"{name} grpc infer"] = (lambda s, n=name: infer("grpc", _g(s), n, spec))
+                cases[f"{name} http infer"] = (lambda s, n=name: infer("http", _h(s), n, spec))
+                cases[f"{name} metadata"] = (lambda s, n=name: raw_http(_h(s), "GET",
+                                                                        f"/v2/models/{n}"))
+                cases[f"{name} ready"] = (lambda s, n=name: raw_http(_h(s), "GET",
+                                                                     f"/v2/models/{n}/ready"))
+            compare({"triton": triton, "ours": ours}, cases)
+        finally:
+            assert ours.stop() == 0, ours.log_tail()
+            assert ours.leaked_regions == [] and ours.orphans == []
+    finally:
+        triton.stop()
