@@ -584,7 +584,7 @@ class Engine(Services):
             raise InferError("NOT_FOUND", f"Request for unknown model: '{name}' version {version} "
                                           f"is not found")
         if m.state != READY:
-            raise InferError("UNAVAILABLE", f"Request for unknown model: '{name}' has no available "
+            raise InferError("NOT_FOUND", f"Request for unknown model: '{name}' has no available "
                                             f"versions")
         return m
 
