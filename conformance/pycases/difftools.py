@@ -1,6 +1,6 @@
 """Differential testing: one case, two stubs, one real tritonserver, byte-for-byte comparison.
 
-Every model under ``tests/differential/models/<source>/`` is served twice by the same server:
+Every model under ``conformance/models/<source>/`` is served twice by the same server:
 ``<base>_cpp`` runs Triton's C++ ``triton_python_backend_stub`` and ``<base>_ours`` runs
 tritonstub's, each installed per model as ``<model dir>/triton_python_backend_stub``. Apart from
 that file the two model directories are identical copies. A case is a function of the served
@@ -39,7 +39,7 @@ from tritonstub.testing.tritonserver import (
     install_our_stub,
 )
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 STUBS = ("cpp", "ours")
 #: Bound on any single HTTP call to the server (inference, load, config) unless a case says less.
 HTTP_TIMEOUT_S = 30.0
