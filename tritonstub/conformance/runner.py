@@ -13,8 +13,9 @@ Verdicts, per (case, cell):
 - ``expected``: it differs, and equals the outcome of a deliberate difference the case declares
   for this cell (reported with the reason);
 - ``differs``: it differs otherwise (the report shows the first lines of a diff);
-- ``error``: the case could not be run (the server did not start, the model did not load, the
-  client failed, no expectation to compare with).
+- ``error``: the case could not be run (the server did not start, the client failed, no
+  expectation to compare with). A model that did not load is not an error of the runner: its
+  load failure (``{"kind": "load-error", ...}``) is the outcome of each of its cases.
 
 A server that does not stop cleanly adds an ``error`` row ``<group>/(server)`` for its cell.
 """
@@ -119,10 +120,13 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[
             started = time.monotonic()
             model = group.model(case.model)
             if model.preload and loads[case.model][0] != 200:
+                # The model's load failure is this case's outcome (compared like any other: a
+                # model that loads with one stub and not with another differs there).
                 status, text = loads[case.model]
-                results[case.full_id] = Result(case.full_id, label, "error",
-                                               [f"model {case.model} did not load (status {status}):"]
-                                               + text.splitlines()[:DIFF_LINES])
+                ctx = Context(served, case.model, normaliser)
+                outcome = ({"kind": "load-timeout"} if status == 0 else
+                           {"kind": "load-error", "status": str(status), "error": ctx.text(text, case)})
+                results[case.full_id] = Result(case.full_id, label, "", outcome=outcome)
                 continue
             try:
                 outcome = run_case(Context(served, case.model, normaliser), case)
