@@ -105,7 +105,8 @@ class ParentSide:
         self.set_uses_env(False)
         env = dict(os.environ if env is None else env)
         env.setdefault(PROTOCOL_KEY, PROTOCOL)
-        return subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL, **popen_kwargs)
+        popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen(list(argv), env=env, **popen_kwargs)
 
     def close(self, unlink: bool = True) -> None:
         for q in self.queues.values():
