@@ -29,9 +29,10 @@ from typing import Callable, List, Mapping, Optional
 import numpy as np
 
 from .cases import Case, CaseError
-from .normalise import Normaliser, mask_addresses
+from .normalise import _LOG_PREFIX, Normaliser, mask_addresses
 
 HTTP_TIMEOUT_S = 30.0
+_TPBU = re.compile(r"/[^\s\"'(]*/triton_python_backend_utils\.py")
 STREAM_TIMEOUT_S = 20.0
 LOAD_TIMEOUT_S = 45.0
 
@@ -138,6 +139,8 @@ class Context:
 
     def text(self, text: str, case: Case) -> str:
         text = self.normaliser.text(mask_addresses(text))
+        # The python backend's own utilities live wherever Triton is installed.
+        text = _TPBU.sub("<python_backend>/triton_python_backend_utils.py", text)
         for pattern, repl in case.normalise:
             text = re.sub(pattern, repl, text)
         return text
@@ -209,10 +212,10 @@ def do_infer(ctx: Context, case: Case) -> dict:
     header = {k: v for k, v in response.items() if k != "outputs"}
     outputs = [output_json(o["name"], o["datatype"], o["shape"], result.as_numpy(o["name"]), case.digest)
                for o in response.get("outputs", [])]
-    if p.get("json_outputs"):  # BYTES outputs holding JSON: compare the parsed value
+    if p.get("json_outputs"):  # BYTES outputs holding JSON: compare the parsed values
         for o in outputs:
-            if o["name"] in p["json_outputs"] and isinstance(o["data"], list) and o["data"]:
-                o["data"] = [json.loads(o["data"][0])] + o["data"][1:]
+            if o["name"] in p["json_outputs"] and isinstance(o["data"], list):
+                o["data"] = [json.loads(x) if isinstance(x, str) else x for x in o["data"]]
     return {"kind": "ok", "header": ctx.value(header, case), "outputs": ctx.value(outputs, case)}
 
 
@@ -311,8 +314,17 @@ def do_config(ctx: Context, case: Case) -> dict:
     return {"kind": "value", "value": ctx.value(config, case)}
 
 
+def do_index(ctx: Context, case: Case) -> dict:
+    """The model's entry in ``POST /v2/repository/index`` (state and reason)."""
+    status, body = ctx.served.http("POST", "/v2/repository/index", {})
+    if status != 200:
+        return {"kind": "error", "status": str(status), "error": ctx.text(body.decode(errors="replace"), case)}
+    entries = [e for e in json.loads(body) if e.get("name") == ctx.model]
+    return {"kind": "value", "value": ctx.value(entries, case)}
+
+
 ACTION_FUNCS: Mapping[str, Callable[[Context, Case], dict]] = {
-    "infer": do_infer, "stream": do_stream, "load": do_load, "config": do_config}
+    "infer": do_infer, "stream": do_stream, "load": do_load, "config": do_config, "index": do_index}
 
 
 def run_case(ctx: Context, case: Case) -> dict:
@@ -326,7 +338,18 @@ def run_case(ctx: Context, case: Case) -> dict:
     want = len((case.expect or {}).get("log", ())) if isinstance(case.expect, dict) else 0
 
     def lines():
-        return [line for line in ctx.served.log_text()[start:].splitlines() if case.log in line]
+        """Lines containing the marker, each with its continuation lines (a multi-line message
+        a stub wrote to its stderr: lines without a log prefix that follow it)."""
+        kept, inside = [], False
+        for line in ctx.served.log_text()[start:].splitlines():
+            if _LOG_PREFIX.match(line) is None:
+                if inside:
+                    kept.append(line)
+                continue
+            inside = case.log in line
+            if inside:
+                kept.append(line)
+        return kept
 
     deadline = time.monotonic() + 10.0
     while len(lines()) < want and time.monotonic() < deadline:
@@ -338,7 +361,8 @@ def run_case(ctx: Context, case: Case) -> dict:
         now = len(ctx.served.log_text())
         if now != size:
             size, quiet_since = now, time.monotonic()
-    outcome["log"] = [ctx.text(ctx.normaliser.log_line(line), case) for line in lines()]
+    outcome["log"] = [ctx.text(ctx.normaliser.log_line(line), case) if _LOG_PREFIX.match(line)
+                      else ctx.text(line, case) for line in lines()]
     return outcome
 
 

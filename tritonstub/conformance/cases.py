@@ -46,7 +46,7 @@ from typing import Dict, Iterable, List, Optional
 from tritonstub.errors import TritonStubError
 
 #: The actions a case may do (exactly one per case).
-ACTIONS = ("infer", "stream", "load", "config")
+ACTIONS = ("infer", "stream", "load", "config", "index")
 
 
 class CaseError(TritonStubError):
