@@ -331,6 +331,10 @@ def run_case(ctx: Context, case: Case) -> dict:
     """Do ``case``'s action; with a log marker, also collect the log lines written meanwhile."""
     if case.log is None:
         return ACTION_FUNCS[case.action](ctx, case)
+    marker, excluded = (case.log, None) if isinstance(case.log, str) else (case.log["contains"],
+                                                                           case.log.get("excludes"))
+    # Lines of earlier work (a model's initialize) may still be on their way: start from a quiet log.
+    _wait_quiet(ctx, quiet_s=0.5, limit_s=5.0)
     start = len(ctx.served.log_text())
     outcome = ACTION_FUNCS[case.action](ctx, case)
     # Stubs write to the log asynchronously. Wait for as many lines as the recorded expectation
@@ -346,7 +350,7 @@ def run_case(ctx: Context, case: Case) -> dict:
                 if inside:
                     kept.append(line)
                 continue
-            inside = case.log in line
+            inside = marker in line and not (excluded and excluded in line)
             if inside:
                 kept.append(line)
         return kept
@@ -354,16 +358,21 @@ def run_case(ctx: Context, case: Case) -> dict:
     deadline = time.monotonic() + 10.0
     while len(lines()) < want and time.monotonic() < deadline:
         time.sleep(0.1)
-    deadline = time.monotonic() + 5.0
+    _wait_quiet(ctx, quiet_s=0.5, limit_s=5.0)
+    outcome["log"] = [ctx.text(ctx.normaliser.log_line(line), case) if _LOG_PREFIX.match(line)
+                      else ctx.text(line, case) for line in lines()]
+    return outcome
+
+
+def _wait_quiet(ctx: Context, quiet_s: float, limit_s: float) -> None:
+    """Until the server log has not grown for ``quiet_s`` (at most ``limit_s``)."""
+    deadline = time.monotonic() + limit_s
     size, quiet_since = len(ctx.served.log_text()), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.5:
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
         time.sleep(0.1)
         now = len(ctx.served.log_text())
         if now != size:
             size, quiet_since = now, time.monotonic()
-    outcome["log"] = [ctx.text(ctx.normaliser.log_line(line), case) if _LOG_PREFIX.match(line)
-                      else ctx.text(line, case) for line in lines()]
-    return outcome
 
 
 def canonical(outcome: Optional[dict]) -> str:

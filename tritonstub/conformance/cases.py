@@ -30,8 +30,9 @@ named by ``model``. ``expect`` is the normalised outcome recorded from the refer
 cells matching a glob (``server/stub``), with the reason and the outcome such a cell gives.
 Optional per-case keys: ``normalise`` (``[[regex, replacement], ...]`` applied to every text of
 the outcome), ``digest`` (compare outputs by SHA-256 instead of listing their data: large
-tensors), ``log`` (a marker: the outcome also holds the server-log lines containing it written
-during the action).
+tensors), ``log`` (a marker, or ``{"contains": marker, "excludes": text}``: the outcome also
+holds the server-log lines with the marker written during the action, each with its continuation
+lines).
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class Case:
     deliberate: List[Deliberate] = field(default_factory=list)
     normalise: List[List[str]] = field(default_factory=list)
     digest: bool = False
-    log: Optional[str] = None
+    log: object = None  # a marker string, or {"contains": ..., "excludes": ...}
 
     @property
     def full_id(self) -> str:
