@@ -8,7 +8,8 @@ is a JSON-serialisable dict, normalised (:mod:`.normalise`), compared as canonic
 - ``{"kind": "error", "status": "...", "error": "<text>"}`` / ``{"kind": "timeout"}``
 - ``{"kind": "stream", "end": "final"|"error"|"timeout", "msgs": [{"outputs": [...],
   "final": bool} | {"error": "<text>"}]}``
-- ``{"kind": "value", "value": ...}`` (a model's config)
+- ``{"kind": "value", "value": ...}`` (a model's config, its index entries)
+- ``{"kind": "many", "results": [outcome, ...]}`` (``infer_many``: requests sent at once)
 
 plus ``"log": [lines]`` when the case names a log marker. Numeric tensor data is a flat list
 (non-finite floats as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``); BYTES elements are
@@ -178,7 +179,7 @@ def do_infer(ctx: Context, case: Case) -> dict:
         kwargs["request_id"] = p["request_id"]
     if "parameters" in p:
         kwargs["parameters"] = p["parameters"]
-    for key in ("sequence_id", "sequence_start", "sequence_end", "priority"):
+    for key in ("sequence_id", "sequence_start", "sequence_end", "priority", "timeout"):
         if key in p:
             kwargs[key] = p[key]
     if p.get("protocol", "http") == "grpc":
@@ -217,6 +218,26 @@ def do_infer(ctx: Context, case: Case) -> dict:
             if o["name"] in p["json_outputs"] and isinstance(o["data"], list):
                 o["data"] = [json.loads(x) if isinstance(x, str) else x for x in o["data"]]
     return {"kind": "ok", "header": ctx.value(header, case), "outputs": ctx.value(outputs, case)}
+
+
+def do_infer_many(ctx: Context, case: Case) -> dict:
+    """Several ``infer`` requests sent at once (one thread and connection each), e.g. to fill a
+    dynamic batch; the outcomes in the order of the requests."""
+    import dataclasses
+
+    requests = case.params.get("requests", [])
+    results: List[Optional[dict]] = [None] * len(requests)
+
+    def one(i: int) -> None:
+        results[i] = do_infer(ctx, dataclasses.replace(case, params=requests[i]))
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + max(float(r.get("timeout_s", HTTP_TIMEOUT_S)) for r in requests) + 10.0
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return {"kind": "many", "results": [r if r is not None else {"kind": "timeout"} for r in results]}
 
 
 def do_stream(ctx: Context, case: Case) -> dict:
@@ -324,7 +345,7 @@ def do_index(ctx: Context, case: Case) -> dict:
 
 
 ACTION_FUNCS: Mapping[str, Callable[[Context, Case], dict]] = {
-    "infer": do_infer, "stream": do_stream, "load": do_load, "config": do_config, "index": do_index}
+    "infer": do_infer, "infer_many": do_infer_many, "stream": do_stream, "load": do_load, "config": do_config, "index": do_index}
 
 
 def run_case(ctx: Context, case: Case) -> dict:

@@ -47,7 +47,7 @@ from typing import Dict, Iterable, List, Optional
 from tritonstub.errors import TritonStubError
 
 #: The actions a case may do (exactly one per case).
-ACTIONS = ("infer", "stream", "load", "config", "index")
+ACTIONS = ("infer", "infer_many", "stream", "load", "config", "index")
 
 
 class CaseError(TritonStubError):
