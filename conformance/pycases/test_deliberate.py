@@ -15,6 +15,9 @@ import numpy as np
 
 from difftools import DiffModel
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["lifecycle: missing model.py", "DLPack", "response sender"]
+
 DIFF_MODELS = [
     DiffModel("return_none", quarantine_cpp=True),
     DiffModel("nomodel", quarantine_cpp=True),

@@ -12,6 +12,9 @@ import pytest
 
 from difftools import DiffModel, Outcome
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["dtypes", "DLPack"]
+
 DIFF_MODELS = [
     DiffModel("dtypes"),
 ]

@@ -46,6 +46,19 @@ from typing import Dict, Iterable, List, Optional
 
 from tritonstub.errors import TritonStubError
 
+#: The coverage checklist of the suite (issue 13): every item needs at least one case. Data cases
+#: name items in ``"covers"``, Python case modules in a module-level ``COVERS`` list; other tags
+#: are allowed and listed too.
+COVERAGE = (
+    "Tensor", "InferenceRequest", "InferenceResponse", "response sender", "response flags", "Logger",
+    "MetricFamily/Metric", "model control (load/unload/is_model_ready)", "BLS sync", "BLS async",
+    "BLS streaming", "cancellation", "rescheduling", "DLPack", "async execute",
+    "model dir and config access", "TritonError codes", "auto-complete", "lifecycle: initialize error",
+    "lifecycle: execute error", "lifecycle: finalize", "lifecycle: exits", "lifecycle: missing model.py",
+    "lifecycle: missing class", "lifecycle: missing method", "lifecycle: import error",
+    "lifecycle: stub death", "batching: dynamic", "batching: sequence", "dtypes", "BYTES", "zero-size",
+)
+
 #: The actions a case may do (exactly one per case).
 ACTIONS = ("infer", "infer_many", "stream", "load", "config", "index")
 
@@ -113,6 +126,11 @@ class Group:
     models: List[ModelDef]
     cases: List[Case]
     raw: dict
+    #: Why the group's server cannot stop cleanly on any stub (e.g. a model whose stub died cannot
+    #: be unloaded by Triton 2.51): its unclean stop is then reported as expected, unless it crashed.
+    unclean_stop: Optional[str] = None
+    #: tritonserver's --exit-timeout-secs for the group (how long it tries to unload at the end).
+    exit_timeout_s: int = 30
 
     def model(self, name: str) -> ModelDef:
         for m in self.models:
@@ -169,7 +187,8 @@ def parse_group(path: Path, suite_dir: Path) -> Group:
         cases.append(Case(name, c["id"], c["doc"].strip(), c["model"], actions[0], c[actions[0]] or {},
                           list(c.get("covers", [])), c.get("expect"), deliberate, rules,
                           bool(c.get("digest", False)), c.get("log")))
-    return Group(name, path, raw.get("doc", ""), models, cases, raw)
+    return Group(name, path, raw.get("doc", ""), models, cases, raw, raw.get("unclean_stop"),
+                 int(raw.get("exit_timeout_s", 30)))
 
 
 def load_groups(suite_dir: Path, patterns: Iterable[str] = ()) -> List[Group]:
@@ -230,15 +249,27 @@ def record(group: Group, case_id: str, *, expect: Optional[dict] = None,
 
 
 def python_cases(suite_dir: Path) -> List[tuple]:
-    """(module, test name, first docstring line or "") of the Python cases in ``pycases/``."""
+    """(module, test name, first docstring line or "", module docstring's first line) of the
+    Python cases in ``pycases/``."""
+    return [case for module in python_modules(suite_dir) for case in module[2]]
+
+
+def python_modules(suite_dir: Path) -> List[tuple]:
+    """(module, COVERS list, cases) per ``pycases/test_*.py``, read with ``ast`` (not imported)."""
     found = []
     for path in sorted((suite_dir / "pycases").glob("test_*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         module_doc = (ast.get_docstring(tree) or "").strip().splitlines()
+        covers: List[str] = []
+        cases = []
         for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == "COVERS"):
+                covers = list(ast.literal_eval(node.value))
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 doc = (ast.get_docstring(node) or "").strip().splitlines()
-                found.append((path.stem, node.name, doc[0] if doc else "", module_doc[0] if module_doc else ""))
+                cases.append((path.stem, node.name, doc[0] if doc else "", module_doc[0] if module_doc else ""))
+        found.append((path.stem, covers, cases))
     return found
 
 
@@ -280,7 +311,16 @@ def catalogue(suite_dir: Path) -> str:
             if mdoc:
                 lines += [mdoc, ""]
         lines.append(f"- `{mod}::{name}`" + (f": {doc}" if doc else ""))
-    lines += ["", "## Coverage (data cases by item)", ""]
-    for item in sorted(covers):
-        lines.append(f"- {item}: " + ", ".join(f"`{i}`" for i in covers[item]))
+    py_covers: Dict[str, List[str]] = {}
+    for mod, items, _ in python_modules(suite_dir):
+        for item in items:
+            py_covers.setdefault(item, []).append(f"pycases/{mod}.py")
+    lines += ["", "## Coverage", "",
+              "The checklist of the suite (`COVERAGE` in tritonstub/conformance/cases.py), then other tags.", "",
+              "| item | data cases | Python cases |", "|---|---|---|"]
+    for item in list(COVERAGE) + sorted((set(covers) | set(py_covers)) - set(COVERAGE)):
+        data = covers.get(item, [])
+        shown = ", ".join(f"`{i}`" for i in data[:4]) + (f" and {len(data) - 4} more" if len(data) > 4 else "")
+        lines.append(f"| {item} | {shown or '**none**' if item in COVERAGE and not py_covers.get(item) else shown} | "
+                     f"{', '.join(py_covers.get(item, []))} |")
     return "\n".join(lines).rstrip() + "\n"

@@ -173,14 +173,14 @@ class TritonColumn:
             return f"--triton {self.path}: not an executable"
         return None
 
-    def start(self, repo: Path, workdir: Path) -> Served:
+    def start(self, repo: Path, workdir: Path, exit_timeout_s: int = 30) -> Served:
         from tritonstub.testing.tritonserver import TritonServer
 
         reference = self.reference
         if self.path:
             reference = dataclasses.replace(reference, tritonserver=Path(self.path).resolve())
         server = TritonServer(repo, reference=reference, log_verbose=1, log_dir=workdir / "server",
-                              exit_timeout=30, env=dict(SERVER_ENV), startup_timeout=60.0,
+                              exit_timeout=exit_timeout_s, env=dict(SERVER_ENV), startup_timeout=60.0,
                               extra_args=["--model-control-mode=explicit"])
         server.start()
         return _TritonServed(server)
@@ -250,7 +250,7 @@ class HarnessColumn:
                     self._why = "this tritonstub has no `serve` command (issue 12) yet"
         return self._why
 
-    def start(self, repo: Path, workdir: Path) -> Served:
+    def start(self, repo: Path, workdir: Path, exit_timeout_s: int = 30) -> Served:
         log_dir = workdir / "server"
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / "serve.log"

@@ -17,7 +17,9 @@ Verdicts, per (case, cell):
   expectation to compare with). A model that did not load is not an error of the runner: its
   load failure (``{"kind": "load-error", ...}``) is the outcome of each of its cases.
 
-A server that does not stop cleanly adds an ``error`` row ``<group>/(server)`` for its cell.
+A server that does not stop cleanly adds an ``error`` row ``<group>/(server)`` for its cell
+(``expected``, with the reason, where the group declares ``unclean_stop`` and the server did not
+crash).
 """
 from __future__ import annotations
 
@@ -109,7 +111,7 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[
     served = None
     try:
         build_repository(group, suite_dir, repo, cell.stub)
-        served = cell.column.start(repo, workdir)
+        served = cell.column.start(repo, workdir, group.exit_timeout_s)
         normaliser = Normaliser((), [repo])
         loads: Dict[str, tuple] = {}
         preload = [m.name for m in group.models if m.preload]
@@ -150,8 +152,11 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[
             except Exception as exc:  # noqa: BLE001
                 problems = [f"stopping the server failed: {exc!r}"]
             if problems:
-                results[f"{group.name}/(server)"] = Result(f"{group.name}/(server)", label, "error",
-                                                           problems[:DIFF_LINES])
+                crashed = any("crashed" in p for p in problems)
+                expected = group.unclean_stop is not None and not crashed
+                results[f"{group.name}/(server)"] = Result(
+                    f"{group.name}/(server)", label, "expected" if expected else "error",
+                    "\n".join(problems).splitlines()[:DIFF_LINES], reason=(group.unclean_stop or "") if expected else "")
     return results
 
 
