@@ -20,16 +20,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from tritonstub.testing.procs import LOOPBACK, free_port, processes_naming
 
 STUB_FILE = "triton_python_backend_stub"
 #: Where a served model's environment is pinned, so results do not depend on who runs the suite.
@@ -55,6 +52,8 @@ class Stub:
 
     label: str
     file: Path
+    #: What the user named: "ours", "cpp" or a path (a server that takes a stub option gets it).
+    spec: str = ""
 
     def install(self, model_dir: Path) -> None:
         target = model_dir / STUB_FILE
@@ -69,16 +68,16 @@ def resolve_stub(spec: str, workdir: Path, reference=None) -> Stub:
 
         path = workdir / "stub-ours"
         write_launcher(str(path))
-        return Stub("ours", path)
+        return Stub("ours", path, "ours")
     if spec == "cpp":
         if reference is None:
             raise ValueError("the C++ stub needs the reference Triton (python -m tritonstub.testing.reference "
                              "--provision)")
-        return Stub("cpp", Path(reference.cpp_stub))
+        return Stub("cpp", Path(reference.cpp_stub), "cpp")
     path = Path(spec).expanduser().resolve()
     if not path.is_file() or not os.access(path, os.X_OK):
         raise ValueError(f"stub {spec!r}: not an executable file")
-    return Stub(path.name, path)
+    return Stub(path.name, path, str(path))
 
 
 def find_reference():
@@ -173,7 +172,8 @@ class TritonColumn:
             return f"--triton {self.path}: not an executable"
         return None
 
-    def start(self, repo: Path, workdir: Path, exit_timeout_s: int = 30) -> Served:
+    def start(self, repo: Path, workdir: Path, stub: Stub, exit_timeout_s: int = 30) -> Served:
+        """Serve ``repo`` (the stub is already installed in each model directory)."""
         from tritonstub.testing.tritonserver import TritonServer
 
         reference = self.reference
@@ -186,44 +186,32 @@ class TritonColumn:
         return _TritonServed(server)
 
 
-class _ProcessServed(Served):
-    """A server we launched as a child process in its own session (``tritonstub serve``)."""
+class _ServeServed(Served):
+    """``tritonstub serve`` through :class:`tritonstub.testing.serve.ServeProcess` (bounded start,
+    SIGTERM stop, its stubs and regions found and removed)."""
 
-    def __init__(self, proc: subprocess.Popen, log: Path, repo: Path, http_port: int, grpc_port: int):
+    def __init__(self, proc, repo: Path):
         self.proc = proc
-        self.log = log
         self.repo = repo
-        self.http_url = f"{LOOPBACK}:{http_port}"
-        self.grpc_url = f"{LOOPBACK}:{grpc_port}"
+        self.http_url = proc.http_url
+        self.grpc_url = proc.grpc_url
 
     def log_text(self) -> str:
         try:
-            return self.log.read_text(errors="replace")
+            return self.proc.log.read_text(errors="replace")
         except OSError:
             return ""
 
     def stop(self) -> List[str]:
+        status = self.proc.stop()
         problems = []
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                problems.append(f"the server (pid {self.proc.pid}) did not stop within {STOP_TIMEOUT_S:g} s of SIGTERM")
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        elif self.proc.returncode != 0:
-            problems.append(f"the server exited early with status {self.proc.returncode}")
-        # Anything still naming this repository (a stub) was left behind.
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and processes_naming(str(self.repo)):
-            time.sleep(0.1)
-        for pid in processes_naming(str(self.repo)):
-            problems.append(f"process {pid} was left behind; killed")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        if status != 0:
+            problems.append(f"tritonstub serve (pid {self.proc.pid}) exited with status {status} "
+                            f"(log {self.proc.log})")
+        if self.proc.orphans:
+            problems.append(f"tritonstub serve left processes {self.proc.orphans}; killed")
+        if self.proc.leaked_regions:
+            problems.append(f"tritonstub serve left regions {self.proc.leaked_regions}; removed")
         return problems
 
 
@@ -240,6 +228,11 @@ class HarnessColumn:
     def unavailable(self) -> Optional[str]:
         if not self._checked:
             self._checked = True
+            import importlib.util
+
+            if importlib.util.find_spec("tritonstub.testing.serve") is None:  # runs the server
+                self._why = "this tritonstub has no `serve` command (issue 12) yet"
+                return self._why
             try:
                 proc = subprocess.run([self.python, "-m", "tritonstub", "serve", "--help"],
                                       capture_output=True, text=True, timeout=60)
@@ -250,33 +243,17 @@ class HarnessColumn:
                     self._why = "this tritonstub has no `serve` command (issue 12) yet"
         return self._why
 
-    def start(self, repo: Path, workdir: Path, exit_timeout_s: int = 30) -> Served:
+    def start(self, repo: Path, workdir: Path, stub: Stub, exit_timeout_s: int = 30) -> Served:
+        from tritonstub.testing.serve import ServeProcess
+
         log_dir = workdir / "server"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log = log_dir / "serve.log"
-        http_port, grpc_port = free_port(), free_port()
-        env = dict(os.environ)
-        for k, v in SERVER_ENV.items():
-            if v is None:
-                env.pop(k, None)
-            else:
-                env[k] = v
-        cmd = [self.python, "-m", "tritonstub", "serve", "--model-repository", str(repo),
-               "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-               "--model-control-mode", "explicit", "--log-verbose", "1"]
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=log_dir, env=env,
-                                    start_new_session=True)
-        served = _ProcessServed(proc, log, repo, http_port, grpc_port)
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode}:\n{served.log_text()[-2000:]}")
-            if served.http("GET", "/v2/health/live", timeout=1.0)[0] == 200:
-                return served
-            time.sleep(0.2)
-        served.stop()
-        raise RuntimeError(f"`{' '.join(cmd)}` did not answer /v2/health/live within 60 s")
+        env = {k: v for k, v in SERVER_ENV.items() if v is not None}
+        proc = ServeProcess(repo, "--stub", stub.spec or str(stub.file), "--model-control-mode", "explicit",
+                            "--log-verbose", "1", log_dir=log_dir, env=env, python=self.python,
+                            startup_timeout=60.0, stop_timeout=STOP_TIMEOUT_S)
+        proc.start()
+        return _ServeServed(proc, repo)
 
 
 def make_column(name: str, reference=None, triton_path: Optional[str] = None):

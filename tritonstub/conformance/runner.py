@@ -111,7 +111,7 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[
     served = None
     try:
         build_repository(group, suite_dir, repo, cell.stub)
-        served = cell.column.start(repo, workdir, group.exit_timeout_s)
+        served = cell.column.start(repo, workdir, cell.stub, group.exit_timeout_s)
         normaliser = Normaliser((), [repo])
         loads: Dict[str, tuple] = {}
         preload = [m.name for m in group.models if m.preload]
