@@ -15,6 +15,9 @@ import pytest
 
 from difftools import MODELS_DIR, DiffModel, Outcome, Target, line_of
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["model dir and config access", "lifecycle: finalize", "Logger", "interpreter environment"]
+
 GROUP_CONFIG = (MODELS_DIR / "model_env" / "config.pbtxt").read_text() + """
 instance_group [ { count: 1 kind: KIND_CPU } ]
 """

@@ -1,5 +1,9 @@
 """Decoupled models and the response sender, over gRPC streams, through both stubs.
 
+The dec_async, nondec_sender and nondec_async cases are data (conformance/cases/decoupled.json).
+These need what data cases cannot have yet: the quarantine server (dec_modes' C++ variant
+sometimes cannot unload), several streams in one case, and the hazards of solo.py.
+
 ``dec_modes`` (decoupled) sends through ``request.get_response_sender()`` as its MODE input
 says: N responses then FINAL, FINAL on the last response, FINAL alone, from another thread after
 execute returned, error responses (final and not), sends after FINAL, bad flags, exceptions after
@@ -19,14 +23,14 @@ from difftools import DiffModel, Outcome, Target, line_of, mask_addresses
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 from streams import notes, stream_infer
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["response sender", "response flags", "decoupled stream", "async execute"]
+
 DIFF_MODELS = [
     # Its C++ variant sometimes cannot unload at the end of the module (seen in 2 of 2 parallel CI
     # runs: "dec_modes_cpp v1: UNLOADING" until the exit timeout), which would fail whichever
     # test ends the module; ours must still unload cleanly on the main server.
     DiffModel("dec_modes", quarantine_cpp=True),
-    DiffModel("dec_async"),
-    DiffModel("nondec_sender"),
-    DiffModel("nondec_async"),
     # Cases that break the server they run in (see solo.py): the C++ side on the quarantine
     # server, ours on a server of its own.
     DiffModel("nondec_hazard", source="nondec_sender", quarantine_cpp=True),
@@ -192,73 +196,6 @@ def test_model_still_serves_after_the_errors(pair):
             stream_infer(t, _inputs(mode, 1))
         return stream_infer(t, _inputs("repeat", 2))
     assert pair.run("dec_modes", case).value.values() == [0, 1]
-
-
-# ---- async def execute ------------------------------------------------------------------------
-
-
-def test_async_decoupled_execute_sends_from_the_event_loop(pair):
-    result = pair.run("dec_async", _stream("sleep_send", 3)).value
-    assert result.end == "final" and result.values() == [0, 1, 2]
-    assert {m.scalar("NOTE") for m in result.responses} == {"off the main thread: True"}
-
-
-def test_async_decoupled_execute_gathers_coroutines(pair):
-    result = pair.run("dec_async", _stream("gather", 4)).value
-    assert result.end == "final" and result.values() == [3, 2, 1, 0]
-
-
-# ---- the response sender in a non-decoupled model ---------------------------------------------
-
-
-def test_non_decoupled_send_with_final_and_return_none(pair):
-    out = pair.run("nondec_sender", lambda t: t.infer(_inputs("send_final", 7))).require_ok()
-    assert out.array("OUT").tolist() == [7]
-
-
-def test_non_decoupled_send_then_final_alone(pair):
-    out = pair.run("nondec_sender", lambda t: t.infer(_inputs("send_then_final", 8))).require_ok()
-    assert out.array("OUT").tolist() == [8]
-
-
-def _infer_then_report(mode: str, n: int):
-    def case(t: Target) -> Outcome:
-        first = t.infer(_inputs(mode, n))
-        report = t.infer(_inputs("report")).require_ok()
-        kept = t.normaliser.value(report.json("NOTE"))
-        return Outcome("value", value=(first, _kept(kept)))
-    return case
-
-
-def test_non_decoupled_final_before_a_response(pair):
-    first, kept = pair.run("nondec_sender", _infer_then_report("final_first", 3)).value
-    assert first.require_ok().array("OUT").tolist() == [3]
-    assert kept == (("FINAL before a response", "TritonModelException: Unable to send response. Non-decoupled "
-                     "model cannot send complete final before sending a response."),)
-
-
-def test_non_decoupled_second_response(pair):
-    first, kept = pair.run("nondec_sender", _infer_then_report("send_twice", 4)).value
-    assert first.require_ok().array("OUT").tolist() == [4]
-    assert kept == (("second response", "TritonModelException: Unable to send response. Non-decoupled model "
-                     "cannot send more than one response."),)
-
-
-def test_non_decoupled_async_execute(pair):
-    out = pair.run("nondec_async", lambda t: t.infer(_inputs("add", 41))).require_ok()
-    assert out.array("OUT").tolist() == [42]
-
-
-def test_non_decoupled_async_execute_gathers(pair):
-    out = pair.run("nondec_async", lambda t: t.infer(_inputs("gather", 5))).require_ok()
-    assert out.array("OUT").tolist() == [20]
-    assert out.output("NOTE").data == (b"_UnixSelectorEventLoop",)
-
-
-def test_non_decoupled_async_execute_raising(pair):
-    out = pair.run("nondec_async", lambda t: t.infer(_inputs("raise"))).require_error()
-    assert out.error.startswith("Failed to process the request(s) for model 'nondec_async_<stub>_0_0', message: "
-                                "RuntimeError: async execute failed\n\nAt:\n"), out.error
 
 
 # ---- hazards: each stub on a server where its failure harms nothing else ------------------------

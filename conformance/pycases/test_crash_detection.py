@@ -15,6 +15,9 @@ import pytest
 from crashing_stub import install_crashing_stub
 from difftools import DiffModel, DiffServers
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["server crash detection"]
+
 
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT])
 def test_a_server_crash_at_unload_fails_the_teardown(triton_reference, tmp_path, sig):

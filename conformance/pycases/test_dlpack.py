@@ -16,6 +16,9 @@ import pytest
 from difftools import DiffModel, Outcome, Target, result_outcome
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["DLPack"]
+
 DIFF_MODELS = [DiffModel("dlpack_ops")]
 SOLO_MODELS = [DiffModel("dlpack_ops")]
 

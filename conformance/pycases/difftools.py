@@ -1,6 +1,6 @@
 """Differential testing: one case, two stubs, one real tritonserver, byte-for-byte comparison.
 
-Every model under ``tests/differential/models/<source>/`` is served twice by the same server:
+Every model under ``conformance/models/<source>/`` is served twice by the same server:
 ``<base>_cpp`` runs Triton's C++ ``triton_python_backend_stub`` and ``<base>_ours`` runs
 tritonstub's, each installed per model as ``<model dir>/triton_python_backend_stub``. Apart from
 that file the two model directories are identical copies. A case is a function of the served
@@ -18,10 +18,7 @@ throwaway server whose leftovers are expected, checked to be exactly theirs, and
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import sys
-import sysconfig
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +28,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
+from tritonstub.conformance.normalise import _LOG_PREFIX, Normaliser, mask_addresses  # noqa: F401 - re-exported
 from tritonstub.testing.reference import Reference
 from tritonstub.testing.tritonserver import (
     TritonServer,
@@ -39,7 +37,7 @@ from tritonstub.testing.tritonserver import (
     install_our_stub,
 )
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 STUBS = ("cpp", "ours")
 #: Bound on any single HTTP call to the server (inference, load, config) unless a case says less.
 HTTP_TIMEOUT_S = 30.0
@@ -148,109 +146,7 @@ def build_repositories(root: Path, models: Sequence[DiffModel], reference: Refer
 
 
 # ---------------------------------------------------------------------------------------------
-# normalisation
-
-
-def _stdlib_roots() -> List[str]:
-    """Standard-library directories of the interpreters the two stubs run.
-
-    Ours runs this interpreter (install_our_stub's default); the C++ stub embeds the system
-    libpython3.11 and finds its stdlib under /usr/lib/python3.11.
-    """
-    roots = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
-             f"/usr/lib/python{sys.version_info.major}.{sys.version_info.minor}",
-             "/usr/lib/python3.11", "/usr/local/lib/python3.11"}
-    return sorted({str(Path(r)) for r in roots if r}, key=len, reverse=True)
-
-
-#: A frame line of pybind11's ``At:`` block: ``  <co_filename>(<lineno>): <co_name>``.
-_AT_FRAME = re.compile(r"^(?P<indent>  )(?P<file>\S.*?)\((?P<line>\d+)\): (?P<func>.*)$", re.MULTILINE)
-#: A frame line of Python's own traceback format: ``  File "<path>", line <n>, in <func>``.
-_PY_FRAME = re.compile(r'^(?P<indent>\s*)File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.*)$',
-                       re.MULTILINE)
-#: The core's log prefix: ``<L><MMDD> <HH:MM:SS.uuuuuu> <pid> <file>:<line>] ``.
-_LOG_PREFIX = re.compile(r"^(?P<level>[IWEV])\d{4} \d{2}:\d{2}:\d{2}\.\d{6} +\d+ (?P<where>\S+?:\d+)\] ?")
-
-
-class Normaliser:
-    """Makes texts from ``<base>_cpp`` and ``<base>_ours`` comparable; changes nothing else.
-
-    What it rewrites, and why each is legitimate:
-
-    1. **Model and instance names.** ``<base>_cpp`` and ``<base>_ours`` (for the module's bases
-       only, as whole names: also inside instance names ``<base>_cpp_0``, paths
-       ``…/<base>_cpp/1/model.py`` and quoted names) become ``<base>_<stub>``.
-    2. **Repository roots.** The main and quarantine repository paths become ``<repo>``
-       (quarantined ``_cpp`` models live in another directory).
-    3. **Standard-library frames in tracebacks**, in both pybind11's ``At:`` format
-       (``  <file>(<line>): <func>``) and Python's (``File "<file>", line <n>, in <func>``):
-       the C++ stub embeds Debian's Python 3.11.2 (stdlib in /usr/lib/python3.11) while ours
-       runs the venv's 3.11.7 (another prefix), so a stdlib frame's directory becomes
-       ``<stdlib>`` and its line number ``#``; ``<frozen …>`` frames keep their module name and
-       lose only the line number. The frame itself, its file name below the stdlib root, its
-       function and the order of all frames are kept, and frames of model code,
-       triton_python_backend_utils.py and anything else are left untouched.
-
-    Timestamps and pids are dropped from log lines by :meth:`log_line`, keeping the level letter,
-    ``file:line`` and the message.
-    """
-
-    def __init__(self, bases: Iterable[str], repo_roots: Iterable[Union[str, Path]] = ()):
-        bases = sorted(set(bases), key=len, reverse=True)
-        alternatives = "|".join(re.escape(b) for b in bases) or r"(?!)"
-        # A whole name: not preceded by a name character, not followed by one except "_" (which
-        # starts an instance suffix such as _0_0).
-        self._names = re.compile(rf"(?<![A-Za-z0-9_])({alternatives})_(?:cpp|ours)(?![A-Za-z0-9])")
-        self._repos = [str(Path(r)) for r in repo_roots]
-        self._stdlib = _stdlib_roots()
-
-    def _frame_file(self, path: str) -> Tuple[str, bool]:
-        """(normalised path, True if it is a stdlib or frozen frame whose line number goes)."""
-        if path.startswith("<frozen ") and path.endswith(">"):
-            return path, True
-        for root in self._stdlib:
-            if path.startswith(root + "/"):
-                rest = path[len(root) + 1:]
-                if not rest.startswith(("site-packages/", "dist-packages/")):
-                    return "<stdlib>/" + rest, True
-        return path, False
-
-    def _at_frame(self, m: re.Match) -> str:
-        path, drop = self._frame_file(m.group("file"))
-        return f"{m.group('indent')}{path}({'#' if drop else m.group('line')}): {m.group('func')}"
-
-    def _py_frame(self, m: re.Match) -> str:
-        path, drop = self._frame_file(m.group("file"))
-        return f'{m.group("indent")}File "{path}", line {"#" if drop else m.group("line")}, in {m.group("func")}'
-
-    def text(self, text: Optional[str]) -> Optional[str]:
-        if text is None:
-            return None
-        text = _AT_FRAME.sub(self._at_frame, text)
-        text = _PY_FRAME.sub(self._py_frame, text)
-        for root in self._repos:
-            text = text.replace(root + "/", "<repo>/")
-        return self._names.sub(r"\1_<stub>", text)
-
-    def value(self, value):
-        """Normalise every string inside a JSON-like value (dict keys included)."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(self.value(v) for v in value)
-        if isinstance(value, dict):
-            return {self.value(k): self.value(v) for k, v in value.items()}
-        return value
-
-    def log_line(self, line: str) -> str:
-        """``I1121 06:11:11.415474 15542 model.py:17] "msg"`` -> ``I model.py:17] "msg"``."""
-        m = _LOG_PREFIX.match(line)
-        if m:
-            line = f"{m.group('level')} {m.group('where')}] {line[m.end():]}"
-        return self.text(line)
-
+# normalisation: tritonstub/conformance/normalise.py (shared with the conformance runner)
 
 # ---------------------------------------------------------------------------------------------
 # outcomes
@@ -654,13 +550,6 @@ class DiffServers:
                      for r in server.leaked_regions if r not in launched]
         return problems
 
-
-_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
-
-
-def mask_addresses(text: str) -> str:
-    """Object reprs carry addresses that differ per run and per stub: `` at 0x…>`` for all."""
-    return _ADDRESS.sub(" at 0x…>", text)
 
 
 def result_value(target: "Target", out: Outcome):

@@ -15,6 +15,9 @@ import numpy as np
 from difftools import DiffModel, Outcome, Target, result_value
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["MetricFamily/Metric"]
+
 DIFF_MODELS = [
     DiffModel("metrics"),
     # Deleting a MetricFamily under the C++ stub corrupts tritonserver's metric registry (see

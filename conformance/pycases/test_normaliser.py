@@ -9,6 +9,9 @@ import sysconfig
 
 from difftools import Normaliser, Outcome, Output, assert_same
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = []
+
 REPO = "/tmp/pytest-of-x/pytest-1/test_mod0/repo"
 QUARANTINE = "/tmp/pytest-of-x/pytest-1/test_mod0/quarantine_repo"
 OURS_STDLIB = sysconfig.get_path("stdlib")

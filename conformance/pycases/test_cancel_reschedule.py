@@ -21,6 +21,9 @@ from shm_helpers import wait_for
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 from streams import notes, stream_infer
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["cancellation", "rescheduling"]
+
 DECOUPLED_RESCHED = """
 backend: "python"
 max_batch_size: 0

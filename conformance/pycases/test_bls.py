@@ -16,6 +16,9 @@ import pytest
 from difftools import DiffModel, Outcome, Target, line_of, result_outcome
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["BLS sync", "BLS async", "BLS streaming", "InferenceRequest", "TritonError codes"]
+
 QUEUE_CONFIG = """
 backend: "python"
 max_batch_size: 8

@@ -17,6 +17,9 @@ import numpy as np
 from difftools import DiffModel, Outcome, Target
 from solo import run_hazard, solo  # noqa: F401 - solo is a fixture
 
+#: Items of the conformance checklist these cases cover (conformance/CASES.md).
+COVERS = ["model control (load/unload/is_model_ready)"]
+
 DIFF_MODELS = [
     DiffModel("loader"),
     DiffModel("mc_target", preload=False),
