@@ -95,7 +95,7 @@ def _engine(args, interactive: bool = False, auto_complete: bool = True):
     engine = Engine(repository, stub=args.stub, model_control="explicit",
                     log_verbose=args.log_verbose, log_stream=sys.stderr,
                     interactive=interactive, env=env, auto_complete=auto_complete,
-                    load_timeout_s=args.load_timeout)
+                    load_timeout_s=args.load_timeout, load_on_demand=True)
     name = engine.add_model_dir(model_dir)
     return engine, name
 

@@ -350,7 +350,8 @@ class Engine(Services):
                  model_control: str = "none", models: Sequence[str] = (), log_verbose: int = 0,
                  log_stream: Optional[IO[str]] = sys.stderr, python: Optional[str] = None,
                  interactive: bool = False, env: Optional[Mapping[str, str]] = None,
-                 auto_complete: bool = True, load_timeout_s: float = 300.0):
+                 auto_complete: bool = True, load_timeout_s: float = 300.0,
+                 load_on_demand: bool = False):
         self.repository = Path(repository).resolve() if repository is not None else None
         self.stub = stub_command(stub, python)
         if env:
@@ -365,6 +366,9 @@ class Engine(Services):
         #: auto-complete and each initialize must answer within this (tritonserver would wait
         #: for as long as the stub's heartbeat goes on).
         self.load_timeout_s = load_timeout_s
+        #: A BLS request to a model of the repository that is not loaded loads it first (the
+        #: CLI's one-model runs; tritonserver answers "not ready").
+        self.load_on_demand = load_on_demand
         self._lock = threading.RLock()
         self._extra_paths: Dict[str, Path] = {}
         self._stderr_threads: List[threading.Thread] = []
@@ -704,6 +708,13 @@ class Engine(Services):
         prefix = f"Model {name} - Error when running inference: "
         with self._lock:
             m = self.models.get(name)
+        if m is None and self.load_on_demand and self._model_dir(name) is not None:
+            try:
+                self.load(name)
+            except InferError:
+                pass
+            with self._lock:
+                m = self.models.get(name)
         version = "" if request.model_version < 0 else str(request.model_version)
         if m is None or m.state != READY or version not in ("", m.version):
             raise BLSRefused(prefix + f"Failed for execute the inference request. Model '{name}' "

@@ -13,7 +13,7 @@ NOT_EXPLICIT = "explicit model load / unload is not allowed if polling is enable
 
 
 def _check_control(engine) -> None:
-    if getattr(engine, "model_control", "explicit") != "explicit":
+    if getattr(engine, "control_mode", "explicit") != "explicit":
         raise InferError("UNAVAILABLE", NOT_EXPLICIT)
 
 
