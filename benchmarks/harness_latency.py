@@ -38,12 +38,12 @@ def cli_start(stub: str) -> float:
     return time.perf_counter() - start
 
 
-def server_start(stub: str, workdir: Path) -> float:
+def server_start(stub: str, workdir: Path, run: int) -> float:
     from tritonstub.testing.reference import find_reference
     from tritonstub.testing.tritonserver import TritonServer, make_model_repository
-    repo = make_model_repository(workdir / f"repo_{stub}", {"add_sub": ADD_SUB}, stub=stub,
+    repo = make_model_repository(workdir / f"repo_{stub}_{run}", {"add_sub": ADD_SUB}, stub=stub,
                                  reference=find_reference())
-    server = TritonServer(repo, reference=find_reference(), log_dir=workdir / f"log_{stub}")
+    server = TritonServer(repo, reference=find_reference(), log_dir=workdir / f"log_{stub}_{run}")
     start = time.perf_counter()
     server.start()
     try:
@@ -85,10 +85,10 @@ def main() -> int:
         for stub in ("ours", "cpp"):
             rows[("cli", stub)] = []
             rows[("server", stub)] = []
-        for _ in range(args.starts):
+        for run in range(args.starts):
             for stub in ("ours", "cpp"):
                 rows[("cli", stub)].append(cli_start(stub))
-                rows[("server", stub)].append(server_start(stub, workdir))
+                rows[("server", stub)].append(server_start(stub, workdir, run))
         print("\nstart to first response (s, median)      ours    cpp")
         for kind, label in (("cli", "tritonstub infer (whole run)"),
                             ("server", "tritonserver start to READY")):
