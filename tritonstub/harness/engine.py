@@ -293,9 +293,10 @@ class Model:
                                   f"{len(batch)} requests")
         error: Optional[str]
         try:
-            if stub.dead_reason is not None:
-                raise StubFailed(stub.dead_reason)
-            error = stub.execute(pendings)
+            with stub.execute_lock:      # one execute at a time per stub (Engine.execute too)
+                if stub.dead_reason is not None:
+                    raise StubFailed(stub.dead_reason)
+                error = stub.execute(pendings)
         except StubFailed as e:
             stub.dead_reason = f"Stub process '{stub.name}' is not healthy."
             error = str(e)

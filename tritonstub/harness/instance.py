@@ -179,6 +179,7 @@ class StubProcess:
         self.pending: Dict[int, Pending] = {}      # by InferRequestShm.address
         self.by_factory: Dict[int, Pending] = {}
         self.lock = threading.Lock()
+        self.execute_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"stub-{stub_name}")
         self._monitor: Optional[threading.Thread] = None
         self._stderr = stderr
