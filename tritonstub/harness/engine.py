@@ -64,8 +64,7 @@ def stub_command(stub: str = "ours", python: Optional[str] = None) -> StubComman
     """``ours`` (this interpreter running tritonstub.stub), ``cpp`` (the C++ stub the reference
     Triton ships) or the path of any stub executable."""
     if stub == "ours":
-        here = Path(__file__).resolve().parents[1] / "stub" / "tpbu_fallback"
-        return StubCommand([python or sys.executable, "-m", "tritonstub.stub"], str(here),
+        return StubCommand([python or sys.executable, "-m", "tritonstub.stub"], _python_lib(),
                            label="ours")
     if stub == "cpp":
         from ..testing.reference import find_reference
@@ -81,6 +80,19 @@ def stub_command(stub: str = "ours", python: Optional[str] = None) -> StubComman
         raise ConfigError(f"stub {stub!r}: no such file (use 'ours', 'cpp' or a path)")
     lib = Path(__file__).resolve().parents[1] / "stub" / "tpbu_fallback"
     return StubCommand([str(path.resolve())], str(lib), label=str(path))
+
+
+def _python_lib() -> str:
+    """argv[6] for our stub: the python backend's directory of an installed Triton when there is
+    one (the stock triton_python_backend_utils.py, as under that Triton), else our fallback copy."""
+    try:
+        from ..testing.reference import find_reference
+        ref = find_reference()
+    except Exception:  # noqa: BLE001 - no reference install is fine
+        ref = None
+    if ref is not None and (Path(ref.python_backend_dir) / "triton_python_backend_utils.py").exists():
+        return str(ref.python_backend_dir)
+    return str(Path(__file__).resolve().parents[1] / "stub" / "tpbu_fallback")
 
 
 # ---------------------------------------------------------------------------- log
@@ -217,6 +229,8 @@ class Model:
         self.workers: List[threading.Thread] = []
         self.function: Optional[Callable] = None
         self.stats = {"success": 0, "fail": 0, "executions": 0, "inferences": 0}
+        self.sequences: set = set()
+        self.sequence_lock = threading.Lock()
 
     @property
     def decoupled(self) -> bool:
@@ -225,6 +239,28 @@ class Model:
     @property
     def max_batch_size(self) -> int:
         return int(self.config.get("max_batch_size", 0))
+
+    def check_sequence(self, request: InferRequest, batch_size: int) -> None:
+        """The sequence batcher's checks (core sequence_batch_scheduler.cc, same texts); a
+        sequence is known from its START until its END."""
+        if batch_size > 1:
+            raise InferError("INVALID_ARG", f"inference request to model '{self.name}' must "
+                                            "specify batch-size 1 due to requirements of sequence "
+                                            "batcher")
+        corr = request.correlation_id
+        if corr in (0, ""):
+            raise InferError("INVALID_ARG", f"inference request to model '{self.name}' must "
+                                            "specify a non-zero or non-empty correlation ID")
+        start, end = bool(request.flags & 1), bool(request.flags & 2)
+        with self.sequence_lock:
+            if not start and corr not in self.sequences:
+                raise InferError("INVALID_ARG", f"inference request for sequence {corr} to model "
+                                                f"'{self.name}' must specify the START flag on the "
+                                                "first request of the sequence")
+            if end:
+                self.sequences.discard(corr)
+            else:
+                self.sequences.add(corr)
 
     def metadata(self) -> dict:
         """KServe v2 model metadata."""
@@ -625,14 +661,28 @@ class Engine(Services):
         if model.function is not None:
             self._run_function(model, call)
             return call
+        if "sequence_batching" in model.config:
+            model.check_sequence(request, batch_size)
         outputs = request.requested_outputs or [o["name"] for o in model.config.get("output", [])]
         data = convert.request_data(request, outputs, -1 if not request.model_version
                                     else int(request.model_version))
         version = model.version
         rid = request.request_id
 
+        held: List[InferResponse] = []
+        decoupled = model.decoupled
+
         def on_stub_response(resp: Optional[ResponseData], final: bool) -> None:
             out = convert.response_from_data(resp, model.name, version, rid, final)
+            if not decoupled:
+                # A default (non-decoupled) model has ONE response. When it uses its response
+                # sender (a response, then FINAL alone), the client gets that response, final.
+                if not final and resp is not None:
+                    held.append(out)
+                    return
+                if final and resp is None and held:
+                    out = held.pop()
+                    out.final = True
             if out.error is None and final:
                 model.stats["success"] += 1
             elif out.error is not None:
@@ -668,8 +718,16 @@ class Engine(Services):
             outputs = request.requested_outputs or [o["name"] for o in model.config.get("output", [])]
             data = convert.request_data(request, outputs, -1)
 
-            def on_stub_response(resp, final, call=call, rid=request.request_id):
-                call._add(convert.response_from_data(resp, model.name, model.version, rid, final))
+            def on_stub_response(resp, final, call=call, rid=request.request_id, held=[]):
+                out = convert.response_from_data(resp, model.name, model.version, rid, final)
+                if not model.decoupled:      # as in submit(): one response, final
+                    if not final and resp is not None:
+                        held.append(out)
+                        return
+                    if final and resp is None and held:
+                        out = held.pop()
+                        out.final = True
+                call._add(out)
             pending = Pending(request, data, on_stub_response)
             call.pending = pending
             calls.append(call)
