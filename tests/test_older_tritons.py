@@ -54,6 +54,8 @@ class TritonPythonModel:
                 else:
                     y = pb_utils.get_output_tensor_by_name(r, "OUT").as_numpy()
                     out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", y + 1)]))
+            elif x[0] == 9:                  # execute fails
+                raise ValueError("boom")
             elif x[0] == 5:                  # cancellation query, a metric, model readiness
                 self.metric.increment(2.0)
                 y = np.array([float(request.is_cancelled()), self.metric.value(),
@@ -101,7 +103,7 @@ def _infer(server, name: str, values):
 
 
 CASES = {"plain": [1.0, -2.0, 0.5], "error": [-1.0, 0.0, 0.0], "sent": [101.0, 0.0, 1.0],
-         "bls": [7.0, 1.0, 2.0], "misc": [5.0, 0.0, 0.0]}
+         "bls": [7.0, 1.0, 2.0], "misc": [5.0, 0.0, 0.0], "raise": [9.0, 0.0, 0.0]}
 
 
 @pytest.mark.parametrize("older_triton", list(older.RELEASES), indirect=True)
@@ -130,10 +132,13 @@ def test_older_triton_serves_cpp_and_ours_or_refuses_ours_cleanly(older_triton, 
     assert cpp["bls"] == [15.0, 3.0, 5.0]
     assert cpp.get("misc", [0.0, 2.0, 1.0]) == [0.0, 2.0, 1.0]
     assert cpp["error"].startswith("error: ") and "negative" in cpp["error"]
+    assert "ValueError: boom" in cpp["raise"]
 
     if spoken:
         assert index["ours"]["state"] == "READY", index["ours"]
         ours = {case: _infer(server, "ours", values) for case, values in cases.items()}
+        # the same texts, but for the model's name and path
+        ours["raise"] = ours["raise"].replace("ours", "cpp")
         assert ours == cpp
     else:
         assert index["ours"]["state"] == "UNAVAILABLE"

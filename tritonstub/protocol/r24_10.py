@@ -287,6 +287,9 @@ ResponseBatch = StructLayout("ResponseBatch", 120, [
 RESPONSES_THROUGH_SENDER = False
 SENDS_ON_PARENT_MQ = False
 STUB_DELETES_FACTORY_ON_FINAL = False
+EXECUTE_RESPONSE_SEPARATE = False
+NONE_RESPONSES_ALLOWED = True
+EXECUTE_ERROR_PREFIXED = True
 # The stub's ExecuteResponse block: [IPCMessageShm][ResponseBatch][handles].
 EXECUTE_RESPONSE_BATCH_OFFSET = IPCMessageShm.size       # 48
 EXECUTE_RESPONSE_HANDLES_OFFSET = IPCMessageShm.size + ResponseBatch.size   # 168
