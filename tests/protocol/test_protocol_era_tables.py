@@ -168,3 +168,29 @@ def test_the_older_eras_are_their_successor_minus_a_diff(heap):
         result = c8.responses.read_execute_response(heap, msg)
         assert (result.error, result.responses) == (error, [])
     owned.release(heap)
+
+
+@pytest.mark.parametrize("era", ["r24.03", "r24.10"])
+def test_requests_round_trip_with_embedded_or_standalone_strings(heap, era):
+    c = protocol.codecs(era)
+    R = c.requests
+    owned = c.scalars.Owned()
+    x = np.arange(3, dtype=np.float32)
+    sent = R.RequestData(inputs=[c.tensors.RawTensor("IN", 11, (3,), x.tobytes())],
+                         requested_output_names=["B", "A"], request_id="id-é",
+                         correlation_id=42, model_name="peer", model_version=3, flags=2,
+                         timeout=7, parameters='{"k": 1}')
+    h = R.write_request(heap, sent, owned)
+    got = R.read_request(heap, h)
+    assert (got.request_id, got.correlation_id, got.model_name, got.model_version, got.flags,
+            got.timeout, got.parameters) == ("id-é", 42, "peer", 3, 2, 7, '{"k": 1}')
+    assert got.requested_output_names == ["A", "B"] or tuple(got.requested_output_names) == \
+        ("A", "B")
+    assert bytes(memoryview(got.inputs[0].data).cast("B")) == x.tobytes()
+    if era == "r24.03":
+        assert c.tables.InferRequestShm.get(heap.buf, heap.payload(h), "correlation_id") == 42
+        from tritonstub.errors import ProtocolError
+        with pytest.raises(ProtocolError, match="r24.04 or later"):
+            R.write_request(heap, R.RequestData(inputs=[], requested_output_names=[],
+                                                correlation_id="s"), owned)
+    owned.release(heap)

@@ -236,6 +236,9 @@ RequestBatch = StructLayout("RequestBatch", 16, [
 ])
 # Then handle[batch_size] of InferRequestShm.
 
+#: (r24.03 embedded model_name/request_id/parameters in the request's block instead)
+INLINE_REQUEST_STRINGS = False
+
 InferRequestShm = StructLayout("InferRequestShm", 120, [
     ("input_count", "u32", 0),
     ("requested_output_count", "u32", 4),
