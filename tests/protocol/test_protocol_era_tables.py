@@ -170,7 +170,7 @@ def test_the_older_eras_are_their_successor_minus_a_diff(heap):
     owned.release(heap)
 
 
-@pytest.mark.parametrize("era", ["r24.03", "r24.10"])
+@pytest.mark.parametrize("era", ["r23.12", "r24.03", "r24.10"])
 def test_requests_round_trip_with_embedded_or_standalone_strings(heap, era):
     c = protocol.codecs(era)
     R = c.requests
@@ -187,7 +187,7 @@ def test_requests_round_trip_with_embedded_or_standalone_strings(heap, era):
     assert got.requested_output_names == ["A", "B"] or tuple(got.requested_output_names) == \
         ("A", "B")
     assert bytes(memoryview(got.inputs[0].data).cast("B")) == x.tobytes()
-    if era == "r24.03":
+    if era in ("r23.12", "r24.03"):
         assert c.tables.InferRequestShm.get(heap.buf, heap.payload(h), "correlation_id") == 42
         from tritonstub.errors import ProtocolError
         with pytest.raises(ProtocolError, match="r24.04 or later"):

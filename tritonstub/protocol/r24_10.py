@@ -238,6 +238,8 @@ RequestBatch = StructLayout("RequestBatch", 16, [
 
 #: (r24.03 embedded model_name/request_id/parameters in the request's block instead)
 INLINE_REQUEST_STRINGS = False
+#: (before r24.03 the trace was the server's raw pointer, without a context)
+TRACE_IS_POINTER = False
 
 InferRequestShm = StructLayout("InferRequestShm", 120, [
     ("input_count", "u32", 0),

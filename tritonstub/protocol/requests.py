@@ -34,7 +34,8 @@ _I_IN, _I_OUT = _RI["input_count"], _RI["requested_output_count"]
 _I_VERSION, _I_FLAGS, _I_TIMEOUT = _RI["model_version"], _RI["flags"], _RI["timeout"]
 _I_ADDR, _I_FACTORY = _RI["address"], _RI["response_factory_address"]
 _I_PMT, _I_PMD = _RI["preferred_memory_type"], _RI["preferred_memory_device_id"]
-_I_TRACE = _RI["trace_shm_handle"]
+_TRACE_POINTER = L.TRACE_IS_POINTER            # before r24.03: a raw pointer, no context
+_I_TRACE = _RI["trace" if _TRACE_POINTER else "trace_shm_handle"]
 #: r24.03: the correlation id is a u64 in the struct and the three strings are embedded after
 #: the handle arrays; r24.04+: handles to a CorrelationIdShm and three standalone strings.
 _INLINE = L.INLINE_REQUEST_STRINGS
@@ -174,7 +175,10 @@ def read_request(heap, h: int, factory: RequestFactory = DATA_FACTORY):
         corr = string(id_string) if id_type == _STRING_ID else id_uint
     trace = factory.default_trace
     th = f[_I_TRACE]
-    if th:
+    if _TRACE_POINTER:
+        if th:
+            trace = factory.trace(th, "")
+    elif th:
         tp = heap.payload(th)
         heap.ensure_mapped(tp, L.InferenceTraceShm.size)
         ctx_h, trace_addr = L.InferenceTraceShm.struct.unpack_from(heap.buf, tp)
@@ -269,7 +273,8 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
     head = _R.size + 8 * (n_out + n_in)
     h = heap.construct(head + sum(_EMBEDDED.size + len(t) for t in texts))
     owned.append(h)
-    trace = _write_trace(heap, req.trace_address, req.trace_context or "", owned)
+    trace = int(req.trace_address) if _TRACE_POINTER else \
+        _write_trace(heap, req.trace_address, req.trace_context or "", owned)
     p = h + H
     _R.pack(heap.buf, p, correlation_id=int(req.correlation_id or 0), input_count=n_in,
             requested_output_count=n_out, model_version=int(req.model_version),
@@ -278,7 +283,8 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
             is_decoupled=bool(req.is_decoupled), timeout=int(req.timeout),
             preferred_memory_type=int(req.preferred_memory_type),
             preferred_memory_device_id=int(req.preferred_memory_device_id),
-            trace_shm_handle=trace, request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL)
+            request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
+            **{"trace" if _TRACE_POINTER else "trace_shm_handle": trace})
     write_handles(heap, p + _R.size, out_handles + in_handles)
     off = head
     for t in texts:
