@@ -71,6 +71,28 @@ _IDS = itertools.count(0x10000, 0x40)
 REGION_PREFIX = f"tritonstub_harness_{os.getpid()}_"
 
 
+def remove_stale_regions() -> List[str]:
+    """Unlink the regions of harness processes that died without cleaning up (SIGKILL): the
+    owner's pid is in the name, so a region whose owner is gone is nobody's."""
+    removed = []
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith("tritonstub_harness_"):
+            continue
+        pid = name[len("tritonstub_harness_"):].split("_", 1)[0]
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        try:
+            os.unlink(f"/dev/shm/{name}")
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
 class BLSRefused(Exception):
     """The server refused a BLS request before running it (unknown or unready model, ...):
     ``str()`` is the text the stub gets as the ResponseBatch error."""
@@ -192,8 +214,10 @@ class StubProcess:
             if h is not None:
                 return
             if not self.alive():
-                raise StubFailed(f"Stub process '{self.name}' exited with status "
-                                 f"{self.proc.returncode} before it started.")
+                rc = self.proc.returncode
+                how = (f"exited with status {rc}" if rc >= 0 else
+                       f"was killed by signal {signal.Signals(-rc).name}")
+                raise StubFailed(f"Stub process '{self.name}' {how} before it started.")
             if time.monotonic() > deadline:
                 raise StubFailed(f"Stub process '{self.name}' sent no start-up message within "
                                  f"{FIRST_MESSAGE_TIMEOUT_S:g} s.")
@@ -232,14 +256,14 @@ class StubProcess:
         except PeerGone:
             pass
 
-    def auto_complete(self, config_json: str) -> str:
+    def auto_complete(self, config_json: str, limit_s: float = AUTO_COMPLETE_TIMEOUT_S) -> str:
         """AutoCompleteRequest -> the completed config JSON; StubFailed with the stub's error."""
         owned = Owned()
         try:
             arg = control.write_auto_complete_request(self.region, config_json, owned)
             self._send(C.AutoCompleteRequest, arg, owned)
             try:
-                reply = self._receive(health_checked=False, limit_s=AUTO_COMPLETE_TIMEOUT_S)
+                reply = self._receive(health_checked=False, limit_s=limit_s)
             except PeerGone:
                 raise self._gone() from None
             try:
@@ -256,13 +280,14 @@ class StubProcess:
         finally:
             owned.release(self.region)
 
-    def initialize(self, params: Dict[str, str]) -> None:
-        """InitializeRequest; StubFailed with the stub's error text (and the stub exits)."""
+    def initialize(self, params: Dict[str, str], limit_s: Optional[float] = None) -> None:
+        """InitializeRequest; StubFailed with the stub's error text (and the stub exits), or
+        when no answer comes within ``limit_s`` (Triton waits as long as the stub beats)."""
         owned = Owned()
         try:
             arg = control.write_initialize_request(self.region, params, owned)
             self._send(C.InitializeRequest, arg, owned)
-            reply = self._receive()
+            reply = self._receive(limit_s=limit_s)
             try:
                 error = control.read_initialize_response(self.region, reply)
             finally:
@@ -369,7 +394,9 @@ class StubProcess:
         # own references as soon as the handshake lets it go, and without ours the blocks (the
         # mutex and condition we are still waiting on included) would be freed under us.
         region = self.region
-        held = [x for x in (h, msg.args, msg.response_mutex, msg.response_cond) if x]
+        held = [h, msg.args] + ([msg.response_mutex, msg.response_cond]
+                                if msg.inline_response else [])   # else not even initialised
+        held = [x for x in held if x]
         try:
             for x in held:
                 region.load(x)
@@ -395,8 +422,32 @@ class StubProcess:
             pass
         except Exception as e:  # noqa: BLE001
             self.services.log_message(self, "instance.py", 0, L.LogLevel.ERROR,
-                              f"tritonstub harness: failed to handle command {cmd} from stub "
-                              f"'{self.name}': {type(e).__name__}: {e}")
+                                      f"tritonstub harness: failed to handle command {cmd} from "
+                                      f"stub '{self.name}': {type(e).__name__}: {e}")
+            self._answer_failure(cmd, msg, f"{type(e).__name__}: {e}")
+
+    def _answer_failure(self, cmd: int, msg: control.IPCMessage, text: str) -> None:
+        """A handler failed before answering: answer with an error where the message has room
+        for one, so the stub is not left waiting."""
+        layout = _LAYOUTS.get(cmd)
+        if layout is None or not msg.args:
+            return
+        region = self.region
+        payload = region.payload(msg.args)
+        owned = Owned()
+
+        def write():
+            if "has_error" in layout.fields:
+                fields = {"has_error": True}
+                if "error" in layout.fields and "is_error_set" in layout.fields:
+                    fields.update(is_error_set=True, error=write_string(region, text, owned))
+                control.write_reply(region, payload, layout, **fields)
+        try:
+            self._answer(layout, payload, write)
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            owned.release(region)
 
     def _answer(self, layout, payload: int, write: Optional[Callable[[], None]] = None,
                 rounds: int = 2) -> None:
@@ -742,3 +793,11 @@ if hasattr(C, "CancelBLSInferRequest"):              # r25.04+
     _HANDLERS[C.CancelBLSInferRequest] = StubProcess._on_cancel_bls
 for _c in (C.LoadModelRequest, C.UnloadModelRequest, C.ModelReadinessRequest):
     _HANDLERS[_c] = StubProcess._on_model_control
+#: The two-round (pattern B / D) messages, for an error answer when a handler fails.
+_LAYOUTS = {C.LogRequest: L.LogSendMessage, C.IsRequestCancelled: L.IsCancelledMessage,
+            C.ResponseSend: L.ResponseSendMessage}
+for _c, _h in _HANDLERS.items():
+    if _h is StubProcess._on_metric:
+        _LAYOUTS[_c] = L.CustomMetricsMessage
+    elif _h is StubProcess._on_model_control:
+        _LAYOUTS[_c] = L.ModelLoaderMessage

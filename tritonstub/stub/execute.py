@@ -101,6 +101,9 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
     requests: list = []
     try:
         requests = load_requests(stub, batch_handle)
+        board = stub.board
+        for r in requests:
+            board.add(r._factory_address)
         execute = getattr(stub.model_instance, "execute", None)
         if execute is None:
             raise ExecuteError(f"Python model {stub.ctx.python_model_path()} does not "
@@ -117,6 +120,9 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
             block = write_execute_reply(region, owned)
         else:
             block = write_execute_response(region, items, owned)
+        for r, item in zip(requests, items):
+            if item:                  # the parent deletes the factory of a returned response
+                stub.board.discard(r._factory_address)
         for r in requests:
             if not r._returned:
                 r._sender           # noqa: B018 - made now: its end cleans the factory up
@@ -145,6 +151,9 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
                 # not (C++: the sender's destructor), so it is released here, once
                 sender._delete_response_factory()
             sender._close()
+            # The parent deletes them all (or, with factory_deleted, leaks the open ones, as
+            # C++ does), or we just did: none is ours to release any more.
+            stub.board.discard(r._factory_address)
         return block
 
 

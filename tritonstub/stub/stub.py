@@ -42,7 +42,7 @@ from ..ipc.region import Region
 from ..loader import STUB_AUTO_COMPLETE, STUB_INSTANCE
 from ..loader.default import ModelContext, split_model_path
 from ..protocol import eras
-from . import heartbeat
+from . import heartbeat, salvage
 from .exc_text import error_text, register_boundary
 from . import log as sites
 from .log import ERROR, INFO, stub_log
@@ -91,6 +91,9 @@ class Stub:
         self.control = 0
         self.queues: dict = {}
         self.heartbeat_pid = 0
+        # The response factories the parent expects us to release (salvage.py): the heartbeat
+        # helper releases them if we die.
+        self.board = salvage.Board()
         self.initialized = False
         self.finalizing = False
         self.model_module = None
@@ -151,7 +154,10 @@ class Stub:
         return heartbeat.pid_alive(self.args.parent_pid)
 
     def start(self) -> None:
-        self.heartbeat_pid = heartbeat.start(self.region, self.control, self.args.parent_pid)
+        board = self.board
+        self.heartbeat_pid = heartbeat.start(
+            self.region, self.control, self.args.parent_pid,
+            lambda stub_pid: salvage.after_stub_death(self, board, stub_pid))
         # "health thread started": a fresh IPCMessageShm the parent pops and never reads.
         h = self.wire.control.write_blank_message(self.region)
         self.send_to_parent_mq(h)
@@ -210,6 +216,7 @@ class Stub:
         if cmd == C.InitializeRequest:
             return self.handle_initialize(args)
         if cmd == C.FinalizeRequest:
+            self.board.set_finalizing()       # the parent owns every factory from here on
             if self.runtime is not None:
                 self.runtime.clear_response_iterators()
             self.wire.control.set_command(self.region, handle, C.FinalizeResponse)
@@ -375,11 +382,7 @@ class Stub:
     def shutdown(self, unlink: bool) -> None:
         """Drop queue references, stop the heartbeat, unmap; unlink if we own the name."""
         if self.heartbeat_pid:
-            try:
-                os.kill(self.heartbeat_pid, signal.SIGKILL)
-                os.waitpid(self.heartbeat_pid, 0)
-            except OSError:
-                pass
+            heartbeat.stop(self.heartbeat_pid)
             self.heartbeat_pid = 0
         region = getattr(self, "region", None)
         if region is None:
@@ -440,6 +443,9 @@ def main(argv: List[str]) -> int:
     except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent
         stub_log(ERROR, "tritonstub internal error:\n" + traceback.format_exc(), filename="tritonstub")
         code = 1
+        # The heartbeat helper outlives us and releases the response factories we held, so
+        # that the model can still be unloaded (salvage.py).
+        stub.heartbeat_pid = 0
     # With the parent gone nobody else will unlink the region (the C++ stub unlinks it on parent
     # death too): our heartbeat helper would, but we may notice first and stop the helper.
     parent_gone = not stub.parent_alive()
