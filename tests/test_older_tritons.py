@@ -1,6 +1,7 @@
 """Older Tritons, live: every pip-shipped Triton from 2.36 to 2.49 serves a python model through its
 own C++ stub; our stub serves it too where it speaks that protocol era (r24.08 = Triton 2.49:
-plain responses, responses sent from execute, an error, BLS, each with the C++ stub's answer),
+plain responses, responses sent from execute, an error, BLS, a cancellation query, a metric and
+model readiness, each with the C++ stub's answer),
 and elsewhere refuses with its clear error instead of answering in the wrong layout; the server
 stays up and exits cleanly. One server per Triton, for both stubs.
 
@@ -27,6 +28,10 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def initialize(self, args):
         self.name = args["model_name"]
+        family = pb_utils.MetricFamily(name="older_" + self.name, description="a counter",
+                                       kind=pb_utils.MetricFamily.COUNTER)
+        self.metric = family.Metric(labels={"model": self.name})
+        self.family = family
 
     def execute(self, requests):
         out = []
@@ -49,6 +54,13 @@ class TritonPythonModel:
                 else:
                     y = pb_utils.get_output_tensor_by_name(r, "OUT").as_numpy()
                     out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", y + 1)]))
+            elif x[0] == 9:                  # execute fails
+                raise ValueError("boom")
+            elif x[0] == 5:                  # cancellation query, a metric, model readiness
+                self.metric.increment(2.0)
+                y = np.array([float(request.is_cancelled()), self.metric.value(),
+                              float(pb_utils.is_model_ready(self.name + "_peer"))], np.float32)
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", y)]))
             else:
                 out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", (x * 2).astype(np.float32))]))
         return out
@@ -91,7 +103,7 @@ def _infer(server, name: str, values):
 
 
 CASES = {"plain": [1.0, -2.0, 0.5], "error": [-1.0, 0.0, 0.0], "sent": [101.0, 0.0, 1.0],
-         "bls": [7.0, 1.0, 2.0]}
+         "bls": [7.0, 1.0, 2.0], "misc": [5.0, 0.0, 0.0], "raise": [9.0, 0.0, 0.0]}
 
 
 @pytest.mark.parametrize("older_triton", list(older.RELEASES), indirect=True)
@@ -100,9 +112,10 @@ def test_older_triton_serves_cpp_and_ours_or_refuses_ours_cleanly(older_triton, 
     ref = older_triton
     era = eras.era_of_release(eras.release_of_triton(ref.site_packages.name))
     spoken = eras.supported(era)
-    models = {f"{stub}{suffix}": ModelSpec(MODEL, config=CONFIG.format(name=f"{stub}{suffix}"),
-                                           stub=stub)
-              for stub in ("cpp", "ours") for suffix in ("", "_peer")}
+    # ours_peer (the BLS target) only where ours serves: one refused model per server
+    names = ["cpp", "cpp_peer", "ours"] + (["ours_peer"] if spoken else [])
+    models = {name: ModelSpec(MODEL, config=CONFIG.format(name=name), stub=name.split("_")[0])
+              for name in names}
     repo = make_model_repository(tmp_path / "repo", models, reference=ref)
     server = triton_server(repo, reference=ref, wait_for="live", extra_args=["--exit-on-error=false"])
     assert server.metadata()["version"] == ref.site_packages.name
@@ -110,16 +123,22 @@ def test_older_triton_serves_cpp_and_ours_or_refuses_ours_cleanly(older_triton, 
 
     assert index["cpp"]["state"] == "READY", index["cpp"]
     # a non-decoupled model may answer through its response sender from r24.06 on
-    cases = {k: v for k, v in CASES.items() if k != "sent" or era.name >= "r24.06"}
+    # (is_cancelled() came with r23.10)
+    cases = {k: v for k, v in CASES.items()
+             if (k != "sent" or era.name >= "r24.06") and (k != "misc" or era.name >= "r23.10")}
     cpp = {case: _infer(server, "cpp", values) for case, values in cases.items()}
     assert cpp["plain"] == [2.0, -4.0, 1.0]
     assert cpp.get("sent", [303.0, 0.0, 3.0]) == [303.0, 0.0, 3.0]
     assert cpp["bls"] == [15.0, 3.0, 5.0]
+    assert cpp.get("misc", [0.0, 2.0, 1.0]) == [0.0, 2.0, 1.0]
     assert cpp["error"].startswith("error: ") and "negative" in cpp["error"]
+    assert "ValueError: boom" in cpp["raise"]
 
     if spoken:
         assert index["ours"]["state"] == "READY", index["ours"]
         ours = {case: _infer(server, "ours", values) for case, values in cases.items()}
+        # the same texts, but for the model's name and path
+        ours["raise"] = ours["raise"].replace("ours", "cpp")
         assert ours == cpp
     else:
         assert index["ours"]["state"] == "UNAVAILABLE"

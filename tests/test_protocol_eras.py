@@ -108,7 +108,7 @@ def test_eras_cover_every_release_once():
 
 R2410 = ("/x/libtriton_python.so", fake_library(LIBRARIES[8][1]))
 R2502 = ("/x/libtriton_python.so", fake_library(LIBRARIES[9][1]))
-R2312 = ("/x/libtriton_python.so", fake_library(LIBRARIES[2][1]))
+R2310 = ("/x/libtriton_python.so", fake_library(LIBRARIES[1][1]))
 
 
 def test_decision_from_the_fingerprint_with_an_agreeing_version():
@@ -122,15 +122,15 @@ def test_decision_from_the_fingerprint_with_an_agreeing_version():
 
 
 def test_the_library_decides_over_a_disagreeing_version():
-    d = eras.decide(None, R2312, {"NVIDIA_TRITON_SERVER_VERSION": "24.10"})
-    assert d.era.name == "r23.12" and not d.supported
+    d = eras.decide(None, R2310, {"NVIDIA_TRITON_SERVER_VERSION": "24.10"})
+    assert d.era.name == "r23.10" and not d.supported
     assert d.warnings == ["NVIDIA_TRITON_SERVER_VERSION=24.10 suggests python_backend "
                           "r24.10-r25.01 (Triton 2.51-2.54); the library decides"]
     text = d.refusal()
-    assert text.startswith("the parent speaks the protocol of python_backend r23.12-r24.02 "
-                           "(Triton 2.41-2.43), which this tritonstub does not speak (decided "
-                           f"from the fingerprint of /x/libtriton_python.so: has {SET_BOOL} "
-                           f"(since r23.12), lacks {TRACE_CONTEXT} (since r24.03)). ")
+    assert text.startswith("the parent speaks the protocol of python_backend r23.10-r23.11 "
+                           "(Triton 2.39-2.40), which this tritonstub does not speak (decided "
+                           f"from the fingerprint of /x/libtriton_python.so: has {IS_CANCELLED} "
+                           f"(since r23.10), lacks {SET_BOOL} (since r23.12)). ")
     assert f"tritonstub speaks {eras.supported_text()}." in text
     assert "Use the C++ triton_python_backend_stub of your Triton release" in text
     assert 'key: "TRITONSTUB_PROTOCOL" value: { string_value: "r24.10" }' in text
@@ -151,8 +151,8 @@ def test_an_override_wins_and_the_disagreement_is_reported():
     forced = eras.decide(("r26.07", "environment"), R2410, {})
     assert forced.era.name == "r26.03" and forced.supported
     assert len(forced.warnings) == 1 and "the override wins" in forced.warnings[0]
-    refused = eras.decide(("23.12", "environment"), R2410, {})
-    assert refused.era.name == "r23.12" and not refused.supported
+    refused = eras.decide(("23.10", "environment"), R2410, {})
+    assert refused.era.name == "r23.10" and not refused.supported
     assert eras.decide(("auto", "environment"), R2410, {}).source.startswith("the fingerprint")
 
 

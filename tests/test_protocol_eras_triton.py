@@ -45,10 +45,10 @@ instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 
 NEWER = "python_backend r25.02-r25.03 (Triton 2.55-2.56)"
 OURS = "python_backend r24.10-r25.01 (Triton 2.51-2.54)"
-#: An era this tritonstub does not speak, with r24.10's AutoCompleteRequest number (so the refusal
-#: can answer an auto-complete of this r24.10 parent).
-UNSPOKEN = "r23.12"
-UNSPOKEN_TEXT = "python_backend r23.12-r24.02 (Triton 2.41-2.43)"
+#: An era this tritonstub does not speak (the refusal answers the auto-complete of this r24.10
+#: parent with the number its first command had, whatever era the override claims).
+UNSPOKEN = "r23.10"
+UNSPOKEN_TEXT = "python_backend r23.10-r23.11 (Triton 2.39-2.40)"
 
 
 def spec(name: str, stub: str, **parameters: str) -> ModelSpec:

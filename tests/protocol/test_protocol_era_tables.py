@@ -127,3 +127,70 @@ def test_responses_round_trip_in_every_era(heap, era):
         handle = c.tables.ResponseShm.get(heap.buf, p, "parameters")
         assert c.scalars.read_string(heap, handle) == params
     owned.release(heap)
+
+
+def test_the_older_eras_are_their_successor_minus_a_diff(heap):
+    r24_06, r24_08, r24_10 = (protocol.tables(e) for e in ("r24.06", "r24.08", "r24.10"))
+    # r24.08: ResponseBatch without is_response_factory_deleted; the era-B switches
+    assert "is_response_factory_deleted" not in r24_08.ResponseBatch.fields
+    assert r24_08.ResponseBatch.size == 112 and r24_10.ResponseBatch.size == 120
+    assert (r24_08.RESPONSES_THROUGH_SENDER, r24_08.SENDS_ON_PARENT_MQ,
+            r24_08.STUB_DELETES_FACTORY_ON_FINAL) == (True, True, True)
+    assert not (r24_10.RESPONSES_THROUGH_SENDER or r24_10.SENDS_ON_PARENT_MQ
+                or r24_10.STUB_DELETES_FACTORY_ON_FINAL)
+    # r24.06: no MetricRequestObserve, so the four commands after it move down by one
+    C6, C8 = r24_06.PYTHONSTUB_CommandType, r24_08.PYTHONSTUB_CommandType
+    assert "MetricRequestObserve" not in C6.__members__ and C8.MetricRequestObserve == 26
+    assert (C6.LoadModelRequest, C6.UnloadModelRequest, C6.ModelReadinessRequest,
+            C6.IsRequestCancelled) == (26, 27, 28, 29)
+    assert all(C6[c.name] == c.value for c in C8 if c.value < 26)
+    assert _fields(r24_06.MetricShm) == {
+        "labels_shm_handle": ("handle", 0), "operation_value": ("f64", 8),
+        "metric_address": ("intptr", 16), "metric_family_address": ("intptr", 24)}
+    # a metric round trip in r24.06; buckets cannot travel there
+    c = protocol.codecs("r24.06")
+    owned = c.scalars.Owned()
+    h = c.control.write_metric(heap, '{"a": "b"}', None, 2.5, 11, 22, owned)
+    f = c.control.read_metric(heap, h)
+    assert (f["labels"], f["operation_value"], f["metric_address"],
+            f["metric_family_address"], f["buckets"]) == ('{"a": "b"}', 2.5, 11, 22, None)
+    with pytest.raises(ValueError, match="r24.08 or later"):
+        c.control.write_metric(heap, "{}", [1.0, 2.0], 0.0, 0, 0, owned)
+    owned.release(heap)
+    # the era-B ExecuteResponse: a message whose args is a ResponseBatch block of its own
+    c8 = protocol.codecs("r24.08")
+    owned = c8.scalars.Owned()
+    for error in (None, "Failed: x"):
+        msg = c8.responses.write_execute_reply(heap, owned, error)
+        command, args = c8.control.read_command(heap, msg)
+        assert command == C8.ExecuteResponse
+        assert heap.payload(args) != heap.payload(msg) + r24_08.IPCMessageShm.size
+        result = c8.responses.read_execute_response(heap, msg)
+        assert (result.error, result.responses) == (error, [])
+    owned.release(heap)
+
+
+@pytest.mark.parametrize("era", ["r23.12", "r24.03", "r24.10"])
+def test_requests_round_trip_with_embedded_or_standalone_strings(heap, era):
+    c = protocol.codecs(era)
+    R = c.requests
+    owned = c.scalars.Owned()
+    x = np.arange(3, dtype=np.float32)
+    sent = R.RequestData(inputs=[c.tensors.RawTensor("IN", 11, (3,), x.tobytes())],
+                         requested_output_names=["B", "A"], request_id="id-é",
+                         correlation_id=42, model_name="peer", model_version=3, flags=2,
+                         timeout=7, parameters='{"k": 1}')
+    h = R.write_request(heap, sent, owned)
+    got = R.read_request(heap, h)
+    assert (got.request_id, got.correlation_id, got.model_name, got.model_version, got.flags,
+            got.timeout, got.parameters) == ("id-é", 42, "peer", 3, 2, 7, '{"k": 1}')
+    assert got.requested_output_names == ["A", "B"] or tuple(got.requested_output_names) == \
+        ("A", "B")
+    assert bytes(memoryview(got.inputs[0].data).cast("B")) == x.tobytes()
+    if era in ("r23.12", "r24.03"):
+        assert c.tables.InferRequestShm.get(heap.buf, heap.payload(h), "correlation_id") == 42
+        from tritonstub.errors import ProtocolError
+        with pytest.raises(ProtocolError, match="r24.04 or later"):
+            R.write_request(heap, R.RequestData(inputs=[], requested_output_names=[],
+                                                correlation_id="s"), owned)
+    owned.release(heap)

@@ -298,10 +298,13 @@ def write_metric(heap, labels: str, buckets: Optional[Sequence[float]], value: f
                          byte_size=len(data))
         heap.write(bh + H + L.MemoryShm.size, data)
     lh = write_string(heap, labels, owned)
-    return write_send_message(heap, L.MetricShm, owned, labels_shm_handle=lh,
-                              buckets_shm_handle=bh, operation_value=float(value),
-                              metric_address=metric_address,
-                              metric_family_address=family_address)
+    fields = dict(labels_shm_handle=lh, operation_value=float(value),
+                  metric_address=metric_address, metric_family_address=family_address)
+    if "buckets_shm_handle" in L.MetricShm.fields:        # r24.08+ (histograms)
+        fields["buckets_shm_handle"] = bh
+    elif bh:
+        raise ValueError("histogram buckets need python_backend r24.08 or later")
+    return write_send_message(heap, L.MetricShm, owned, **fields)
 
 
 def read_metric(heap, handle: int) -> dict:
@@ -309,7 +312,7 @@ def read_metric(heap, handle: int) -> dict:
     f = L.MetricShm.read(heap.buf, heap.payload(handle))
     f["labels"] = read_string(heap, f["labels_shm_handle"])
     f["buckets"] = None
-    if f["buckets_shm_handle"]:
+    if f.get("buckets_shm_handle"):
         mp = heap.payload(f["buckets_shm_handle"])
         n = L.MemoryShm.get(heap.buf, mp, "byte_size") // 8
         f["buckets"] = list(struct.unpack_from(f"<{n}d", heap.buf, mp + L.MemoryShm.size))

@@ -78,10 +78,11 @@ ERAS: Tuple[Era, ...] = (
 _BY_NAME: Dict[str, Era] = {e.name: e for e in ERAS}
 
 #: The eras this tritonstub speaks.
-SUPPORTED: Tuple[str, ...] = ("r24.08", "r24.10", "r25.02", "r25.04", "r26.03")
+SUPPORTED: Tuple[str, ...] = ("r23.12", "r24.03", "r24.04", "r24.06", "r24.08", "r24.10", "r25.02", "r25.04", "r26.03")
 
 #: What an era adds to the model API (c_python_backend_utils), kept by every later era.
 API_FEATURES: Dict[str, Tuple[str, ...]] = {
+    "r24.08": ("metric_histogram",),        # MetricFamily.HISTOGRAM, Metric.observe, buckets=
     "r25.02": ("response_parameters",),     # InferenceResponse(parameters=), .parameters()
     "r25.04": ("bls_cancel",),              # ResponseIterator.cancel()
     "r26.03": ("user_model_readiness",),    # the model's optional is_ready()

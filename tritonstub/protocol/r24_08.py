@@ -46,5 +46,7 @@ RESPONSES_THROUGH_SENDER = True
 SENDS_ON_PARENT_MQ = True
 #: After a FINAL the stub sends DecoupledResponseFactoryCleanup itself.
 STUB_DELETES_FACTORY_ON_FINAL = True
+#: (so the ExecuteResponse's ResponseBatch is a block of its own)
+EXECUTE_RESPONSE_SEPARATE = True
 
 ALL_STRUCTS = dict(_PREVIOUS, ResponseBatch=ResponseBatch)

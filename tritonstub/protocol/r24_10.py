@@ -236,6 +236,11 @@ RequestBatch = StructLayout("RequestBatch", 16, [
 ])
 # Then handle[batch_size] of InferRequestShm.
 
+#: (r24.03 embedded model_name/request_id/parameters in the request's block instead)
+INLINE_REQUEST_STRINGS = False
+#: (before r24.03 the trace was the server's raw pointer, without a context)
+TRACE_IS_POINTER = False
+
 InferRequestShm = StructLayout("InferRequestShm", 120, [
     ("input_count", "u32", 0),
     ("requested_output_count", "u32", 4),
@@ -287,6 +292,9 @@ ResponseBatch = StructLayout("ResponseBatch", 120, [
 RESPONSES_THROUGH_SENDER = False
 SENDS_ON_PARENT_MQ = False
 STUB_DELETES_FACTORY_ON_FINAL = False
+EXECUTE_RESPONSE_SEPARATE = False
+NONE_RESPONSES_ALLOWED = True
+EXECUTE_ERROR_PREFIXED = True
 # The stub's ExecuteResponse block: [IPCMessageShm][ResponseBatch][handles].
 EXECUTE_RESPONSE_BATCH_OFFSET = IPCMessageShm.size       # 48
 EXECUTE_RESPONSE_HANDLES_OFFSET = IPCMessageShm.size + ResponseBatch.size   # 168

@@ -34,9 +34,15 @@ _I_IN, _I_OUT = _RI["input_count"], _RI["requested_output_count"]
 _I_VERSION, _I_FLAGS, _I_TIMEOUT = _RI["model_version"], _RI["flags"], _RI["timeout"]
 _I_ADDR, _I_FACTORY = _RI["address"], _RI["response_factory_address"]
 _I_PMT, _I_PMD = _RI["preferred_memory_type"], _RI["preferred_memory_device_id"]
-_I_TRACE, _I_CORR = _RI["trace_shm_handle"], _RI["correlation_id_shm_handle"]
-_I_NAME, _I_ID, _I_PARAMS = (_RI["model_name_shm_handle"], _RI["request_id_shm_handle"],
-                             _RI["parameters_shm_handle"])
+_TRACE_POINTER = L.TRACE_IS_POINTER            # before r24.03: a raw pointer, no context
+_I_TRACE = _RI["trace" if _TRACE_POINTER else "trace_shm_handle"]
+#: r24.03: the correlation id is a u64 in the struct and the three strings are embedded after
+#: the handle arrays; r24.04+: handles to a CorrelationIdShm and three standalone strings.
+_INLINE = L.INLINE_REQUEST_STRINGS
+_I_CORR = _RI["correlation_id"] if _INLINE else _RI["correlation_id_shm_handle"]
+_I_NAME, _I_ID, _I_PARAMS = ((None, None, None) if _INLINE else (
+    _RI["model_name_shm_handle"], _RI["request_id_shm_handle"], _RI["parameters_shm_handle"]))
+_EMBEDDED = L.StringShm.struct
 _I_DECOUPLED = _RI["is_decoupled"]
 _STRING_ID = int(L.CorrelationIdDataType.STRING)
 _UINT64_ID = int(L.CorrelationIdDataType.UINT64)
@@ -160,25 +166,48 @@ def read_request(heap, h: int, factory: RequestFactory = DATA_FACTORY):
         inputs.append(t if t is not None else factory.raw_tensor(read_tensor(heap, th)))
     corr = 0
     ch = f[_I_CORR]
-    if ch:
+    if _INLINE:
+        corr = ch
+    elif ch:
         cp = heap.payload(ch)
         heap.ensure_mapped(cp, L.CorrelationIdShm.size)
         id_string, id_uint, id_type = L.CorrelationIdShm.struct.unpack_from(heap.buf, cp)
         corr = string(id_string) if id_type == _STRING_ID else id_uint
     trace = factory.default_trace
     th = f[_I_TRACE]
-    if th:
+    if _TRACE_POINTER:
+        if th:
+            trace = factory.trace(th, "")
+    elif th:
         tp = heap.payload(th)
         heap.ensure_mapped(tp, L.InferenceTraceShm.size)
         ctx_h, trace_addr = L.InferenceTraceShm.struct.unpack_from(heap.buf, tp)
         ctx = string(ctx_h) if ctx_h else ""
         if trace_addr or ctx:
             trace = factory.trace(trace_addr, ctx)
-    params_h = f[_I_PARAMS]
+    if _INLINE:
+        off = p + _R.size + 8 * (n_out + n_in)
+        model_name, off = _read_embedded(heap, off)
+        request_id, off = _read_embedded(heap, off)
+        params, off = _read_embedded(heap, off)
+    else:
+        model_name, request_id = string(f[_I_NAME]), string(f[_I_ID])
+        params_h = f[_I_PARAMS]
+        params = string(params_h) if params_h else "{}"
     return factory.request(
-        string(f[_I_ID]), corr, inputs, names, string(f[_I_NAME]), f[_I_VERSION], f[_I_FLAGS],
+        request_id, corr, inputs, names, model_name, f[_I_VERSION], f[_I_FLAGS],
         f[_I_TIMEOUT], factory.preferred_memory(f[_I_PMT], f[_I_PMD]), trace,
-        string(params_h) if params_h else "{}", f[_I_ADDR], f[_I_FACTORY], f[_I_DECOUPLED], h)
+        params or "{}", f[_I_ADDR], f[_I_FACTORY], f[_I_DECOUPLED], h)
+
+
+def _read_embedded(heap, off: int) -> Tuple[str, int]:
+    """An embedded string at byte ``off`` (r24.03): (text, where the next one starts)."""
+    heap.ensure_mapped(off, _EMBEDDED.size)
+    length = _EMBEDDED.unpack_from(heap.buf, off)[1]
+    start = off + _EMBEDDED.size
+    heap.ensure_mapped(start, length)
+    return bytes(heap.buf[start:start + length]).decode("utf-8", "surrogateescape"), \
+        start + length
 
 
 def _write_correlation_id(heap, corr, owned: Owned) -> int:
@@ -204,6 +233,8 @@ def _write_trace(heap, triton_trace: int, context: str, owned: Owned) -> int:
 
 def write_request(heap, req: RequestData, owned: Owned) -> int:
     """InferRequest::SaveToSharedMemory (BLS requests; the harness's execute requests)."""
+    if _INLINE:
+        return _write_request_inline(heap, req, owned)
     in_handles = [write_tensor(heap, t.name, t.dtype, t.dims, t.data, owned) for t in req.inputs]
     n_out, n_in = len(req.requested_output_names), len(in_handles)
     h = heap.construct(_R.size + 8 * (n_out + n_in))
@@ -225,6 +256,42 @@ def write_request(heap, req: RequestData, owned: Owned) -> int:
             correlation_id_shm_handle=corr, model_name_shm_handle=model_name,
             request_id_shm_handle=request_id, parameters_shm_handle=params)
     write_handles(heap, p + _R.size, out_handles + in_handles)
+    return h
+
+
+def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
+    """r24.03's InferRequestShm: a u64 correlation id, the strings embedded in the block."""
+    if isinstance(req.correlation_id, str):
+        from ..errors import ProtocolError
+        raise ProtocolError("string correlation ids need python_backend r24.04 or later "
+                            "(Triton 2.45+); this parent speaks r24.03")
+    in_handles = [write_tensor(heap, t.name, t.dtype, t.dims, t.data, owned) for t in req.inputs]
+    out_handles = [write_string(heap, n, owned) for n in req.requested_output_names]
+    n_out, n_in = len(out_handles), len(in_handles)
+    texts = [s.encode("utf-8", "surrogateescape")
+             for s in (req.model_name, req.request_id, req.parameters or "{}")]
+    head = _R.size + 8 * (n_out + n_in)
+    h = heap.construct(head + sum(_EMBEDDED.size + len(t) for t in texts))
+    owned.append(h)
+    trace = int(req.trace_address) if _TRACE_POINTER else \
+        _write_trace(heap, req.trace_address, req.trace_context or "", owned)
+    p = h + H
+    _R.pack(heap.buf, p, correlation_id=int(req.correlation_id or 0), input_count=n_in,
+            requested_output_count=n_out, model_version=int(req.model_version),
+            flags=int(req.flags), address=req.address,
+            response_factory_address=req.response_factory_address,
+            is_decoupled=bool(req.is_decoupled), timeout=int(req.timeout),
+            preferred_memory_type=int(req.preferred_memory_type),
+            preferred_memory_device_id=int(req.preferred_memory_device_id),
+            request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
+            **{"trace" if _TRACE_POINTER else "trace_shm_handle": trace})
+    write_handles(heap, p + _R.size, out_handles + in_handles)
+    off = head
+    for t in texts:
+        # C++ stores the string's own handle in ``data`` (meaningless when embedded)
+        _EMBEDDED.pack_into(heap.buf, p + off, h + off, len(t))
+        heap.buf[p + off + _EMBEDDED.size:p + off + _EMBEDDED.size + len(t)] = t
+        off += _EMBEDDED.size + len(t)
     return h
 
 

@@ -176,6 +176,8 @@ def write_execute_response(heap, items: Sequence[Union[int, Returned]], owned: O
     ``items`` has one entry per request: an int (a response already saved, 0 for none) or a
     :class:`Returned`.
     """
+    if L.EXECUTE_RESPONSE_SEPARATE:
+        return _write_execute_response_separate(heap, items, owned)
     sizes: List[int] = []
     plan = []
     pdatas = []
@@ -236,7 +238,7 @@ _HAS_FACTORY_DELETED = "is_response_factory_deleted" in _B.fields     # r24.10+
 
 def write_execute_error(heap, message: str, factory_deleted: bool, owned: Owned) -> int:
     """The ExecuteResponse block of a failed batch: no handles, ``error`` a string."""
-    if L.RESPONSES_THROUGH_SENDER:
+    if L.EXECUTE_RESPONSE_SEPARATE:
         return write_execute_reply(heap, owned, message)
     block = heap.construct(_HANDLES)
     owned.append(block)
@@ -245,6 +247,26 @@ def write_execute_error(heap, message: str, factory_deleted: bool, owned: Owned)
             error=eh, is_response_factory_deleted=bool(factory_deleted))
     L.IPCMessageShm.pack(heap.buf, block + H, command=_EXECUTE_RESPONSE, args=block + _BATCH)
     return block
+
+
+def _write_execute_response_separate(heap, items, owned: Owned) -> int:
+    """Era A (r24.04-r24.05): the IPCMessageShm's ``args`` is a block of its own holding the
+    ResponseBatch and one response handle per request."""
+    handles = []
+    for it in items:
+        if type(it) is int:
+            handles.append(it)
+        else:
+            handles.append(write_response(heap, ResponseData(
+                outputs=list(it[0]), id=it[1], is_last_response=it[2], parameters=it[3]), owned))
+    batch = heap.construct(_B.size + 8 * len(handles))
+    owned.append(batch)
+    _B.pack(heap.buf, batch + H, batch_size=len(handles))
+    write_handles(heap, batch + H + _B.size, handles)
+    msg = heap.construct(L.IPCMessageShm.size)
+    owned.append(msg)
+    L.IPCMessageShm.pack(heap.buf, msg + H, command=_EXECUTE_RESPONSE, args=batch)
+    return msg
 
 
 def write_execute_reply(heap, owned: Owned, error: Optional[str] = None) -> int:

@@ -130,7 +130,13 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
         text = stub.error_text(e)
         msg = f"Failed to process the request(s) for model '{stub.name}', message: {text}"
-        stub.log(2, msg, line=SITE_EXECUTE_FAILED)
+        if L.EXECUTE_ERROR_PREFIXED:
+            stub.log(2, msg, line=SITE_EXECUTE_FAILED)
+        else:
+            # r24.04-r24.05: the parent gets the bare text; only decoupled models log the line
+            if decoupled:
+                stub.log(0, msg, line=SITE_EXECUTE_FAILED)
+            msg = text
         # Tell the parent not to delete response factories when a FINAL already deleted one
         # (deleting it twice crashes the server). C++ checks this for decoupled models only and
         # leaves the flag uninitialised otherwise; a leaked factory beats a crash.
@@ -139,9 +145,14 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         factory_deleted = factory_deleted or any(sender_of(r)._is_closed() for r in requests)
         block = write_execute_error(region, msg, factory_deleted, owned)
         for r in requests:
-            sender_of(r)._close()
+            sender = sender_of(r)
+            if L.STUB_DELETES_FACTORY_ON_FINAL:
+                # before r24.10 the parent leaves every factory to the stub, failed batch or
+                # not (C++: the sender's destructor), so it is released here, once
+                sender._delete_response_factory()
+            sender._close()
             # The parent deletes them all (or, with factory_deleted, leaks the open ones, as
-            # C++ does): none is ours to release any more.
+            # C++ does), or we just did: none is ours to release any more.
             stub.board.discard(r._factory_address)
         return block
 
@@ -154,6 +165,9 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> l
     if ret is None:
         if decoupled:
             return []
+        if not L.NONE_RESPONSES_ALLOWED:
+            raise ExecuteError(f"Expected a list in the execute return, found type "
+                               f"'{_type_str(ret)}'.")
         return [_missing_response(stub, r, owned) for r in requests]
     if decoupled:
         raise ExecuteError(f"Python model '{stub.name}' is using the decoupled mode and the "
@@ -168,7 +182,12 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> l
             f"size is:{len(ret)}\n")
     for req, resp in zip(requests, ret):
         if resp is None:
-            continue
+            if L.NONE_RESPONSES_ALLOWED or \
+                    req._release_flags == L.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:
+                continue
+            # before r24.06 a non-decoupled request has no response sender to answer later
+            raise ExecuteError("Expected an 'InferenceResponse' object in the execute function "
+                               f"return list, found type '{_type_str(resp)}'.")
         if req._release_flags == L.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:
             raise ExecuteError("Expected a None object in the execute function return list "
                                f"for reschduled request, found type '{_type_str(resp)}'.")

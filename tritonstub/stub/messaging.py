@@ -118,8 +118,9 @@ class Messenger:
         """ResponseSender::Send's handshake. Returns the parent's error text, or None."""
         region = self.region
         S = L.ResponseSendMessage
-        if flags == L.TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+        if flags == L.TRITONSERVER_RESPONSE_COMPLETE_FINAL and not L.STUB_DELETES_FACTORY_ON_FINAL:
             self.stub.board.discard(factory_address)    # the parent deletes it on FINAL
+            # (before r24.10 it does not: our cleanup message, sent next, takes it off then)
         owned = Owned()
         try:
             with region.locked():                    # one hold of shm_mutex for every block

@@ -32,6 +32,8 @@ import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..stublog import ERROR, INFO, VERBOSE, WARNING, format_line, write_line
+from .. import protocol as _protocol
+from ..protocol import eras as _eras
 
 __all__ = [
     "TritonModelException",
@@ -238,9 +240,11 @@ class Runtime(abc.ABC):
     initialized: bool = False
     finalizing: bool = False
     stub_to_parent_active: bool = False
-    #: What the parent's protocol era adds to the model API (``protocol.eras.features``):
-    #: "response_parameters" (r25.02+), "bls_cancel" (r25.04+), "user_model_readiness" (r26.03+).
-    features: frozenset = frozenset()
+    #: What the parent's protocol era offers the model API beyond the oldest era spoken
+    #: (``protocol.eras.features``): "metric_histogram" (r24.08+), "response_parameters"
+    #: (r25.02+), "bls_cancel" (r25.04+), "user_model_readiness" (r26.03+).
+    #: A runtime without a parent (the tests' fakes) offers the default era's API.
+    features: frozenset = _eras.features(_protocol.DEFAULT_ERA)
 
     def check_parent_alive(self) -> None:
         """Raise :class:`TritonModelException` when the server this stub serves is gone (long

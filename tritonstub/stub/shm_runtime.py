@@ -155,12 +155,26 @@ class ShmRuntime(Runtime):
         """ProcessUserModelReadinessRequest (monitor thread): call the model's ``is_ready()``
         (a coroutine runs on the stub's loop), answer on the message's inline mutex and
         condition, and wait at most 5 s for the parent's acknowledgement."""
-        stub = self.stub
-        region = stub.region
-        M = L.UserModelReadinessMessage
+        region = self.stub.region
         if not msg.response_mutex:
             self.log(SITE_FILE, 0, L.LogLevel.ERROR, "Failed to process model readiness request")
             return
+        # Like C++ (Load<UserModelReadinessMessage>, IPCMessage::LoadFromSharedMemory) we hold a
+        # reference on the message, its payload, mutex and condition while we answer: the
+        # parent frees its own as soon as it has acknowledged, while we may still be waking up
+        # on that mutex.
+        held = [h for h in (handle, msg.args, msg.response_mutex, msg.response_cond) if h]
+        for h in held:
+            region.load(h)
+        try:
+            self._answer_user_model_readiness(msg)
+        finally:
+            region.release_many(held)
+
+    def _answer_user_model_readiness(self, msg: control.IPCMessage) -> None:
+        stub = self.stub
+        region = stub.region
+        M = L.UserModelReadinessMessage
         payload = region.payload(msg.args)
         model = stub.model_instance
         exists = model is not None and hasattr(model, "is_ready")

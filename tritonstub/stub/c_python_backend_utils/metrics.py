@@ -63,6 +63,7 @@ class Metric:
         self._operate(_SET_SIG, args, kwargs, "Failed to set metric value: ", "metric_set")
 
     def observe(self, *args, **kwargs):
+        _need_histograms("Metric.observe()")
         self._operate(_OBSERVE_SIG, args, kwargs, "Failed to observe metric value: ", "metric_observe")
 
     def value(self):
@@ -93,6 +94,14 @@ _SET_SIG = _metric_op_sig("set")
 _OBSERVE_SIG = _metric_op_sig("observe")
 
 
+def _need_histograms(what):
+    """Histograms came with python_backend r24.08: an older parent cannot make one."""
+    if "metric_histogram" not in _current_runtime().features:
+        raise TritonModelException(
+            "%s needs python_backend r24.08 or later (Triton 2.49+): this Triton's python "
+            "backend speaks an older protocol, without histogram metrics" % what)
+
+
 class MetricFamily:
     """``MetricFamily(name, description, kind)``; ``.Metric(labels=None, buckets=None)``.
 
@@ -110,6 +119,8 @@ class MetricFamily:
 
     def __init__(self, *args, **kwargs):
         name, description, kind = _METRIC_FAMILY_SIG.bind(args, kwargs)
+        if int(kind) == int(MetricKind.HISTOGRAM):
+            _need_histograms("MetricFamily.HISTOGRAM")
         try:
             address = _current_runtime().metric_family_new(
                 _MetricFamilyInfo(name, description, int(kind), 0)
