@@ -30,11 +30,18 @@ def stub(request):
 
 def _check(model: str, stub: str, *extra: str, timeout: float = 120):
     start = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "tritonstub", "check", str(BAD / model), "--stub", stub,
-                          *extra], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen([sys.executable, "-m", "tritonstub", "check", str(BAD / model), "--stub",
+                             stub, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert not processes_naming(str(BAD / model)), "a stub outlived `tritonstub check`"
-    leftover = [n for n in os.listdir("/dev/shm") if n.startswith("tritonstub_harness_")
-                and not os.path.exists(f"/proc/{n.split('_')[2]}")]
+    # The regions of that `tritonstub check` process are named after its pid.
+    leftover = [n for n in os.listdir("/dev/shm") if n.startswith(f"tritonstub_harness_{proc.pid}_")]
     assert not leftover, leftover
     return run, time.monotonic() - start
 
