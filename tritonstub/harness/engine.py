@@ -312,10 +312,18 @@ class Model:
                 self.queue.put(w)
         stub.finish(pendings)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 60.0) -> None:
+        """Let the executes in flight finish (as Triton's unload does), at most ``grace_s``;
+        then kill the stubs, which ends their executes within a health-check slice."""
         self.queue.put(None)
+        deadline = time.monotonic() + grace_s
         for t in self.workers:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self.workers):
+            for stub in self.instances:
+                stub.kill()
+            for t in self.workers:
+                t.join()
         self.workers.clear()
         # Requests still queued never ran: Triton fails them on unload.
         while True:
@@ -346,7 +354,7 @@ class Engine(Services):
         self.stub = stub_command(stub, python)
         if env:
             self.stub.env.update(env)
-        self.model_control = model_control
+        self.control_mode = model_control
         self.startup_models = list(models)
         self.log = LogBook(log_stream, log_verbose)
         self.metrics = MetricRegistry()
@@ -369,7 +377,7 @@ class Engine(Services):
     def start(self) -> None:
         """Load every model of the repository (model control "none") or ``models``."""
         self.started = True
-        if self.model_control == "none":
+        if self.control_mode == "none":
             names = self.repository_models()
         else:
             names = self.startup_models
@@ -705,7 +713,7 @@ class Engine(Services):
             data.is_last_response = resp.final
             on_response(data)
         try:
-            self.submit(harness_request, forward)
+            return self.submit(harness_request, forward)    # its cancel() for r25.04+ streams
         except InferError as e:
             raise BLSRefused(prefix + e.message) from None
 
