@@ -84,7 +84,7 @@ class FakeEngine:
         self.models: Dict[str, FakeModel] = {}
         self.loaded: Dict[str, bool] = {}
         self.closed = False
-        self.model_control = "explicit"
+        self.control_mode = "explicit"
         self.calls: List[FakeCall] = []
         for m in (
             FakeModel("add_sub", [("INPUT0", "FP32", [4]), ("INPUT1", "FP32", [4])],

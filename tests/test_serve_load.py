@@ -70,7 +70,7 @@ def _add_sub(client, n, rng):
 
 def test_load_concurrent_clients_and_streams(tmp_path):
     repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "tests" / "differential" / "models" / "add_sub", repo / "add_sub")
+    shutil.copytree(ROOT / "conformance" / "models" / "add_sub", repo / "add_sub")
     shutil.copytree(ROOT / "examples" / "model_repository" / "countdown", repo / "countdown")
     cfg = (repo / "add_sub" / "config.pbtxt").read_text()
     (repo / "add_sub" / "config.pbtxt").write_text(

@@ -1,7 +1,7 @@
 """`tritonstub serve` against the real tritonserver 2.51 on the same repository and the same
 (C++) stub: the same requests through the unmodified tritonclient clients (and raw HTTP/gRPC
 where the clients would refuse to send a mistake) must give the same outputs, the same error
-texts and the same status codes. One test per model of tests/differential/models used here
+texts and the same status codes. One test per model of conformance/models used here
 (and the examples' decoupled ``countdown``); each runs its cases against both servers and
 compares the outcomes whole.
 
@@ -34,7 +34,7 @@ from tritonstub.testing.tritonserver import (TritonServer, check_stopped,  # noq
                                              install_our_stub)
 
 ROOT = Path(__file__).resolve().parents[1]
-DIFF_MODELS = ROOT / "tests" / "differential" / "models"
+DIFF_MODELS = ROOT / "conformance" / "models"
 MODELS = ["add_sub", "dtypes", "exec_errors", "dec_modes"]
 #: The stub both servers run for every model: "ours" (default) or "cpp" (Triton's C++ stub;
 #: TRITONSTUB_SERVE_COMPARE_STUB=cpp). The same stub on both sides leaves only the servers'

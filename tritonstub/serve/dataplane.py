@@ -13,7 +13,8 @@ NOT_EXPLICIT = "explicit model load / unload is not allowed if polling is enable
 
 
 def _check_control(engine) -> None:
-    if getattr(engine, "model_control", "explicit") != "explicit":
+    mode = getattr(engine, "control_mode", "explicit")
+    if mode != "explicit":
         raise InferError("UNAVAILABLE", NOT_EXPLICIT)
 
 
