@@ -393,8 +393,11 @@ def _no_era_setting(outcome):
                              "", text))
 
 
-LOAD_FAILURES = ["init_raise", "syntax_error", "missing_class", "import_error", "ac_raise",
-                 "nomodel"]
+LOAD_FAILURES = ["init_raise", "syntax_error", "missing_class", "import_error", "ac_raise"]
+if STUB == "ours":
+    # with no model.py the C++ stub never answers and tritonserver waits on the load forever
+    # (the conformance suite quarantines it); ours fails the load with its loader's text
+    LOAD_FAILURES.append("nomodel")
 
 
 def test_models_that_fail_to_load_same_as_triton(triton_reference, tmp_path):
