@@ -35,7 +35,8 @@ from tritonstub.testing.tritonserver import (TritonServer, check_stopped,  # noq
 
 ROOT = Path(__file__).resolve().parents[1]
 DIFF_MODELS = ROOT / "conformance" / "models"
-MODELS = ["add_sub", "dtypes", "exec_errors", "dec_modes"]
+MODELS = ["add_sub", "dtypes", "exec_errors", "dec_modes", "outputs", "request_info",
+          "return_none", "triton_dtype", "nondec_sender", "dec_async", "nondec_async"]
 #: The stub both servers run for every model: "ours" (default) or "cpp" (Triton's C++ stub;
 #: TRITONSTUB_SERVE_COMPARE_STUB=cpp). The same stub on both sides leaves only the servers'
 #: differences to see.
@@ -373,6 +374,56 @@ def test_dec_modes_same_as_triton(servers):
         json.dumps({"MODE": "final_with_last", "N": 1}))
     cases["generate two responses"] = lambda s: raw_http(
         _h(s), "POST", "/v2/models/dec_modes/generate", json.dumps({"MODE": "repeat", "N": 2}))
+    compare(servers, cases)
+
+
+def _parameters_as_dict(outcome):
+    """request_info's INFO holds the request's parameters JSON. Over gRPC, tritonserver lists
+    them in its C++ protobuf map's iteration order, which is no order a Python server can
+    reproduce (docs/serve.md); compare the parameters, not their order."""
+    if "outputs" in outcome:
+        dtype, shape, [text] = outcome["outputs"]["INFO"]
+        info = json.loads(text)
+        info["parameters"]["value"] = json.loads(info["parameters"]["value"])
+        outcome["outputs"]["INFO"] = (dtype, shape, [info])
+    return outcome
+
+
+def test_outputs_request_info_return_none_triton_dtype_same_as_triton(servers):
+    spec = {"IN": ("FP32", np.array([1, 2, 3], dtype=np.float32))}
+    cases = {}
+    for kind, url in (("grpc", _g), ("http", _h)):
+        cases.update({
+            f"{kind} outputs all": lambda s, k=kind, u=url: infer(k, u(s), "outputs", spec),
+            f"{kind} outputs two": lambda s, k=kind, u=url: infer(
+                k, u(s), "outputs", spec, outputs=["REQUESTED", "OUT_B"]),
+            f"{kind} request_info": lambda s, k=kind, u=url: _parameters_as_dict(infer(
+                k, u(s), "request_info", spec, request_id="ri",
+                parameters={"p_int": 3, "p_str": "x", "p_bool": True})),
+            f"{kind} request_info sequence": lambda s, k=kind, u=url: infer(
+                k, u(s), "request_info", spec, sequence_id=42, sequence_start=True,
+                sequence_end=True),
+            f"{kind} return_none": lambda s, k=kind, u=url: infer(k, u(s), "return_none", spec),
+            f"{kind} triton_dtype": lambda s, k=kind, u=url: infer(k, u(s), "triton_dtype", spec),
+        })
+    compare(servers, cases)
+
+
+def test_nondecoupled_senders_and_async_same_as_triton(servers):
+    cases = {}
+    for mode in ("send_final", "send_then_final", "final_first", "send_twice", "send_and_return",
+                 "return"):
+        for kind, url in (("grpc", _g), ("http", _h)):
+            cases[f"{kind} nondec_sender {mode}"] = (lambda s, k=kind, u=url, m=mode: infer(
+                k, u(s), "nondec_sender", _dec(m, 2)))
+        cases[f"stream nondec_sender {mode}"] = (lambda s, m=mode: stream(
+            _g(s), "nondec_sender", [_dec(m, 2)], empty_final=True))
+    for mode in ("add", "gather", "raise"):
+        cases[f"grpc nondec_async {mode}"] = (lambda s, m=mode: infer(
+            "grpc", _g(s), "nondec_async", _dec(m, 2)))
+    for mode in ("sleep_send", "gather", "raise"):
+        cases[f"stream dec_async {mode}"] = (lambda s, m=mode: stream(
+            _g(s), "dec_async", [_dec(m, 2)], empty_final=True))
     compare(servers, cases)
 
 

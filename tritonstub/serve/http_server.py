@@ -609,10 +609,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._client_gone():
                 call.cancel()
                 raise ConnectionError("client went away while the model ran")
-        responses = list(call.responses)
-        if len(responses) != 1:
-            raise InferError("INTERNAL", f"expected a single response, got {len(responses)}")
-        [response] = responses
+        response = dataplane.single_response(list(call.responses))
         if response.error is not None:
             raise response.error
         out, json_length = infer_response_to_http(response, kinds)
