@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DIFF_MODELS = ROOT / "conformance" / "models"
 MODELS = ["add_sub", "dtypes", "exec_errors", "dec_modes", "outputs", "request_info",
           "return_none", "triton_dtype", "nondec_sender", "dec_async", "nondec_async"]
+#: Served under another name (the BLS pair finds its partner by its own name's suffix).
+RENAMED = {"bls_caller_s": "bls_caller", "bls_callee_s": "bls_callee", "metrics": "metrics"}
 #: The stub both servers run for every model: "ours" (default) or "cpp" (Triton's C++ stub;
 #: TRITONSTUB_SERVE_COMPARE_STUB=cpp). The same stub on both sides leaves only the servers'
 #: differences to see.
@@ -52,6 +54,8 @@ def servers(triton_reference, tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     for name in MODELS:
         shutil.copytree(DIFF_MODELS / name, repo / name)
+    for name, source in RENAMED.items():
+        shutil.copytree(DIFF_MODELS / source, repo / name)
     shutil.copytree(ROOT / "examples" / "model_repository" / "countdown", repo / "countdown")
     if STUB == "ours":
         # tritonserver runs <model dir>/triton_python_backend_stub when there is one; the
@@ -425,6 +429,47 @@ def test_nondecoupled_senders_and_async_same_as_triton(servers):
         cases[f"stream dec_async {mode}"] = (lambda s, m=mode: stream(
             _g(s), "dec_async", [_dec(m, 2)], empty_final=True))
     compare(servers, cases)
+
+
+def _case(case):
+    return {"CASE": ("BYTES", np.array([json.dumps(case).encode()], dtype=object))}
+
+
+def test_bls_same_as_triton(servers):
+    fp = {"IN": {"dtype": "float32", "data": [1, 2, 3]}}
+    cases = {}
+    for name, case in {
+        "exec": {"case": "exec", "inputs": fp},
+        "async_exec": {"case": "async_exec", "inputs": fp, "request_id": "bls1"},
+        "gather": {"case": "gather", "inputs": fp, "count": 3},
+        "sequential": {"case": "sequential", "inputs": fp, "count": 2},
+        "unknown model": {"case": "exec", "inputs": fp, "raw_model": "nope"},
+        "unknown output": {"case": "exec", "inputs": fp, "outputs": ["NOPE"]},
+        "init": {"case": "init_bls"},
+    }.items():
+        for kind, url in (("grpc", _g), ("http", _h)):
+            cases[f"{kind} {name}"] = (lambda s, k=kind, u=url, c=case: infer(
+                k, u(s), "bls_caller_s", _case(c), outputs=["RESULT"]))
+    compare(servers, cases)
+
+
+def _custom_metrics(server, prefix):
+    url = server.metrics_url if hasattr(server, "metrics_url") else server.http_url
+    text = raw_http(url, "GET", "/metrics")["body"]
+    return sorted(line for line in str(text).splitlines() if prefix in line)
+
+
+def test_custom_metrics_same_as_triton(servers):
+    def run(s, case):
+        return infer("grpc", _g(s), "metrics", {"CASE": ("BYTES", np.array([case.encode()],
+                                                                            dtype=object))})
+    compare(servers, {
+        "create": lambda s: run(s, "create"),
+        "update": lambda s: run(s, "update"),
+        "exposition": lambda s: _custom_metrics(s, "metrics_"),
+    })
+    assert any(line.startswith("metrics_requests_total") for line in
+               _custom_metrics(servers["ours"], "metrics_"))
 
 
 def test_countdown_same_as_triton(servers):
