@@ -174,7 +174,7 @@ def test_explicit_model_control_and_sigterm_cleanup(tmp_path):
         g = tritonclient_grpc.InferenceServerClient(server.grpc_url)
         try:
             states = {m.name: m.state for m in g.get_model_repository_index().models}
-            assert states == {"add_sub": "READY", "countdown": ""}
+            assert states == {"add_sub": "READY", "bls_add_sub": "", "countdown": ""}
             g.load_model("countdown")
             assert g.is_model_ready("countdown")
             server.refresh_regions()

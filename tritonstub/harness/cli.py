@@ -30,6 +30,9 @@ def add_commands(sub) -> None:
                             "(loopback only); attach your IDE there")
         p.add_argument("--log-verbose", type=int, default=0, metavar="N",
                        help="verbose server log lines (as tritonserver --log-verbose)")
+        p.add_argument("--load-timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="auto_complete_config and initialize must finish within this "
+                            "(default %(default)s)")
         p.add_argument("--repository", default=None,
                        help="a model repository for BLS and model control (default: the model "
                             "directory's parent)")
@@ -91,7 +94,8 @@ def _engine(args, interactive: bool = False, auto_complete: bool = True):
         env["TRITONSTUB_DEBUGPY_WAIT"] = "yes"
     engine = Engine(repository, stub=args.stub, model_control="explicit",
                     log_verbose=args.log_verbose, log_stream=sys.stderr,
-                    interactive=interactive, env=env, auto_complete=auto_complete)
+                    interactive=interactive, env=env, auto_complete=auto_complete,
+                    load_timeout_s=args.load_timeout, load_on_demand=True)
     name = engine.add_model_dir(model_dir)
     return engine, name
 

@@ -44,7 +44,8 @@ from ..protocol.requests import RequestData
 from ..protocol.responses import ResponseData
 from . import config as configs
 from . import convert
-from .instance import BLSRefused, Pending, Services, StubCommand, StubFailed, StubProcess
+from .instance import (BLSRefused, Pending, Services, StubCommand, StubFailed, StubProcess,
+                       remove_stale_regions)
 from .metrics import MetricError, MetricRegistry
 from .types import InferError, InferRequest, InferResponse, InferTensor, LogRecord, ModelIndexEntry
 from .validate import validate
@@ -349,7 +350,8 @@ class Engine(Services):
                  model_control: str = "none", models: Sequence[str] = (), log_verbose: int = 0,
                  log_stream: Optional[IO[str]] = sys.stderr, python: Optional[str] = None,
                  interactive: bool = False, env: Optional[Mapping[str, str]] = None,
-                 auto_complete: bool = True):
+                 auto_complete: bool = True, load_timeout_s: float = 300.0,
+                 load_on_demand: bool = False):
         self.repository = Path(repository).resolve() if repository is not None else None
         self.stub = stub_command(stub, python)
         if env:
@@ -361,6 +363,12 @@ class Engine(Services):
         self.models: Dict[str, Model] = {}
         self.interactive = interactive
         self.auto_complete = auto_complete
+        #: auto-complete and each initialize must answer within this (tritonserver would wait
+        #: for as long as the stub's heartbeat goes on).
+        self.load_timeout_s = load_timeout_s
+        #: A BLS request to a model of the repository that is not loaded loads it first (the
+        #: CLI's one-model runs; tritonserver answers "not ready").
+        self.load_on_demand = load_on_demand
         self._lock = threading.RLock()
         self._extra_paths: Dict[str, Path] = {}
         self._stderr_threads: List[threading.Thread] = []
@@ -377,6 +385,9 @@ class Engine(Services):
     def start(self) -> None:
         """Load every model of the repository (model control "none") or ``models``."""
         self.started = True
+        for name in remove_stale_regions():
+            self.log.write(int(L.LogLevel.WARNING), "engine.py", 0,
+                           f"removed /dev/shm/{name}: its harness process is gone")
         if self.control_mode == "none":
             names = self.repository_models()
         else:
@@ -474,7 +485,7 @@ class Engine(Services):
             ac = self._stub(model, model.name, str(model_py), decoupled=False)
             try:
                 ac.launch()
-                completed = ac.auto_complete(config_json)
+                completed = ac.auto_complete(config_json, self.load_timeout_s)
             except StubFailed as e:
                 ac.kill()
                 ac.close()
@@ -504,7 +515,7 @@ class Engine(Services):
                     "model_repository": str(path),
                     "model_version": model.version,
                     "model_name": model.name,
-                })
+                }, limit_s=self.load_timeout_s)
         model.start_workers()
 
     def _stub(self, model: Model, stub_name: str, model_py: str, decoupled: bool) -> StubProcess:
@@ -540,6 +551,7 @@ class Engine(Services):
             raise InferError("INVALID_ARG", f"failed to unload '{name}', no version is available")
         if model.function is not None:
             return
+        was = model.state
         model.state = UNLOADING
         model.stop()
         for stub in model.instances:
@@ -548,7 +560,7 @@ class Engine(Services):
             finally:
                 stub.close()
         model.instances.clear()
-        if model.state != UNAVAILABLE:
+        if was == READY:
             self.log.write(int(L.LogLevel.INFO), "model_lifecycle.cc", 0,
                            f"successfully unloaded '{name}' version {model.version}")
 
@@ -696,6 +708,13 @@ class Engine(Services):
         prefix = f"Model {name} - Error when running inference: "
         with self._lock:
             m = self.models.get(name)
+        if m is None and self.load_on_demand and self._model_dir(name) is not None:
+            try:
+                self.load(name)
+            except InferError:
+                pass
+            with self._lock:
+                m = self.models.get(name)
         version = "" if request.model_version < 0 else str(request.model_version)
         if m is None or m.state != READY or version not in ("", m.version):
             raise BLSRefused(prefix + f"Failed for execute the inference request. Model '{name}' "

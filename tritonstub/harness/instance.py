@@ -71,6 +71,28 @@ _IDS = itertools.count(0x10000, 0x40)
 REGION_PREFIX = f"tritonstub_harness_{os.getpid()}_"
 
 
+def remove_stale_regions() -> List[str]:
+    """Unlink the regions of harness processes that died without cleaning up (SIGKILL): the
+    owner's pid is in the name, so a region whose owner is gone is nobody's."""
+    removed = []
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith("tritonstub_harness_"):
+            continue
+        pid = name[len("tritonstub_harness_"):].split("_", 1)[0]
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        try:
+            os.unlink(f"/dev/shm/{name}")
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
 class BLSRefused(Exception):
     """The server refused a BLS request before running it (unknown or unready model, ...):
     ``str()`` is the text the stub gets as the ResponseBatch error."""
@@ -192,8 +214,10 @@ class StubProcess:
             if h is not None:
                 return
             if not self.alive():
-                raise StubFailed(f"Stub process '{self.name}' exited with status "
-                                 f"{self.proc.returncode} before it started.")
+                rc = self.proc.returncode
+                how = (f"exited with status {rc}" if rc >= 0 else
+                       f"was killed by signal {signal.Signals(-rc).name}")
+                raise StubFailed(f"Stub process '{self.name}' {how} before it started.")
             if time.monotonic() > deadline:
                 raise StubFailed(f"Stub process '{self.name}' sent no start-up message within "
                                  f"{FIRST_MESSAGE_TIMEOUT_S:g} s.")
@@ -232,14 +256,14 @@ class StubProcess:
         except PeerGone:
             pass
 
-    def auto_complete(self, config_json: str) -> str:
+    def auto_complete(self, config_json: str, limit_s: float = AUTO_COMPLETE_TIMEOUT_S) -> str:
         """AutoCompleteRequest -> the completed config JSON; StubFailed with the stub's error."""
         owned = Owned()
         try:
             arg = control.write_auto_complete_request(self.region, config_json, owned)
             self._send(C.AutoCompleteRequest, arg, owned)
             try:
-                reply = self._receive(health_checked=False, limit_s=AUTO_COMPLETE_TIMEOUT_S)
+                reply = self._receive(health_checked=False, limit_s=limit_s)
             except PeerGone:
                 raise self._gone() from None
             try:
@@ -256,13 +280,14 @@ class StubProcess:
         finally:
             owned.release(self.region)
 
-    def initialize(self, params: Dict[str, str]) -> None:
-        """InitializeRequest; StubFailed with the stub's error text (and the stub exits)."""
+    def initialize(self, params: Dict[str, str], limit_s: Optional[float] = None) -> None:
+        """InitializeRequest; StubFailed with the stub's error text (and the stub exits), or
+        when no answer comes within ``limit_s`` (Triton waits as long as the stub beats)."""
         owned = Owned()
         try:
             arg = control.write_initialize_request(self.region, params, owned)
             self._send(C.InitializeRequest, arg, owned)
-            reply = self._receive()
+            reply = self._receive(limit_s=limit_s)
             try:
                 error = control.read_initialize_response(self.region, reply)
             finally:
