@@ -47,6 +47,8 @@ STUB = os.environ.get("TRITONSTUB_SERVE_COMPARE_STUB", "ours")
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 #: Bound on one call; a server that never answers fails the case instead of hanging the suite.
 CALL_TIMEOUT_S = 30.0
+#: Fifteen models load one stub each; on a loaded 2-core machine that took over 60 s.
+STARTUP_TIMEOUT_S = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +66,9 @@ def servers(triton_reference, tmp_path_factory):
             install_our_stub(model_dir)
     logs = tmp_path_factory.mktemp("logs")
     triton = TritonServer(repo, reference=triton_reference, log_dir=logs / "triton",
-                          exit_timeout=30)
-    ours = ServeProcess(repo, "--stub", STUB, log_dir=logs / "ours")
+                          exit_timeout=30, startup_timeout=STARTUP_TIMEOUT_S)
+    ours = ServeProcess(repo, "--stub", STUB, log_dir=logs / "ours",
+                        startup_timeout=STARTUP_TIMEOUT_S)
     triton.start()
     try:
         ours.start()
@@ -506,8 +509,9 @@ def test_models_that_fail_to_load_same_as_triton(triton_reference, tmp_path):
             install_our_stub(repo / name)
     triton = TritonServer(repo, reference=triton_reference, log_dir=tmp_path / "triton",
                           extra_args=["--exit-on-error=false", "--strict-readiness=false"],
-                          exit_timeout=30)
-    ours = ServeProcess(repo, "--stub", STUB, log_dir=tmp_path / "ours")
+                          exit_timeout=30, startup_timeout=STARTUP_TIMEOUT_S)
+    ours = ServeProcess(repo, "--stub", STUB, log_dir=tmp_path / "ours",
+                        startup_timeout=STARTUP_TIMEOUT_S)
     triton.start()
     try:
         ours.start()
