@@ -191,3 +191,28 @@ def test_explicit_model_control_and_sigterm_cleanup(tmp_path):
     log = server.log.read_text()
     assert "successfully unloaded 'countdown' version 1" in log
     assert "tritonstub serve: stopped" in log
+
+
+def test_http_client_gone_mid_generate_stream_cancels_the_model(served):
+    import json
+    import socket
+    import struct
+    host, port = served.http_url.split(":")
+    s = socket.create_connection((host, int(port)), timeout=30)
+    body = json.dumps({"N": 10_000_000}).encode()
+    s.sendall(b"POST /v2/models/countdown/generate_stream HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert s.recv(64).startswith(b"HTTP/1.1 200")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    # the model sees is_cancelled() and ends; its one instance then serves the next request
+    c = tritonclient_grpc.InferenceServerClient(served.grpc_url)
+    results: "queue.Queue" = queue.Queue()
+    c.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        c.async_stream_infer("countdown", _countdown_input(2))
+        got = [results.get(timeout=60) for _ in range(2)]
+        assert [int(r.as_numpy("COUNT")[0]) for r, _ in got] == [1, 0]
+    finally:
+        c.stop_stream()
+        c.close()

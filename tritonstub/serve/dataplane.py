@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..harness.types import InferError, InferRequest
+from ..harness.types import InferError, InferRequest, InferResponse
 from . import convert
 
 #: core model_repository_manager.cc LoadUnloadModel, when model control is not explicit.
@@ -13,7 +13,8 @@ NOT_EXPLICIT = "explicit model load / unload is not allowed if polling is enable
 
 
 def _check_control(engine) -> None:
-    if getattr(engine, "control_mode", "explicit") != "explicit":
+    mode = getattr(engine, "control_mode", "explicit")
+    if mode != "explicit":
         raise InferError("UNAVAILABLE", NOT_EXPLICIT)
 
 
@@ -44,6 +45,17 @@ def check_before_deferred(engine, model, request: InferRequest,
     elif hasattr(engine, "validate"):
         engine.validate(request)
     raise deferred[0]
+
+
+def single_response(responses: List[InferResponse]) -> InferResponse:
+    """The one response of a unary call (gRPC ModelInfer, HTTP infer). A non-decoupled model
+    that answers through its response sender sends the final flag on its own after the response
+    (``send(r)`` then ``send(flags=FINAL)``); Triton gives the client that response, so the
+    flag-only final is not a second response here."""
+    real = [r for r in responses if not (r.empty_final and len(responses) > 1)]
+    if len(real) != 1:
+        raise InferError("INTERNAL", f"expected a single response, got {len(real)}")
+    return real[0]
 
 
 _DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",

@@ -177,10 +177,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             if not context.is_active():
                 call.cancel()
                 raise InferError("CANCELLED", "the client cancelled the request")
-        responses = list(call.responses)
-        if len(responses) != 1:
-            raise InferError("INTERNAL", f"expected a single response, got {len(responses)}")
-        [response] = responses
+        response = dataplane.single_response(list(call.responses))
         if response.error is not None:
             raise response.error
         return convert.response_to_pb(response)
@@ -268,8 +265,10 @@ def _stream_error(msg, text: str):
 
 def _stream_response(msg, resp: InferResponse, decoupled: bool, empty_final: bool):
     """One engine response -> the ModelStreamInferResponse Triton writes (or None)."""
-    if resp.error is None and resp.empty_final and decoupled:
-        if not empty_final:
+    if resp.error is None and resp.empty_final:
+        # a flag-only final: sent for a decoupled model that asked for it, never for a
+        # non-decoupled one (stream_infer_handler.cc: empty_final needs is_decoupled_)
+        if not (decoupled and empty_final):
             return None
         r = service_pb2.ModelStreamInferResponse()
         r.infer_response.id = msg.id

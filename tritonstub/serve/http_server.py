@@ -359,6 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ plumbing
     def _body(self) -> bytes:
+        self._consumed = True
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             parts = []
             while True:
@@ -425,6 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, _dumps({"error": message}), "application/json")
 
     def _dispatch(self, method: str) -> None:
+        self._consumed = False
         try:
             try:
                 self._route(method, self.path.split("?", 1)[0])
@@ -440,11 +442,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_error(500, f"{type(e).__name__}: {e}")
             except OSError:
                 self.close_connection = True
+        if not self._consumed and (self.headers.get("Content-Length", "0").strip() not in
+                                   ("", "0") or self.headers.get("Transfer-Encoding")):
+            # a body we did not read would be taken for the next request
+            self.close_connection = True
 
     # ------------------------------------------------------------ routes
     def _route(self, method: str, path: str) -> None:
         engine = self.front.engine
         if path == "/metrics":
+            self._body()
             self._need(method, "GET")
             text = engine.metrics_text() if hasattr(engine, "metrics_text") else ""
             self._send(200, text.encode(), "text/plain; charset=utf-8")
@@ -609,10 +616,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._client_gone():
                 call.cancel()
                 raise ConnectionError("client went away while the model ran")
-        responses = list(call.responses)
-        if len(responses) != 1:
-            raise InferError("INTERNAL", f"expected a single response, got {len(responses)}")
-        [response] = responses
+        response = dataplane.single_response(list(call.responses))
         if response.error is not None:
             raise response.error
         out, json_length = infer_response_to_http(response, kinds)

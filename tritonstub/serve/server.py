@@ -13,12 +13,18 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, Optional, TextIO
 
+from ..errors import TritonStubError
 from . import grpc_server
 from .http_server import HttpFrontEnd
 
 log = logging.getLogger("tritonstub.serve")
+
+
+class ServeError(TritonStubError):
+    """`tritonstub serve` cannot start: the repository or a port."""
 
 
 class Server:
@@ -44,12 +50,22 @@ class Server:
     def start(self) -> "Server":
         try:
             if self._grpc_port_wanted is not None:
-                self.grpc, self.grpc_port = grpc_server.start(
-                    self.engine, self.host, self._grpc_port_wanted,
-                    workers=self._grpc_workers, live=self.live)
+                try:
+                    self.grpc, self.grpc_port = grpc_server.start(
+                        self.engine, self.host, self._grpc_port_wanted,
+                        workers=self._grpc_workers, live=self.live)
+                except (OSError, RuntimeError) as e:
+                    raise ServeError(f"cannot serve gRPC on {self.host}:{self._grpc_port_wanted}"
+                                     f" ({e}): choose another --grpc-port, or 0 for a port the "
+                                     "OS picks") from None
             if self._http_port_wanted is not None:
-                self.http = HttpFrontEnd(self.engine, self.host, self._http_port_wanted,
-                                         live=self.live).start()
+                try:
+                    self.http = HttpFrontEnd(self.engine, self.host, self._http_port_wanted,
+                                             live=self.live).start()
+                except OSError as e:
+                    raise ServeError(f"cannot serve HTTP on {self.host}:{self._http_port_wanted}"
+                                     f" ({e.strerror or e}): choose another --http-port, or 0 "
+                                     "for a port the OS picks") from None
                 self.http_port = self.http.port
         except BaseException:
             self.stop(grace_s=0)
@@ -96,6 +112,8 @@ def serve(repository, *, host: str = "127.0.0.1", grpc_port: Optional[int] = 800
           engine_factory: Optional[Callable] = None,
           stop_event: Optional[threading.Event] = None, close_timeout_s: float = 60.0) -> int:
     """Run until SIGINT/SIGTERM (or ``stop_event``); returns the exit status."""
+    if repository is not None and not Path(repository).is_dir():
+        raise ServeError(f"model repository '{repository}' is not a directory")
     if engine_factory is None:
         from ..harness import Engine
         engine_factory = Engine
