@@ -183,10 +183,17 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log,
 def _diff(expected: dict, got: dict, expected_name: str) -> List[str]:
     from .cases import dumps
 
+    head = []
+    if isinstance(expected, dict) and isinstance(got, dict) and expected.get("kind") != got.get("kind"):
+        # A different kind of outcome: say so first, since the diff then starts with removed lines.
+        def short(o):
+            text = json.dumps(o, ensure_ascii=False)
+            return text if len(text) <= 300 else text[:300] + " ..."
+        head = [f"expected {short(expected)}", f"got      {short(got)}"]
     a = dumps(expected, width=60).splitlines()
     b = dumps(got, width=60).splitlines()
     lines = list(difflib.unified_diff(a, b, expected_name, "this cell", n=3, lineterm=""))
-    return lines[:DIFF_LINES] + ([f"... ({len(lines) - DIFF_LINES} more diff lines)"] if len(lines) > DIFF_LINES else [])
+    return head + lines[:DIFF_LINES] + ([f"... ({len(lines) - DIFF_LINES} more diff lines)"] if len(lines) > DIFF_LINES else [])
 
 
 def judge(case: Case, cell: str, result: Result, reference: Optional[dict], reference_cell: Optional[str]) -> None:
