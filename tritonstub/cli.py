@@ -109,13 +109,34 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     return 0 if matrix.ok else 1
 
 
+def _port(text: str) -> Optional[int]:
+    if text.lower() in ("off", "none", "-1"):
+        return None
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0..65535")
+    return value
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+    stub = args.stub
+    return serve(args.repository, host=args.host, grpc_port=args.grpc_port,
+                 http_port=args.http_port, stub=stub, model_control=args.model_control_mode,
+                 models=args.load_model or (), log_verbose=args.log_verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tritonstub",
         description="A pure-Python triton_python_backend_stub, and tools to debug and test "
                     "Triton python models.")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"tritonstub {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    from .harness.cli import add_commands as add_harness_commands
+    add_harness_commands(sub)
 
     shm = sub.add_parser("shm", help="inspect python-backend shared-memory regions")
     shm_sub = shm.add_subparsers(dest="shm_command", metavar="SUBCOMMAND")
@@ -183,6 +204,34 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--quiet", action="store_true", help="do not print the report")
     conf.add_argument("-v", "--verbose", action="store_true", help="say when each case is done")
     conf.set_defaults(func=_cmd_conformance)
+    srv = sub.add_parser(
+        "serve", help="serve a model repository over Triton's gRPC and HTTP API (no tritonserver)",
+        description="Serve the python models of REPOSITORY with Triton's KServe v2 gRPC and "
+                    "HTTP/REST API, so tritonclient, perf tools and curl talk to them as to "
+                    "tritonserver. Each model instance runs in a stub process (ours or the C++ "
+                    "one) over a shared-memory region, as under Triton. Prints one line with "
+                    "the models' states and the bound addresses when ready; SIGINT or SIGTERM "
+                    "finalizes every model and exits. docs/serve.md")
+    srv.add_argument("repository", help="the model repository (a directory of model directories)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default: %(default)s; 0.0.0.0 for every interface)")
+    srv.add_argument("--grpc-port", type=_port, default=8001, metavar="N",
+                     help="gRPC port; 0: the OS picks one; 'off': no gRPC (default: %(default)s)")
+    srv.add_argument("--http-port", type=_port, default=8000, metavar="N",
+                     help="HTTP port; 0: the OS picks one; 'off': no HTTP (default: %(default)s)")
+    srv.add_argument("--stub", default="ours", metavar="ours|cpp|PATH",
+                     help="the stub each model instance runs: ours (tritonstub), cpp (the C++ "
+                          "triton_python_backend_stub of nvidia-pytriton) or an executable "
+                          "(default: %(default)s)")
+    srv.add_argument("--model-control-mode", choices=("none", "explicit"), default="none",
+                     help="none: load every model at start, no load/unload API; explicit: load "
+                          "only --load-model models, load/unload by API (default: %(default)s)")
+    srv.add_argument("--load-model", action="append", metavar="NAME",
+                     help="with --model-control-mode explicit: load this model at start "
+                          "(repeat for more)")
+    srv.add_argument("--log-verbose", type=int, default=0, metavar="N",
+                     help="Triton's verbose log level for the server log (default: %(default)s)")
+    srv.set_defaults(func=_cmd_serve)
     return p
 
 

@@ -76,4 +76,5 @@ def test_every_era_we_speak_has_its_tables():
     from tritonstub.protocol import eras
     assert set(eras.SUPPORTED) <= set(protocol.TABLES)
     for name in eras.SUPPORTED:
-        assert protocol.select(name) is protocol.current()
+        assert protocol.codecs(name).tables is protocol.tables(name)
+        assert protocol.tables(name).VERSION == name

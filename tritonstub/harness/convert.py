@@ -88,7 +88,12 @@ def response_from_data(resp: Optional[ResponseData], model_name: str, model_vers
         return InferResponse(model_name, model_version, request_id, error=InferError(name, message),
                              final=final)
     outputs = [tensor_from_wire(n, d, dims, data) for n, d, dims, data in resp.outputs]
-    return InferResponse(model_name, model_version, request_id, outputs=outputs, final=final)
+    try:                        # r25.02+: the response's parameters ("{}" in older eras)
+        parameters = json.loads(resp.parameters or "{}")
+    except ValueError:
+        parameters = {}
+    return InferResponse(model_name, model_version, request_id, outputs=outputs, final=final,
+                         parameters=parameters if isinstance(parameters, dict) else {})
 
 
 def data_from_response(resp: InferResponse, ident: int = 0) -> ResponseData:
@@ -97,4 +102,5 @@ def data_from_response(resp: InferResponse, ident: int = 0) -> ResponseData:
                             is_last_response=resp.final)
     outputs = [(t.name, dtype_number(t.datatype), tuple(t.shape), bytes(tensor_bytes(t)))
                for t in resp.outputs]
-    return ResponseData(outputs=outputs, id=ident, is_last_response=resp.final)
+    return ResponseData(outputs=outputs, id=ident, is_last_response=resp.final,
+                        parameters=parameters_json(resp.parameters))

@@ -44,7 +44,8 @@ from ..protocol.requests import RequestData
 from ..protocol.responses import ResponseData
 from . import config as configs
 from . import convert
-from .instance import BLSRefused, Pending, Services, StubCommand, StubFailed, StubProcess
+from .instance import (BLSRefused, Pending, Services, StubCommand, StubFailed, StubProcess,
+                       remove_stale_regions)
 from .metrics import MetricError, MetricRegistry
 from .types import InferError, InferRequest, InferResponse, InferTensor, LogRecord, ModelIndexEntry
 from .validate import validate
@@ -312,10 +313,18 @@ class Model:
                 self.queue.put(w)
         stub.finish(pendings)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 60.0) -> None:
+        """Let the executes in flight finish (as Triton's unload does), at most ``grace_s``;
+        then kill the stubs, which ends their executes within a health-check slice."""
         self.queue.put(None)
+        deadline = time.monotonic() + grace_s
         for t in self.workers:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self.workers):
+            for stub in self.instances:
+                stub.kill()
+            for t in self.workers:
+                t.join()
         self.workers.clear()
         # Requests still queued never ran: Triton fails them on unload.
         while True:
@@ -341,18 +350,25 @@ class Engine(Services):
                  model_control: str = "none", models: Sequence[str] = (), log_verbose: int = 0,
                  log_stream: Optional[IO[str]] = sys.stderr, python: Optional[str] = None,
                  interactive: bool = False, env: Optional[Mapping[str, str]] = None,
-                 auto_complete: bool = True):
+                 auto_complete: bool = True, load_timeout_s: float = 300.0,
+                 load_on_demand: bool = False):
         self.repository = Path(repository).resolve() if repository is not None else None
         self.stub = stub_command(stub, python)
         if env:
             self.stub.env.update(env)
-        self.model_control = model_control
+        self.control_mode = model_control
         self.startup_models = list(models)
         self.log = LogBook(log_stream, log_verbose)
         self.metrics = MetricRegistry()
         self.models: Dict[str, Model] = {}
         self.interactive = interactive
         self.auto_complete = auto_complete
+        #: auto-complete and each initialize must answer within this (tritonserver would wait
+        #: for as long as the stub's heartbeat goes on).
+        self.load_timeout_s = load_timeout_s
+        #: A BLS request to a model of the repository that is not loaded loads it first (the
+        #: CLI's one-model runs; tritonserver answers "not ready").
+        self.load_on_demand = load_on_demand
         self._lock = threading.RLock()
         self._extra_paths: Dict[str, Path] = {}
         self._stderr_threads: List[threading.Thread] = []
@@ -369,7 +385,10 @@ class Engine(Services):
     def start(self) -> None:
         """Load every model of the repository (model control "none") or ``models``."""
         self.started = True
-        if self.model_control == "none":
+        for name in remove_stale_regions():
+            self.log.write(int(L.LogLevel.WARNING), "engine.py", 0,
+                           f"removed /dev/shm/{name}: its harness process is gone")
+        if self.control_mode == "none":
             names = self.repository_models()
         else:
             names = self.startup_models
@@ -466,7 +485,7 @@ class Engine(Services):
             ac = self._stub(model, model.name, str(model_py), decoupled=False)
             try:
                 ac.launch()
-                completed = ac.auto_complete(config_json)
+                completed = ac.auto_complete(config_json, self.load_timeout_s)
             except StubFailed as e:
                 ac.kill()
                 ac.close()
@@ -496,7 +515,7 @@ class Engine(Services):
                     "model_repository": str(path),
                     "model_version": model.version,
                     "model_name": model.name,
-                })
+                }, limit_s=self.load_timeout_s)
         model.start_workers()
 
     def _stub(self, model: Model, stub_name: str, model_py: str, decoupled: bool) -> StubProcess:
@@ -532,6 +551,7 @@ class Engine(Services):
             raise InferError("INVALID_ARG", f"failed to unload '{name}', no version is available")
         if model.function is not None:
             return
+        was = model.state
         model.state = UNLOADING
         model.stop()
         for stub in model.instances:
@@ -540,7 +560,7 @@ class Engine(Services):
             finally:
                 stub.close()
         model.instances.clear()
-        if model.state != UNAVAILABLE:
+        if was == READY:
             self.log.write(int(L.LogLevel.INFO), "model_lifecycle.cc", 0,
                            f"successfully unloaded '{name}' version {model.version}")
 
@@ -576,7 +596,7 @@ class Engine(Services):
             raise InferError("NOT_FOUND", f"Request for unknown model: '{name}' version {version} "
                                           f"is not found")
         if m.state != READY:
-            raise InferError("UNAVAILABLE", f"Request for unknown model: '{name}' has no available "
+            raise InferError("NOT_FOUND", f"Request for unknown model: '{name}' has no available "
                                             f"versions")
         return m
 
@@ -688,6 +708,13 @@ class Engine(Services):
         prefix = f"Model {name} - Error when running inference: "
         with self._lock:
             m = self.models.get(name)
+        if m is None and self.load_on_demand and self._model_dir(name) is not None:
+            try:
+                self.load(name)
+            except InferError:
+                pass
+            with self._lock:
+                m = self.models.get(name)
         version = "" if request.model_version < 0 else str(request.model_version)
         if m is None or m.state != READY or version not in ("", m.version):
             raise BLSRefused(prefix + f"Failed for execute the inference request. Model '{name}' "
@@ -705,7 +732,7 @@ class Engine(Services):
             data.is_last_response = resp.final
             on_response(data)
         try:
-            self.submit(harness_request, forward)
+            return self.submit(harness_request, forward)    # its cancel() for r25.04+ streams
         except InferError as e:
             raise BLSRefused(prefix + e.message) from None
 

@@ -71,6 +71,28 @@ _IDS = itertools.count(0x10000, 0x40)
 REGION_PREFIX = f"tritonstub_harness_{os.getpid()}_"
 
 
+def remove_stale_regions() -> List[str]:
+    """Unlink the regions of harness processes that died without cleaning up (SIGKILL): the
+    owner's pid is in the name, so a region whose owner is gone is nobody's."""
+    removed = []
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith("tritonstub_harness_"):
+            continue
+        pid = name[len("tritonstub_harness_"):].split("_", 1)[0]
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        try:
+            os.unlink(f"/dev/shm/{name}")
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
 class BLSRefused(Exception):
     """The server refused a BLS request before running it (unknown or unready model, ...):
     ``str()`` is the text the stub gets as the ResponseBatch error."""
@@ -163,6 +185,9 @@ class StubProcess:
         self._interactive = interactive
         self.closed = False
         self.dead_reason: Optional[str] = None
+        # r25.04+: what Services.bls returned for each BLS stream (by InferPayload id), for
+        # the stub's CancelBLSInferRequest
+        self.bls_streams: Dict[int, object] = {}
 
     # ------------------------------------------------------------------ liveness
     def alive(self) -> bool:
@@ -189,8 +214,10 @@ class StubProcess:
             if h is not None:
                 return
             if not self.alive():
-                raise StubFailed(f"Stub process '{self.name}' exited with status "
-                                 f"{self.proc.returncode} before it started.")
+                rc = self.proc.returncode
+                how = (f"exited with status {rc}" if rc >= 0 else
+                       f"was killed by signal {signal.Signals(-rc).name}")
+                raise StubFailed(f"Stub process '{self.name}' {how} before it started.")
             if time.monotonic() > deadline:
                 raise StubFailed(f"Stub process '{self.name}' sent no start-up message within "
                                  f"{FIRST_MESSAGE_TIMEOUT_S:g} s.")
@@ -229,14 +256,14 @@ class StubProcess:
         except PeerGone:
             pass
 
-    def auto_complete(self, config_json: str) -> str:
+    def auto_complete(self, config_json: str, limit_s: float = AUTO_COMPLETE_TIMEOUT_S) -> str:
         """AutoCompleteRequest -> the completed config JSON; StubFailed with the stub's error."""
         owned = Owned()
         try:
             arg = control.write_auto_complete_request(self.region, config_json, owned)
             self._send(C.AutoCompleteRequest, arg, owned)
             try:
-                reply = self._receive(health_checked=False, limit_s=AUTO_COMPLETE_TIMEOUT_S)
+                reply = self._receive(health_checked=False, limit_s=limit_s)
             except PeerGone:
                 raise self._gone() from None
             try:
@@ -253,13 +280,14 @@ class StubProcess:
         finally:
             owned.release(self.region)
 
-    def initialize(self, params: Dict[str, str]) -> None:
-        """InitializeRequest; StubFailed with the stub's error text (and the stub exits)."""
+    def initialize(self, params: Dict[str, str], limit_s: Optional[float] = None) -> None:
+        """InitializeRequest; StubFailed with the stub's error text (and the stub exits), or
+        when no answer comes within ``limit_s`` (Triton waits as long as the stub beats)."""
         owned = Owned()
         try:
             arg = control.write_initialize_request(self.region, params, owned)
             self._send(C.InitializeRequest, arg, owned)
-            reply = self._receive()
+            reply = self._receive(limit_s=limit_s)
             try:
                 error = control.read_initialize_response(self.region, reply)
             finally:
@@ -366,7 +394,9 @@ class StubProcess:
         # own references as soon as the handshake lets it go, and without ours the blocks (the
         # mutex and condition we are still waiting on included) would be freed under us.
         region = self.region
-        held = [x for x in (h, msg.args, msg.response_mutex, msg.response_cond) if x]
+        held = [h, msg.args] + ([msg.response_mutex, msg.response_cond]
+                                if msg.inline_response else [])   # else not even initialised
+        held = [x for x in held if x]
         try:
             for x in held:
                 region.load(x)
@@ -392,8 +422,32 @@ class StubProcess:
             pass
         except Exception as e:  # noqa: BLE001
             self.services.log_message(self, "instance.py", 0, L.LogLevel.ERROR,
-                              f"tritonstub harness: failed to handle command {cmd} from stub "
-                              f"'{self.name}': {type(e).__name__}: {e}")
+                                      f"tritonstub harness: failed to handle command {cmd} from "
+                                      f"stub '{self.name}': {type(e).__name__}: {e}")
+            self._answer_failure(cmd, msg, f"{type(e).__name__}: {e}")
+
+    def _answer_failure(self, cmd: int, msg: control.IPCMessage, text: str) -> None:
+        """A handler failed before answering: answer with an error where the message has room
+        for one, so the stub is not left waiting."""
+        layout = _LAYOUTS.get(cmd)
+        if layout is None or not msg.args:
+            return
+        region = self.region
+        payload = region.payload(msg.args)
+        owned = Owned()
+
+        def write():
+            if "has_error" in layout.fields:
+                fields = {"has_error": True}
+                if "error" in layout.fields and "is_error_set" in layout.fields:
+                    fields.update(is_error_set=True, error=write_string(region, text, owned))
+                control.write_reply(region, payload, layout, **fields)
+        try:
+            self._answer(layout, payload, write)
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            owned.release(region)
 
     def _answer(self, layout, payload: int, write: Optional[Callable[[], None]] = None,
                 rounds: int = 2) -> None:
@@ -418,6 +472,8 @@ class StubProcess:
             if p is not None:
                 p.factory_deleted = True
         else:
+            with self.lock:
+                self.bls_streams.pop(ident, None)
             self.services.bls_cancel(self, ident)
         mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
                                         region.payload(msg.response_cond))
@@ -435,6 +491,66 @@ class StubProcess:
         self._answer(L.IsCancelledMessage, payload,
                      lambda: control.write_reply(region, payload, L.IsCancelledMessage,
                                                  is_cancelled=cancelled))
+
+    def _on_cancel_bls(self, h: int, msg: control.IPCMessage) -> None:
+        """r25.04+ ProcessCancelBLSRequest: cancel the BLS stream's request if it still runs;
+        the answer is ``is_cancelled`` true either way, as in python_be.cc."""
+        region = self.region
+        M = L.CancelBLSRequestMessage
+        payload = region.payload(msg.args)
+        ident = control.read_send_message(region, payload, M)["infer_payload_id"]
+        with self.lock:
+            handle = self.bls_streams.get(ident)
+        if handle is not None and hasattr(handle, "cancel"):
+            handle.cancel()
+        self._answer(M, payload, lambda: control.write_reply(region, payload, M,
+                                                             is_cancelled=True))
+
+    def user_model_readiness(self, timeout_s: float = 5.0) -> Tuple[bool, Optional[str]]:
+        """r26.03+ RunUserModelReadinessCheck: (is_ready, error text or None). Without the
+        stub's control-block flag the model has no ``is_ready`` and is ready, with no message;
+        otherwise UserModelReadinessRequest on parent_to_stub_mq, answered on the message's
+        inline mutex/condition within ``timeout_s``."""
+        T = L
+        if "stub_has_user_model_readiness_fn" not in T.IPCControlShm.fields:
+            return True, None
+        region = self.region
+        control_p = self.parent.control
+        if not T.IPCControlShm.get(region.buf, control_p, "stub_has_user_model_readiness_fn"):
+            return True, None
+        M = T.UserModelReadinessMessage
+        owned = Owned()
+        try:
+            with region.locked():
+                args = control.write_user_model_readiness(region, owned)
+                msg, mu_h, cv_h = control.write_ipc_message(
+                    region, C.UserModelReadinessRequest, args, owned, inline=True,
+                    sync_sizes=(libc.MUTEX_SIZE, libc.COND_SIZE))
+            mu, cv = handshake.sync_objects(region, region.payload(mu_h), region.payload(cv_h),
+                                            True)
+            box = control.mailbox(M, region.payload(args))
+            deadline = time.monotonic() + timeout_s
+
+            def alive() -> bool:
+                return self.alive() and time.monotonic() < deadline
+            try:
+                reply = handshake.start_flag(
+                    region, self.q["parent_to_stub_mq"], msg, mu, cv, box.flag, alive,
+                    lambda: control.read_send_message(region, box.payload, M))
+            except PeerGone:
+                if self.alive():
+                    # the stub may still answer: keep the message (as the C++ parent does)
+                    owned.clear()
+                    return False, "Timed out waiting for user-defined is_ready() response"
+                return False, ("Stub process is not healthy while waiting for user-defined "
+                               "is_ready() response")
+            if reply["has_error"]:
+                text = control.reply_error(region, reply,
+                                           "User-defined is_ready() failed with unknown error")
+                return False, text
+            return (bool(reply["is_ready"]) if reply["function_exists"] else True), None
+        finally:
+            owned.release(region)
 
     def _on_metric(self, h: int, msg: control.IPCMessage) -> None:
         region = self.region
@@ -538,7 +654,10 @@ class StubProcess:
             self._stream_response(resp)
 
         try:
-            self.services.bls(self, request, on_response, streaming)
+            handle = self.services.bls(self, request, on_response, streaming)
+            if streaming and handle is not None:
+                with self.lock:
+                    self.bls_streams[payload_id] = handle
         except BLSRefused as e:
             with lock:
                 state["reply"] = str(e)
@@ -670,5 +789,15 @@ for _c in (C.MetricFamilyRequestNew, C.MetricFamilyRequestDelete, C.MetricReques
            C.MetricRequestDelete, C.MetricRequestValue, C.MetricRequestIncrement,
            C.MetricRequestSet, C.MetricRequestObserve):
     _HANDLERS[_c] = StubProcess._on_metric
+if hasattr(C, "CancelBLSInferRequest"):              # r25.04+
+    _HANDLERS[C.CancelBLSInferRequest] = StubProcess._on_cancel_bls
 for _c in (C.LoadModelRequest, C.UnloadModelRequest, C.ModelReadinessRequest):
     _HANDLERS[_c] = StubProcess._on_model_control
+#: The two-round (pattern B / D) messages, for an error answer when a handler fails.
+_LAYOUTS = {C.LogRequest: L.LogSendMessage, C.IsRequestCancelled: L.IsCancelledMessage,
+            C.ResponseSend: L.ResponseSendMessage}
+for _c, _h in _HANDLERS.items():
+    if _h is StubProcess._on_metric:
+        _LAYOUTS[_c] = L.CustomMetricsMessage
+    elif _h is StubProcess._on_model_control:
+        _LAYOUTS[_c] = L.ModelLoaderMessage

@@ -21,7 +21,8 @@ import threading
 
 from ..errors import TritonStubError
 from .. import protocol
-from ..protocol.responses import write_execute_error, write_execute_response, write_response
+from ..protocol.responses import (write_execute_error, write_execute_reply,
+                                  write_execute_response, write_response)
 from ..protocol.scalars import Owned
 from .log import SITE_EXECUTE_FAILED
 from .runtime import TritonModelException
@@ -100,6 +101,9 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
     requests: list = []
     try:
         requests = load_requests(stub, batch_handle)
+        board = stub.board
+        for r in requests:
+            board.add(r._factory_address)
         execute = getattr(stub.model_instance, "execute", None)
         if execute is None:
             raise ExecuteError(f"Python model {stub.ctx.python_model_path()} does not "
@@ -112,7 +116,13 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
             else:
                 ret = run_coroutine(stub, ret, in_background=False)
         items = _returned_responses(stub, requests, ret, decoupled, owned)
-        block = write_execute_response(region, items, owned)
+        if L.RESPONSES_THROUGH_SENDER:
+            block = write_execute_reply(region, owned)
+        else:
+            block = write_execute_response(region, items, owned)
+        for r, item in zip(requests, items):
+            if item:                  # the parent deletes the factory of a returned response
+                stub.board.discard(r._factory_address)
         for r in requests:
             if not r._returned:
                 r._sender           # noqa: B018 - made now: its end cleans the factory up
@@ -130,6 +140,9 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         block = write_execute_error(region, msg, factory_deleted, owned)
         for r in requests:
             sender_of(r)._close()
+            # The parent deletes them all (or, with factory_deleted, leaks the open ones, as
+            # C++ does): none is ours to release any more.
+            stub.board.discard(r._factory_address)
         return block
 
 
@@ -170,6 +183,21 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> l
             if req._sender._is_closed():
                 stub.factory_deleted_in_execute = True
             raise ExecuteError(str(e)) from None
+    if L.RESPONSES_THROUGH_SENDER:
+        # Before r24.10 every returned response goes through the request's response sender
+        # (its state was updated above), and the ExecuteResponse carries none.
+        from .bridge import sender_of
+        for req, resp in zip(requests, ret):
+            if resp is None:
+                _missing_response(stub, req, owned)
+                continue
+            resp._prune(set(req._requested_output_names))
+            try:
+                stub.runtime.send_response(sender_of(req), resp,
+                                           L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            except TritonModelException as e:
+                raise ExecuteError(str(e)) from None      # C++: PythonBackendException
+        return []
     items = []
     for req, resp in zip(requests, ret):
         if resp is None:

@@ -42,6 +42,9 @@ PHASES = ("stream", "execute")
 #: How long a client may wait for an answer after the fault before we call it a hang.
 CLIENT_BOUND_S = 10.0
 
+#: How long the victim may take to unload after the fault (a stub's unload takes < 1 s).
+UNLOAD_BOUND_S = 10.0
+
 #: Responses the decoupled victim sends before it waits with its stream open.
 STREAMED = 30
 
@@ -100,7 +103,10 @@ class Outcome:
     server_alive: bool = False              # tritonserver still running 2 s after the answer
     bystander_ok: Optional[bool] = None     # the other model still answered correctly
     stub_gone_s: Optional[float] = None     # server-sigkill: seconds until every stub process was gone
+    unloaded_s: Optional[float] = None      # seconds the victim took to unload (None: not in UNLOAD_BOUND_S)
+    reloaded: Optional[bool] = None         # loaded again and READY after that unload
     exit_status: Optional[int] = None       # tritonserver's exit status when stopped afterwards
+    crash: str = ""                         # tritonserver's fatal signal / fatal log lines, if any
     leftovers: List[str] = field(default_factory=list)
 
     def row(self) -> str:
@@ -112,9 +118,16 @@ class Outcome:
             answered = f"no answer in {CLIENT_BOUND_S:.0f} s"
         gone = f"{self.stub_gone_s:.2f} s" if self.stub_gone_s is not None else ""
         by = {None: "", True: "yes", False: "NO"}[self.bystander_ok]
+        if self.fault == "server-sigkill":
+            unload = ""
+        elif self.unloaded_s is None:
+            unload = f"NO (not in {UNLOAD_BOUND_S:.0f} s)"
+        else:
+            unload = f"in {self.unloaded_s:.2f} s, " + ("reloaded" if self.reloaded else "NOT reloaded")
         left = "; ".join(self.leftovers) or "nothing"
         return (f"| {self.fault} | {self.phase} | {self.stub} | {answered} | "
-                f"{'yes' if self.server_alive else 'NO'} | {by} | {gone} | {self.exit_status} | {left} |")
+                f"{'yes' if self.server_alive else 'NO'} | {by} | {unload} | {gone} | "
+                f"{self.exit_status} | {left} |")
 
 
 def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
@@ -130,9 +143,12 @@ def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
     return client
 
 
-def _stub_pids(server: TritonServer, model: str) -> List[int]:
-    """The model's stub (the child of tritonserver) first, then its helpers (ours has one)."""
-    pids = [p for p in processes_naming(f"/{model}/1/model.py") if p != server.pid]
+def stub_pids(server: TritonServer, model: str) -> List[int]:
+    """The model's stub (the child of tritonserver) first, then its helpers (ours has one).
+    Found by the model file's full path: other servers on the machine may serve a model of the
+    same name."""
+    model_py = str(server.model_repository / model / "1" / "model.py")
+    pids = [p for p in processes_naming(model_py) if p != server.pid]
     return sorted(pids, key=lambda p: _ppid(p) != server.pid)
 
 
@@ -158,7 +174,9 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     }, reference=reference)
     out = Outcome(stub, fault, phase)
     server = TritonServer(repo, reference=reference, log_dir=workdir / "log",
-                          models=["victim", "bystander"])
+                          models=["victim", "bystander"],
+                          extra_args=["--model-control-mode=explicit", "--load-model=victim",
+                                      "--load-model=bystander"])
     server.start()
     client = None
     try:
@@ -174,7 +192,7 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
             while not marker.exists():
                 assert time.monotonic() < deadline, "the model never entered execute"
                 time.sleep(0.02)
-        pids = _stub_pids(server, "victim")
+        pids = stub_pids(server, "victim")
         assert pids, "the victim's stub process was not found"
         t0 = time.monotonic()
         if fault == "server-sigkill":
@@ -202,25 +220,56 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
         out.server_alive = server.running
         if out.server_alive:
             out.bystander_ok = _bystander_answers(server)
+        if out.server_alive and fault != "stub-sigstop":
+            # The client has its error and closes its stream (an open gRPC stream keeps the
+            # unload waiting, measured with our stub: not in 10 s; after the close, ~1 s).
+            _close_client(client, phase)
+            client = None
+            out.unloaded_s, out.reloaded = _unload_and_reload(server, "victim")
         if fault == "stub-sigstop":
             for pid in pids:
                 _signal(pid, signal.SIGCONT)
         return out
     finally:
         if client is not None:
-            try:
-                if phase == "stream":
-                    client.stop_stream(cancel_requests=True)
-                client.close()
-            except Exception:  # noqa: BLE001 - the server may be gone
-                pass
+            _close_client(client, phase)
         out.exit_status = server.stop(timeout=15)
+        if fault != "server-sigkill":
+            out.crash = server.crash_report()
         if server.killed:
             out.leftovers.append("server did not exit on SIGTERM (killed)")
         if server.orphans:
             out.leftovers.append(f"{len(server.orphans)} stub process(es) outlived the server")
         if server.leaked_regions:
             out.leftovers.append(f"{len(server.leaked_regions)} /dev/shm region(s)")
+
+
+def _close_client(client, phase: str) -> None:
+    try:
+        if phase == "stream":
+            client.stop_stream(cancel_requests=True)
+        client.close()
+    except Exception:  # noqa: BLE001 - the server may be gone
+        pass
+
+
+def _unload_and_reload(server: TritonServer, model: str):
+    """Unload ``model`` (explicit model control), wait for the unload to finish, load it again.
+    Returns (seconds the unload took or None, whether the new load became READY)."""
+    t0 = time.monotonic()
+    status, body = server.http("POST", f"/v2/repository/models/{model}/unload", {})
+    if status != 200:
+        return None, False
+    while True:
+        entry = server.model_status(model) or {}
+        if entry.get("state") == "UNAVAILABLE":
+            unloaded = time.monotonic() - t0
+            break
+        if time.monotonic() - t0 > UNLOAD_BOUND_S:
+            return None, False
+        time.sleep(0.05)
+    status, _ = server.http("POST", f"/v2/repository/models/{model}/load", {}, timeout=60)
+    return unloaded, status == 200 and (server.model_status(model) or {}).get("state") == "READY"
 
 
 def _running(pid: int) -> bool:
@@ -251,7 +300,8 @@ def _bystander_answers(server: TritonServer) -> bool:
 
 
 HEADER = ("| fault | phase | stub | what the client saw | server up | other model served "
-          "| stub gone after | server exit | left behind |\n|---|---|---|---|---|---|---|---|---|")
+          "| victim unloaded | stub gone after | server exit | left behind |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _main(argv: Optional[List[str]] = None) -> int:

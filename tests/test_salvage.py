@@ -1,0 +1,196 @@
+"""The heartbeat helper speaks for a dead stub (tritonstub/stub/salvage.py).
+
+The board of live response factories must list exactly the factories the parent still expects
+the stub to release: one too many and the helper's cleanup deletes a factory twice, which
+crashes tritonserver; one too few and the model cannot unload. The unit tests check the board
+itself; the live test runs every way a request ends (returned response, returned error,
+response-sender FINAL, a failed execute, finished and abandoned decoupled streams), then kills
+each idle stub: the helper must release nothing, and every model must still unload, with both
+stubs, and the server exit cleanly. (A stub killed with requests in hand is
+tests/test_faults.py. A decoupled request the model abandons without FINAL is left out: it keeps
+Triton 2.51 from unloading the model with either stub, alive or not, as measured here.)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tritonstub.stub.salvage import Board
+from tritonstub.testing.faults import stub_pids
+from tritonstub.testing.procs import process_alive
+from tritonstub.testing.tritonserver import ModelSpec, TritonServer, check_stopped, make_model_repository
+
+
+# ---- the board, server-less -------------------------------------------------------------------
+
+
+def test_the_board_lists_what_was_added_and_not_discarded():
+    b = Board(slots=4)
+    for f in (0x10, 0x20, 0x30, 0):            # 0 (a request the model built) is never listed
+        b.add(f)
+    b.add(0x20)                                # twice: one entry
+    b.discard(0x10)
+    b.discard(0x99)                            # unknown: nothing happens
+    assert sorted(b.live()) == [0x20, 0x30]
+    assert not b.finalizing
+    b.set_finalizing()
+    assert b.finalizing and sorted(b.live()) == [0x20, 0x30]
+
+
+def test_a_full_board_counts_what_it_could_not_track():
+    b = Board(slots=2)
+    for f in (1, 2, 3):
+        b.add(f)
+    assert sorted(b.live()) == [1, 2] and b.overflowed == 1
+    b.discard(1)
+    b.add(3)
+    assert sorted(b.live()) == [2, 3]
+
+
+def test_a_forked_helper_sees_later_writes():
+    b = Board(slots=8)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                # the helper: wait for the stub's go, then read
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0 if sorted(b.live()) == [7, 9] and b.finalizing else 1)
+    os.close(r)
+    b.add(7)
+    b.add(8)
+    b.add(9)
+    b.discard(8)
+    b.set_finalizing()
+    os.write(w, b"x")
+    os.close(w)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+# ---- every way a request ends, then an idle stub killed: nothing to release -------------------
+
+_PLAIN = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            if x[0] == 0:                       # a returned response
+                out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]))
+            elif x[0] == 1:                     # a returned error response
+                out.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("no")))
+            elif x[0] == 2:                     # through the response sender, then None
+                request.get_response_sender().send(
+                    pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]),
+                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                out.append(None)
+            else:                               # execute fails for the whole batch
+                raise ValueError("the batch fails")
+        return out
+"""
+
+_STREAM = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            sender = request.get_response_sender()
+            if x[0] == 0:                       # responses, then FINAL on its own
+                for i in range(3):
+                    sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]))
+                sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            elif x[0] == 1:                     # a response carrying FINAL
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]),
+                            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            else:
+                raise ValueError("the stream fails")
+        return None
+"""
+
+_CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+{decoupled}
+input [ {{ name: "IN" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+"""
+
+RELEASED = "its heartbeat helper released"
+
+
+def _traffic(server: TritonServer, plain: str, stream: str) -> None:
+    import queue
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    http = server.http_client()
+    for v in (0, 1, 2, 3):
+        inp = httpclient.InferInput("IN", [1], "INT32")
+        inp.set_data_from_numpy(np.full(1, v, np.int32))
+        try:
+            http.infer(plain, [inp])
+        except Exception:  # noqa: BLE001 - 1 and 3 answer with errors
+            pass
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    answers: "queue.Queue" = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        for v in (0, 1, 3):
+            inp = grpcclient.InferInput("IN", [1], "INT32")
+            inp.set_data_from_numpy(np.full(1, v, np.int32))
+            client.async_stream_infer(stream, [inp], request_id=str(v))
+        # 3 + FINAL, 1, 1 error: 5 answers carry data or errors
+        for _ in range(5):
+            answers.get(timeout=30)
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+@pytest.mark.parametrize("stub", ["ours", "cpp"])
+def test_an_idle_stub_killed_after_every_kind_of_request_leaves_nothing_to_release(stub, triton_reference, tmp_path):
+    repo = make_model_repository(tmp_path / "repo", {
+        "plain": ModelSpec(_PLAIN, config=_CONFIG.format(name="plain", decoupled=""), stub=stub),
+        "stream": ModelSpec(_STREAM, config=_CONFIG.format(
+            name="stream", decoupled="model_transaction_policy { decoupled: true }"), stub=stub),
+    }, reference=triton_reference)
+    server = TritonServer(repo, reference=triton_reference, log_dir=tmp_path / "log",
+                          models=["plain", "stream"],
+                          extra_args=["--model-control-mode=explicit", "--load-model=plain",
+                                      "--load-model=stream"])
+    server.start()
+    try:
+        _traffic(server, "plain", "stream")
+        time.sleep(0.5)                          # the abandoned sender's cleanup has gone out
+        for model in ("plain", "stream"):
+            pids = stub_pids(server, model)      # the stub, then (ours) its heartbeat helper
+            os.kill(pids[0], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while any(process_alive(p) for p in pids[1:]) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not any(process_alive(p) for p in pids[1:]), (
+                "the heartbeat helper outlived its bound", pids,
+                [open(f"/proc/{p}/stat").read() for p in pids if process_alive(p)])
+        for model in ("plain", "stream"):
+            status, body = server.http("POST", f"/v2/repository/models/{model}/unload", {})
+            assert status == 200, body
+        deadline = time.monotonic() + 20
+        while any((server.model_status(m) or {}).get("state") != "UNAVAILABLE" for m in ("plain", "stream")):
+            assert time.monotonic() < deadline, [server.model_status(m) for m in ("plain", "stream")]
+            time.sleep(0.05)
+        assert server.running
+    finally:
+        server.stop(timeout=30)
+    assert RELEASED not in server.log_text()
+    assert check_stopped(server) == []

@@ -1,0 +1,178 @@
+"""What the heartbeat helper does for the parent when the stub process dies under it.
+
+Why
+---
+python_backend r24.10 gives every request a ``TRITONBACKEND_ResponseFactory`` and deletes it
+only when the stub says so (a FINAL response, a ``DecoupledResponseFactoryCleanup`` message,
+or the ExecuteResponse of the batch: see ``ModelInstanceState::ProcessRequests`` and
+``ResponseSendDecoupled`` in python_be.cc). A factory holds the model, so when a stub dies (the
+OOM killer, a SIGKILL) with requests in hand, their factories are never deleted and Triton can
+never finish unloading the model: the server hits its exit timeout, the region stays in
+/dev/shm. With the C++ stub nothing can be done about it. Ours has a second process, the
+heartbeat helper, which outlives the stub (it is told of the death by PR_SET_PDEATHSIG) and
+can still speak for it: the parent's stub-to-parent monitor thread keeps serving the queue.
+
+The stub keeps a :class:`Board` (an anonymous shared page it maps before forking the helper)
+listing the factories the parent still expects it to release, and takes a factory off the
+board *before* it sends the message that hands the deletion back to the parent. So a stub that
+dies at any point leaves on the board only factories the parent will not delete itself: a
+factory is never deleted twice (which would crash the server); at worst one leaks, as before.
+
+A process killed while it holds one of the region's robust mutexes leaves it "owner died";
+Boost 1.79 then throws ``lock_exception`` at the parent's next lock and tritonserver aborts.
+The helper locks every mutex it can find first (``shm_mutex``, the four message queues'),
+marks the dead owner's ones consistent, and checks the allocator before it lets anyone walk it
+again. The parent may get there first (a parent thread already blocked on that mutex wakes
+with the error at once): this narrows the window, it cannot close it.
+
+Then the helper stops beating (the parent fails the requests in flight with "Stub process is
+not healthy.", as with a dead C++ stub) and sends one ``DecoupledResponseFactoryCleanup`` per
+factory left on the board. If the stub received FinalizeRequest, the parent is unloading the
+model and owns every factory: nothing is sent.
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import struct
+import threading
+import time
+from typing import List
+
+from .. import protocol
+from ..ipc import handshake, libc
+from ..ipc.handshake import WAIT_SLICE_S
+from .log import ERROR, INFO, stub_log
+
+# Era-free here: the codecs come from the stub's era (``stub.wire``), chosen at its first
+# command; importing the module-level codecs now would pick the default era for good.
+L = protocol.common()
+
+_U64 = struct.Struct("<Q")
+
+#: How long the helper may spend on pushing its cleanup messages (the parent's monitor thread
+#: pops one at a time; a full queue with nobody popping must not keep the helper alive).
+PUSH_BUDGET_S = 5.0
+
+
+class Board:
+    """The factories the parent expects this stub to release, in a page the helper reads.
+
+    Word 0 is a flag word (bit 0: FinalizeRequest received); then one slot per live factory
+    (0 = empty). Only the stub writes; the helper reads after the stub is dead.
+    """
+
+    SLOTS = 16384
+
+    def __init__(self, slots: int = SLOTS):
+        # Anonymous mmap is MAP_SHARED: the forked helper sees every later write.
+        self.mm = mmap.mmap(-1, 8 * (slots + 1))
+        self._slot: dict = {}
+        self._free: List[int] = list(range(slots, 0, -1))
+        self._lock = threading.Lock()
+        self.overflowed = 0          # factories not tracked because the board was full
+
+    def add(self, factory: int) -> None:
+        if not factory:
+            return
+        with self._lock:
+            if factory in self._slot:
+                return
+            if not self._free:
+                self.overflowed += 1
+                return
+            i = self._free.pop()
+            self._slot[factory] = i
+            _U64.pack_into(self.mm, 8 * i, factory)
+
+    def discard(self, factory: int) -> None:
+        """Call before sending what makes the parent delete ``factory``."""
+        with self._lock:
+            i = self._slot.pop(factory, None)
+            if i is None:
+                return
+            _U64.pack_into(self.mm, 8 * i, 0)
+            self._free.append(i)
+
+    def set_finalizing(self) -> None:
+        _U64.pack_into(self.mm, 0, _U64.unpack_from(self.mm, 0)[0] | 1)
+
+    # ---- the helper's side (reads the page, not the stub's dict)
+    @property
+    def finalizing(self) -> bool:
+        return bool(_U64.unpack_from(self.mm, 0)[0] & 1)
+
+    def live(self) -> List[int]:
+        return [f for (f,) in _U64.iter_unpack(self.mm[8:]) if f]
+
+
+def make_consistent(mutex) -> str:
+    """Try-lock ``mutex``: 'free', 'busy' (a live process holds it), 'recovered' (its owner
+    had died: now consistent again) or 'unrecoverable'."""
+    rc = libc.pthread_mutex_trylock(mutex.addr)
+    if rc == 0:
+        libc.pthread_mutex_unlock(mutex.addr)
+        return "free"
+    if rc == errno.EOWNERDEAD:
+        libc.pthread_mutex_consistent(mutex.addr)
+        libc.pthread_mutex_unlock(mutex.addr)
+        return "recovered"
+    if rc == errno.ENOTRECOVERABLE:
+        return "unrecoverable"
+    return "busy"
+
+
+def after_stub_death(stub, board: Board, stub_pid: int) -> None:
+    """Run in the helper once the stub is dead and the parent alive (see the module docstring)."""
+    region = stub.region
+    mutexes = [("shm_mutex", region.mutex)]
+    mutexes += [(name, q.mutex) for name, q in stub.queues.items()]
+    states = {name: make_consistent(m) for name, m in mutexes}
+    recovered = [n for n, s in states.items() if s != "free" and s != "busy"]
+    if recovered:
+        stub_log(ERROR, f"tritonstub: the stub process {stub_pid} died holding {', '.join(recovered)}; "
+                 f"made consistent again ({states})", filename="tritonstub", pid=stub_pid)
+    if states["shm_mutex"] == "unrecoverable":
+        return
+    try:
+        with region.locked():
+            region.segment.check()
+    except Exception as e:  # noqa: BLE001 - a torn allocator: allocate nothing more
+        stub_log(ERROR, f"tritonstub: the stub process {stub_pid} died while changing the "
+                 f"region's allocator ({e}); its response factories are not released",
+                 filename="tritonstub", pid=stub_pid)
+        return
+    if board.finalizing:
+        return
+    factories = board.live()
+    if not factories:
+        return
+    sent = _send_cleanups(stub, factories)
+    stub_log(INFO, f"tritonstub: the stub process {stub_pid} died with {len(factories)} "
+             f"request(s) in hand; its heartbeat helper released {sent} response factory(ies) "
+             "so that the model can be unloaded", filename="tritonstub", pid=stub_pid)
+
+
+def _send_cleanups(stub, factories: List[int]) -> int:
+    """One DecoupledResponseFactoryCleanup per factory on stub_to_parent_mq (the shape of
+    ``Messenger.cleanup``, pattern C‴), without waiting for the parent's answers: nobody is
+    left to use them, and the blocks stay allocated until the parent destroys the region."""
+    region = stub.region
+    mq = stub.queues["stub_to_parent_mq"]
+    deadline = time.monotonic() + PUSH_BUDGET_S
+    sent = 0
+    control = stub.wire.control
+    cleanup = stub.wire.tables.PYTHONSTUB_CommandType.DecoupledResponseFactoryCleanup
+    for factory in factories:
+        owned = stub.wire.scalars.Owned()
+        with region.locked():
+            h = control.write_cleanup_message(region, factory, owned)
+            msg, mu, cv = control.write_ipc_message(region, cleanup, h,
+                                                    owned, True, (libc.MUTEX_SIZE, libc.COND_SIZE))
+        handshake.sync_objects(region, region.payload(mu), region.payload(cv), True)
+        while not mq.push(msg, min(WAIT_SLICE_S, max(deadline - time.monotonic(), 0.001))):
+            if time.monotonic() >= deadline:
+                owned.release(region)
+                return sent
+        sent += 1
+    return sent
