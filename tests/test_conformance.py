@@ -144,8 +144,7 @@ def test_harness_column(matrix):
 
     Its differences are reported (the report, and this test's xfail reason) but do not fail the
     run yet: the harness is new, and the first matrix on it (December 2026) found real
-    differences (a FINAL-only response after a non-decoupled response, the sequence batcher's
-    START check, the C++ stub under the harness). Make this strict once they are fixed."""
+    differences (docs/conformance.md, "Status"). Make this strict once they are fixed."""
     why = columns.HarnessColumn().unavailable()
     if why:
         pytest.skip(f"the harness column cannot run: {why}")
