@@ -19,7 +19,7 @@ Verdicts, per (case, cell):
 
 A server that does not stop cleanly adds an ``error`` row ``<group>/(server)`` for its cell
 (``expected``, with the reason, where the group declares ``unclean_stop`` and the server did not
-crash).
+crash, and in the reference cell, whose own behaviour is reported but not judged).
 """
 from __future__ import annotations
 
@@ -173,10 +173,18 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log,
                 problems = [f"stopping the server failed: {exc!r}"]
             if problems:
                 crashed = any("crashed" in p for p in problems)
-                expected = group.unclean_stop is not None and not crashed
+                if group.unclean_stop is not None and not crashed:
+                    verdict, reason = "expected", group.unclean_stop
+                elif label == REFERENCE_CELL:
+                    # The reference's own stop is what it is (the C++ stub could not unload
+                    # exec_errors once in about six runs): reported, not judged, as the
+                    # differential suite's quarantine server does.
+                    verdict, reason = "expected", "the reference cell's own unclean stop (reported, not judged)"
+                else:
+                    verdict, reason = "error", ""
                 results[f"{group.name}/(server)"] = Result(
-                    f"{group.name}/(server)", label, "expected" if expected else "error",
-                    "\n".join(problems).splitlines()[:DIFF_LINES], reason=(group.unclean_stop or "") if expected else "")
+                    f"{group.name}/(server)", label, verdict, "\n".join(problems).splitlines()[:DIFF_LINES],
+                    reason=reason)
     return results
 
 
