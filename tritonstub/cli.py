@@ -79,8 +79,24 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
             print(f"tritonstub conformance: skipped {line}", file=sys.stderr)
         if not cells:
             raise TritonStubError("no cell of the matrix can run here: " + "; ".join(skipped))
-        matrix = runner.run_matrix(groups, cells, suite, jobs=args.jobs, workdir=workdir / "runs",
-                                   record_expectations=args.record, progress=say)
+        # SIGTERM/SIGINT end the run between cases; every server is still stopped and cleaned up.
+        import signal
+        import threading
+
+        cancel = threading.Event()
+
+        def interrupted(signum, frame):
+            print(f"tritonstub conformance: signal {signum}: stopping after the running cases",
+                  file=sys.stderr)
+            cancel.set()
+
+        previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            matrix = runner.run_matrix(groups, cells, suite, jobs=args.jobs, workdir=workdir / "runs",
+                                       record_expectations=args.record, progress=say, cancel=cancel)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
         if not args.keep:
             import shutil

@@ -40,8 +40,10 @@ SOLO_MODELS = [
     DiffModel("nondec_hazard", source="nondec_sender"),
     DiffModel("dec_async_raise", source="dec_async"),
 ]
-#: A log record of the core, wherever it starts: two threads' records can share a line.
-_RECORD = re.compile(r"[IWEV]\d{4} \d{2}:\d{2}:\d{2}\.\d{6} +\d+ \S+?:\d+\] .*")
+#: A log record of the core, wherever it starts: two threads' records can share a line. A quoted
+#: message ends at its closing quote: a crashing tritonserver's "Signal (11) received." can land
+#: right after it on the same line (seen once in the C++ side of the nondec_hazard case).
+_RECORD = re.compile(r'[IWEV]\d{4} \d{2}:\d{2}:\d{2}\.\d{6} +\d+ \S+?:\d+\] (?:"(?:[^"\\]|\\.)*"|.*)')
 
 
 def _logged(t: Target, lines, needle: str):

@@ -19,7 +19,7 @@ Verdicts, per (case, cell):
 
 A server that does not stop cleanly adds an ``error`` row ``<group>/(server)`` for its cell
 (``expected``, with the reason, where the group declares ``unclean_stop`` and the server did not
-crash).
+crash, and in the reference cell, whose own behaviour is reported but not judged).
 """
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ from .normalise import Normaliser
 REFERENCE_CELL = "triton/cpp"
 VERDICTS = ("pass", "expected", "differs", "error")
 DIFF_LINES = 16
+#: After this many cases of a group in a row got no answer, the group's other cases in that cell
+#: are not run (each would wait for its own timeout): the server has stopped answering.
+GIVE_UP_AFTER = 2
 
 
 @dataclass
@@ -103,7 +106,15 @@ def build_repository(group: Group, suite_dir: Path, repo: Path, stub: Stub) -> N
         stub.install(target)
 
 
-def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[str, Result]:
+def _timed_out(outcome: dict) -> bool:
+    kind = outcome.get("kind")
+    if kind == "many":
+        return bool(outcome["results"]) and all(_timed_out(r) for r in outcome["results"])
+    return kind in ("timeout", "load-timeout") or (kind == "stream" and outcome.get("end") == "timeout")
+
+
+def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log,
+         cancel: Optional[threading.Event] = None) -> Dict[str, Result]:
     """Run one group in one cell; returns ``case id -> Result`` (outcome filled, verdict later)."""
     results: Dict[str, Result] = {}
     label = cell.label
@@ -118,7 +129,15 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[
         with ThreadPoolExecutor(max_workers=4) as pool:
             for name, got in zip(preload, pool.map(lambda n: served.load(n, 60.0), preload)):
                 loads[name] = got
+        silent = 0  # cases in a row that got no answer
         for case in group.cases:
+            if cancel is not None and cancel.is_set():
+                results[case.full_id] = Result(case.full_id, label, "error", ["not run: the run was interrupted"])
+                continue
+            if silent >= GIVE_UP_AFTER:
+                results[case.full_id] = Result(case.full_id, label, "error", [
+                    f"not run: the server stopped answering ({GIVE_UP_AFTER} cases in a row timed out)"])
+                continue
             started = time.monotonic()
             model = group.model(case.model)
             if model.preload and loads[case.model][0] != 200:
@@ -139,6 +158,7 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[
                 continue
             results[case.full_id] = Result(case.full_id, label, "", outcome=outcome,
                                            seconds=time.monotonic() - started)
+            silent = silent + 1 if _timed_out(outcome) else 0
             log(f"{label} {case.full_id} done in {time.monotonic() - started:.1f}s")
     except Exception as exc:  # noqa: BLE001 - the server or the repository could not be set up
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
@@ -153,20 +173,35 @@ def _job(group: Group, cell: Cell, suite_dir: Path, workdir: Path, log) -> Dict[
                 problems = [f"stopping the server failed: {exc!r}"]
             if problems:
                 crashed = any("crashed" in p for p in problems)
-                expected = group.unclean_stop is not None and not crashed
+                if group.unclean_stop is not None and not crashed:
+                    verdict, reason = "expected", group.unclean_stop
+                elif label == REFERENCE_CELL:
+                    # The reference's own stop is what it is (the C++ stub could not unload
+                    # exec_errors once in about six runs): reported, not judged, as the
+                    # differential suite's quarantine server does.
+                    verdict, reason = "expected", "the reference cell's own unclean stop (reported, not judged)"
+                else:
+                    verdict, reason = "error", ""
                 results[f"{group.name}/(server)"] = Result(
-                    f"{group.name}/(server)", label, "expected" if expected else "error",
-                    "\n".join(problems).splitlines()[:DIFF_LINES], reason=(group.unclean_stop or "") if expected else "")
+                    f"{group.name}/(server)", label, verdict, "\n".join(problems).splitlines()[:DIFF_LINES],
+                    reason=reason)
     return results
 
 
 def _diff(expected: dict, got: dict, expected_name: str) -> List[str]:
     from .cases import dumps
 
+    head = []
+    if isinstance(expected, dict) and isinstance(got, dict) and expected.get("kind") != got.get("kind"):
+        # A different kind of outcome: say so first, since the diff then starts with removed lines.
+        def short(o):
+            text = json.dumps(o, ensure_ascii=False)
+            return text if len(text) <= 300 else text[:300] + " ..."
+        head = [f"expected {short(expected)}", f"got      {short(got)}"]
     a = dumps(expected, width=60).splitlines()
     b = dumps(got, width=60).splitlines()
     lines = list(difflib.unified_diff(a, b, expected_name, "this cell", n=3, lineterm=""))
-    return lines[:DIFF_LINES] + ([f"... ({len(lines) - DIFF_LINES} more diff lines)"] if len(lines) > DIFF_LINES else [])
+    return head + lines[:DIFF_LINES] + ([f"... ({len(lines) - DIFF_LINES} more diff lines)"] if len(lines) > DIFF_LINES else [])
 
 
 def judge(case: Case, cell: str, result: Result, reference: Optional[dict], reference_cell: Optional[str]) -> None:
@@ -199,8 +234,11 @@ def judge(case: Case, cell: str, result: Result, reference: Optional[dict], refe
 
 def run_matrix(groups: Sequence[Group], cells: Sequence[Cell], suite_dir: Path, *, jobs: int = 2,
                workdir: Optional[Path] = None, record_expectations: bool = False,
-               progress=None) -> Matrix:
-    """Run every group in every cell and judge each case (see the module docstring)."""
+               progress=None, cancel: Optional[threading.Event] = None) -> Matrix:
+    """Run every group in every cell and judge each case (see the module docstring).
+
+    Setting ``cancel`` (e.g. from a SIGTERM handler) ends the run early: the cases not started
+    are errors, every server is stopped and cleaned up as usual."""
     started = time.monotonic()
     log = progress or (lambda msg: None)
     own_tmp = workdir is None
@@ -213,7 +251,8 @@ def run_matrix(groups: Sequence[Group], cells: Sequence[Cell], suite_dir: Path, 
 
     def job(args):
         n, group, cell = args
-        res = _job(group, cell, suite_dir, workdir / f"{n:03d}-{group.name}-{cell.label.replace('/', '-')}", log)
+        res = _job(group, cell, suite_dir, workdir / f"{n:03d}-{group.name}-{cell.label.replace('/', '-')}", log,
+                   cancel)
         with lock:
             for case_id, r in res.items():
                 raw[(case_id, cell.label)] = r
