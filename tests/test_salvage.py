@@ -41,6 +41,17 @@ def test_the_board_lists_what_was_added_and_not_discarded():
     assert b.finalizing and sorted(b.live()) == [0x20, 0x30]
 
 
+def test_the_board_lists_the_handshakes_under_way():
+    b = Board(slots=4)
+    t1 = b.begin_handshake(0, 40, 88)
+    t2 = b.begin_handshake(1000, 1040, 1088)
+    assert sorted(b.handshakes()) == [(0, 40, 88), (1000, 1040, 1088)]
+    b.end_handshake(t1)
+    assert b.handshakes() == [(1000, 1040, 1088)] and b.live() == []
+    b.end_handshake(t2)
+    assert b.handshakes() == []
+
+
 def test_a_full_board_counts_what_it_could_not_track():
     b = Board(slots=2)
     for f in (1, 2, 3):
@@ -194,3 +205,4 @@ def test_an_idle_stub_killed_after_every_kind_of_request_leaves_nothing_to_relea
         server.stop(timeout=30)
     assert RELEASED not in server.log_text()
     assert check_stopped(server) == []
+

@@ -39,6 +39,9 @@ from .tritonserver import ModelSpec, TritonServer, make_model_repository, proces
 
 FAULTS = ("stub-sigkill", "stub-sigstop", "stub-group-sigkill", "server-sigkill")
 PHASES = ("stream", "execute")
+#: ``busy``: a decoupled model sending a response every 2 ms when the fault comes, so the stub
+#: may be inside one of the region's locks: the outcome is a matter of chance (matrix only).
+CHANCE_PHASES = ("busy",)
 #: How long a client may wait for an answer after the fault before we call it a hang.
 CLIENT_BOUND_S = 10.0
 
@@ -61,6 +64,23 @@ class TritonPythonModel:
             for i in range(STREAMED):
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.full(1, i, np.int32))]))
             time.sleep(600)                    # the stream stays open, the stub holds no lock
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+_BUSY = """
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            for i in range(100000):
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.full(1, i, np.int32))]))
+                time.sleep(0.002)
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 """
@@ -135,7 +155,7 @@ def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
     client = grpcclient.InferenceServerClient(server.grpc_url)
     inp = grpcclient.InferInput("IN", [1], "INT32")
     inp.set_data_from_numpy(np.ones(1, np.int32))
-    if phase == "stream":
+    if phase in ("stream", "busy"):
         client.start_stream(callback=lambda result, error: answers.put((result, error)))
         client.async_stream_infer("victim", [inp])
     else:
@@ -166,8 +186,9 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     """One scenario on a fresh tritonserver; always stops it and removes what it left."""
     reference = reference or provision()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="tritonstub-fault-"))
-    decoupled = "model_transaction_policy { decoupled: true }" if phase == "stream" else ""
-    source = _STREAM.replace("STREAMED", str(STREAMED)) if phase == "stream" else _EXECUTE
+    decoupled = "model_transaction_policy { decoupled: true }" if phase in ("stream", "busy") else ""
+    source = {"stream": _STREAM.replace("STREAMED", str(STREAMED)), "busy": _BUSY,
+              "execute": _EXECUTE}[phase]
     repo = make_model_repository(workdir / "repo", {
         "victim": ModelSpec(source, config=_CONFIG.format(name="victim", decoupled=decoupled), stub=stub),
         "bystander": ModelSpec(_EXECUTE, config=_CONFIG.format(name="bystander", decoupled=""), stub=stub),
@@ -182,10 +203,11 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     try:
         answers: "queue.Queue" = queue.Queue()
         client = _client_call(server, phase, answers)
-        if phase == "stream":
+        if phase in ("stream", "busy"):
             for _ in range(STREAMED):                         # every response arrived
                 answers.get(timeout=30)
-            time.sleep(0.3)                                   # the last send's handshake is over
+            if phase == "stream":
+                time.sleep(0.3)                               # the last send's handshake is over
         else:
             marker = repo / "victim" / "in_execute"
             deadline = time.monotonic() + 30
@@ -246,7 +268,7 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
 
 def _close_client(client, phase: str) -> None:
     try:
-        if phase == "stream":
+        if phase in ("stream", "busy"):
             client.stop_stream(cancel_requests=True)
         client.close()
     except Exception:  # noqa: BLE001 - the server may be gone
