@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import errno
 import mmap
-import struct
 import threading
 import time
 from typing import List
@@ -58,8 +57,6 @@ from .log import ERROR, INFO, stub_log
 L = protocol.current()
 C = L.PYTHONSTUB_CommandType
 
-_U64 = struct.Struct("<Q")
-_HS = struct.Struct("<QQQ")
 
 #: How long the helper waits for the parent's answer to a handshake the stub left under way.
 ANSWER_WAIT_S = 3.0
@@ -84,8 +81,9 @@ class Board:
 
     def __init__(self, slots: int = SLOTS):
         # Anonymous mmap is MAP_SHARED: the forked helper sees every later write.
-        self._hs_base = 8 * (slots + 1)
-        self.mm = mmap.mmap(-1, self._hs_base + 24 * self.HANDSHAKES)
+        self._hs_base = slots + 1                      # in words
+        self.mm = mmap.mmap(-1, 8 * (self._hs_base + 3 * self.HANDSHAKES))
+        self._w = memoryview(self.mm).cast("Q")        # the page as native u64 words
         self._slot: dict = {}
         self._free: List[int] = list(range(slots, 0, -1))
         self._hs_free: List[int] = list(range(self.HANDSHAKES - 1, -1, -1))
@@ -103,7 +101,7 @@ class Board:
                 return
             i = self._free.pop()
             self._slot[factory] = i
-            _U64.pack_into(self.mm, 8 * i, factory)
+            self._w[i] = factory
 
     def discard(self, factory: int) -> None:
         """Call before sending what makes the parent delete ``factory``."""
@@ -111,11 +109,11 @@ class Board:
             i = self._slot.pop(factory, None)
             if i is None:
                 return
-            _U64.pack_into(self.mm, 8 * i, 0)
+            self._w[i] = 0
             self._free.append(i)
 
     def set_finalizing(self) -> None:
-        _U64.pack_into(self.mm, 0, _U64.unpack_from(self.mm, 0)[0] | 1)
+        self._w[0] |= 1
 
     def begin_handshake(self, mutex: int, cond: int, flag: int) -> int:
         """A handshake is under way (region offsets); returns a token for :meth:`end_handshake`."""
@@ -123,26 +121,29 @@ class Board:
             if not self._hs_free:
                 return -1
             i = self._hs_free.pop()
-        _HS.pack_into(self.mm, self._hs_base + 24 * i, mutex + 1, cond + 1, flag + 1)
+        w, b = self._w, self._hs_base + 3 * i
+        w[b], w[b + 1], w[b + 2] = mutex + 1, cond + 1, flag + 1
         return i
 
     def end_handshake(self, token: int) -> None:
         if token < 0:
             return
-        _HS.pack_into(self.mm, self._hs_base + 24 * token, 0, 0, 0)
+        w, b = self._w, self._hs_base + 3 * token
+        w[b] = w[b + 1] = w[b + 2] = 0
         with self._lock:
             self._hs_free.append(token)
 
     # ---- the helper's side (reads the page, not the stub's dict)
     @property
     def finalizing(self) -> bool:
-        return bool(_U64.unpack_from(self.mm, 0)[0] & 1)
+        return bool(self._w[0] & 1)
 
     def live(self) -> List[int]:
-        return [f for (f,) in _U64.iter_unpack(self.mm[8:self._hs_base]) if f]
+        return [f for f in self._w[1:self._hs_base] if f]
 
     def handshakes(self) -> List[tuple]:
-        return [(m - 1, c - 1, f - 1) for m, c, f in _HS.iter_unpack(self.mm[self._hs_base:]) if m]
+        w, b = self._w, self._hs_base
+        return [(w[i] - 1, w[i + 1] - 1, w[i + 2] - 1) for i in range(b, len(w), 3) if w[i]]
 
 
 def make_consistent(mutex) -> str:
