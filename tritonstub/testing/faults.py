@@ -155,10 +155,17 @@ class Outcome:
             answered = f"{self.client} after {self.client_s:.2f} s"
         else:
             answered = f"no answer in {CLIENT_BOUND_S:.0f} s"
-        gone = f"{self.stub_gone_s:.2f} s" if self.stub_gone_s is not None else ""
+        if self.stub_gone_s is not None:
+            gone = f"{self.stub_gone_s:.2f} s"
+        elif self.fault == "server-sigkill":
+            gone = f"not in {CLIENT_BOUND_S:.0f} s"
+        else:
+            gone = ""
         by = {None: "", True: "yes", False: "NO"}[self.bystander_ok]
         if self.fault == "server-sigkill" or (self.phase == "initialize" and self.reloaded is None):
             unload = ""
+        elif self.fault == "stub-sigstop":
+            unload = "not tried (stub stopped)"
         elif self.phase == "initialize":
             unload = "loaded again" if self.reloaded else "could NOT be loaded again"
         elif self.unloaded_s is None:
@@ -299,7 +306,6 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
         if out.server_alive:
             out.bystander_ok = _bystander_answers(server)
         if out.server_alive and fault != "stub-sigstop" and phase == "initialize":
-            t1 = time.monotonic()
             status, _ = server.http("POST", "/v2/repository/models/victim/load", {}, timeout=60)
             out.unloaded_s = 0.0 if status == 200 else None
             out.reloaded = status == 200 and (server.model_status("victim") or {}).get("state") == "READY"
