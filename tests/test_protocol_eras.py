@@ -102,11 +102,13 @@ def test_eras_cover_every_release_once():
     assert names == sorted(names)
     for earlier, later in zip(eras.ERAS, eras.ERAS[1:]):
         assert earlier.last < later.name
-    assert eras.SUPPORTED == ("r24.10",)
+    assert set(eras.SUPPORTED) <= {e.name for e in eras.ERAS}
+    assert "r24.10" in eras.SUPPORTED
 
 
 R2410 = ("/x/libtriton_python.so", fake_library(LIBRARIES[8][1]))
 R2502 = ("/x/libtriton_python.so", fake_library(LIBRARIES[9][1]))
+R2312 = ("/x/libtriton_python.so", fake_library(LIBRARIES[2][1]))
 
 
 def test_decision_from_the_fingerprint_with_an_agreeing_version():
@@ -120,19 +122,26 @@ def test_decision_from_the_fingerprint_with_an_agreeing_version():
 
 
 def test_the_library_decides_over_a_disagreeing_version():
-    d = eras.decide(None, R2502, {"NVIDIA_TRITON_SERVER_VERSION": "24.10"})
-    assert d.era.name == "r25.02" and not d.supported
+    d = eras.decide(None, R2312, {"NVIDIA_TRITON_SERVER_VERSION": "24.10"})
+    assert d.era.name == "r23.12" and not d.supported
     assert d.warnings == ["NVIDIA_TRITON_SERVER_VERSION=24.10 suggests python_backend "
                           "r24.10-r25.01 (Triton 2.51-2.54); the library decides"]
     text = d.refusal()
-    assert text.startswith("the parent speaks the protocol of python_backend r25.02-r25.03 "
-                           "(Triton 2.55-2.56), which this tritonstub does not speak (decided "
-                           f"from the fingerprint of /x/libtriton_python.so: has {STRING_PARAMETER} "
-                           f"(since r25.02), lacks {REQUEST_CANCEL} (since r25.04)). ")
-    assert "tritonstub speaks python_backend r24.10-r25.01 (Triton 2.51-2.54)." in text
+    assert text.startswith("the parent speaks the protocol of python_backend r23.12-r24.02 "
+                           "(Triton 2.41-2.43), which this tritonstub does not speak (decided "
+                           f"from the fingerprint of /x/libtriton_python.so: has {SET_BOOL} "
+                           f"(since r23.12), lacks {TRACE_CONTEXT} (since r24.03)). ")
+    assert f"tritonstub speaks {eras.supported_text()}." in text
     assert "Use the C++ triton_python_backend_stub of your Triton release" in text
     assert 'key: "TRITONSTUB_PROTOCOL" value: { string_value: "r24.10" }' in text
     assert text.endswith("the library decides")
+
+
+@pytest.mark.parametrize("index", [8, 9, 10, 11])
+def test_every_newer_era_is_spoken(index):
+    triton, markers, expected = LIBRARIES[index]
+    d = eras.decide(None, ("/x/libtriton_python.so", fake_library(markers)), {})
+    assert d.supported and d.era.name == expected
 
 
 def test_an_override_wins_and_the_disagreement_is_reported():
@@ -140,7 +149,10 @@ def test_an_override_wins_and_the_disagreement_is_reported():
     assert d.supported and d.source == "TRITONSTUB_PROTOCOL=r24.10 (config.pbtxt parameter)"
     assert len(d.warnings) == 1 and "says python_backend r25.02-r25.03" in d.warnings[0]
     forced = eras.decide(("r26.07", "environment"), R2410, {})
-    assert forced.era.name == "r26.03" and not forced.supported
+    assert forced.era.name == "r26.03" and forced.supported
+    assert len(forced.warnings) == 1 and "the override wins" in forced.warnings[0]
+    refused = eras.decide(("23.12", "environment"), R2410, {})
+    assert refused.era.name == "r23.12" and not refused.supported
     assert eras.decide(("auto", "environment"), R2410, {}).source.startswith("the fingerprint")
 
 

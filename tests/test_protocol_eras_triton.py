@@ -1,10 +1,13 @@
-"""Protocol eras under the real Triton 2.51: the stub refuses a parent whose era it does not speak,
-before answering anything in the wrong layout, and the server stays up; the override works.
+"""Protocol eras under the real Triton 2.51: the stub refuses an era it does not speak before
+answering anything in the wrong layout, and the server stays up; the override works.
 
-A parent of another era is simulated with the real r24.10 library carrying one more marker (bytes
-appended to a copy of the file: the dynamic loader ignores them, the fingerprint sees a r25.02
-library). Our stub must then refuse, although this very parent would have worked: that is what
-the override is for. The C++ stub, which never looks, serves the same model from the same backend.
+Every era newer than r24.10 is now spoken, and a parent can only be made to look newer (bytes
+appended to a copy of the real r24.10 library: the dynamic loader ignores them, the fingerprint
+sees a r25.02 library), so the refusal is driven here by the override naming an era we do not
+speak; the fingerprint's refusals are seen live on the older Tritons (test_older_tritons.py).
+The library that looks like r25.02 shows the override winning over the fingerprint: forced to
+r24.10, our stub serves the real r24.10 parent. The C++ stub, which never looks, serves the same
+model from the same backend.
 """
 from __future__ import annotations
 
@@ -42,6 +45,10 @@ instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 
 NEWER = "python_backend r25.02-r25.03 (Triton 2.55-2.56)"
 OURS = "python_backend r24.10-r25.01 (Triton 2.51-2.54)"
+#: An era this tritonstub does not speak, with r24.10's AutoCompleteRequest number (so the refusal
+#: can answer an auto-complete of this r24.10 parent).
+UNSPOKEN = "r23.12"
+UNSPOKEN_TEXT = "python_backend r23.12-r24.02 (Triton 2.41-2.43)"
 
 
 def spec(name: str, stub: str, **parameters: str) -> ModelSpec:
@@ -76,24 +83,27 @@ def loader_lines(server, model: str) -> list:
 
 
 @pytest.mark.parametrize("first", ["auto_complete", "initialize"])
-def test_a_newer_parent_is_refused_and_the_server_stays_up(first, triton_server, tmp_path, newer_backends):
-    repo = triton_server.repository({"refused": spec("refused", "ours"), "served": spec("served", "cpp")})
+def test_an_era_we_do_not_speak_is_refused_and_the_server_stays_up(first, triton_server):
+    from tritonstub.protocol import eras
+    assert UNSPOKEN not in eras.SUPPORTED
+    repo = triton_server.repository({
+        "refused": spec("refused", "ours", TRITONSTUB_PROTOCOL=UNSPOKEN),
+        "served": spec("served", "cpp")})
     extra = ["--exit-on-error=false"]
     if first == "initialize":
         extra.append("--disable-auto-complete-config")   # InitializeRequest comes first
-    server = triton_server(repo, backend_directory=newer_backends, wait_for="live", extra_args=extra)
+    server = triton_server(repo, wait_for="live", extra_args=extra)
     index = settle(server, ["refused", "served"])
     assert index["refused"]["state"] == "UNAVAILABLE"
     reason = index["refused"]["reason"]
-    lib = newer_backends / "python" / "libtriton_python.so"
-    assert (f"the parent speaks the protocol of {NEWER}, which this tritonstub does not speak "
-            f"(decided from the fingerprint of {lib}: has TRITONBACKEND_ResponseSetStringParameter "
-            "(since r25.02), lacks TRITONSERVER_InferenceRequestCancel (since r25.04))") in reason
-    assert f"tritonstub speaks {OURS}." in reason
-    assert 'TRITONSTUB_PROTOCOL" value: { string_value: "r24.10" }' in reason
+    assert (f"the parent speaks the protocol of {UNSPOKEN_TEXT}, which this tritonstub does not "
+            f"speak (decided from TRITONSTUB_PROTOCOL={UNSPOKEN} (config.pbtxt parameter)") \
+        in reason
+    assert "says r24.10" in reason and "the override wins" in reason
+    assert f"tritonstub speaks {eras.supported_text()}." in reason
     site = ("Failed to initialize Python stub for auto-complete: " if first == "auto_complete"
             else "Failed to initialize Python stub: ")
-    assert site + "the parent speaks the protocol of " + NEWER in server.log_text()
+    assert site + "the parent speaks the protocol of " + UNSPOKEN_TEXT in server.log_text()
     # Nothing was answered in the wrong layout: the server is up and serves the other model.
     assert index["served"]["state"] == "READY"
     np.testing.assert_array_equal(infer(server, "served"), [2.0, 3.0])
@@ -114,11 +124,10 @@ def test_the_override_parameter_serves_the_model(triton_server, newer_backends):
 def test_the_environment_override_refuses_an_era_we_do_not_speak(triton_server):
     repo = triton_server.repository({"m": spec("m", "ours")})
     server = triton_server(repo, wait_for="live", extra_args=["--exit-on-error=false"],
-                           env={"TRITONSTUB_PROTOCOL": "r25.04"})
+                           env={"TRITONSTUB_PROTOCOL": UNSPOKEN})
     reason = settle(server, ["m"])["m"]["reason"]
-    assert ("the parent speaks the protocol of python_backend r25.04-r26.02 (Triton 2.57-2.66), "
-            "which this tritonstub does not speak (decided from TRITONSTUB_PROTOCOL=r25.04 "
-            "(environment)") in reason
+    assert (f"the parent speaks the protocol of {UNSPOKEN_TEXT}, which this tritonstub does not "
+            f"speak (decided from TRITONSTUB_PROTOCOL={UNSPOKEN} (environment)") in reason
     assert "says r24.10" in reason and "the override wins" in reason
 
 

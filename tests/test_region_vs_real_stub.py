@@ -85,7 +85,7 @@ def test_no_argument_probe_exits_1(kind, triton_reference, tmp_path):
 def test_inspect_decodes_live_triton_regions(triton_server, example_model_repository, tmp_path):
     import shutil
     repo = tmp_path / "repo"
-    shutil.copytree(example_model_repository, repo)
+    shutil.copytree(example_model_repository / "add_sub", repo / "add_sub")
     from tritonstub.testing.tritonserver import install_cpp_stub
     install_cpp_stub(repo / "add_sub")
     server = triton_server(repo, log_verbose=1)

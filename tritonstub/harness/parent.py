@@ -19,7 +19,7 @@ from ..ipc.region import DEFAULT_GROWTH, DEFAULT_SHM_SIZE, Region
 from ..ipc.sync import Mutex
 from ..protocol import eras
 
-L = protocol.current()
+L = protocol.common()
 
 REGION_PREFIX = "triton_python_backend_shm_region_"
 #: The protocol era this parent speaks (tritonstub.protocol.eras), told to our stub at launch.
@@ -104,8 +104,11 @@ class ParentSide:
         sets it): a Python parent maps no libtriton_python.so for our stub to fingerprint."""
         self.set_uses_env(False)
         env = dict(os.environ if env is None else env)
-        env.setdefault(PROTOCOL_KEY, PROTOCOL)
-        return subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL, **popen_kwargs)
+        # The era our codecs speak: the default, or the one this process selected before it
+        # imported them (a harness playing a newer parent: protocol.select("r25.04") first).
+        env.setdefault(PROTOCOL_KEY, protocol.selected() or PROTOCOL)
+        popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen(list(argv), env=env, **popen_kwargs)
 
     def close(self, unlink: bool = True) -> None:
         for q in self.queues.values():

@@ -133,6 +133,8 @@ class InferResponse:
     parameters: Dict[str, Union[str, int, bool]] = field(default_factory=dict)
 
     def output(self, name: str) -> InferTensor:
+        if self.error is not None:
+            raise KeyError(f"response is an error ({self.error.code}): {self.error.message}")
         for t in self.outputs:
             if t.name == name:
                 return t

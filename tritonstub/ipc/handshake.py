@@ -31,6 +31,7 @@ other half with the same functions.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Optional
 
 from .sync import Condition, Mutex
@@ -101,17 +102,27 @@ def start_flag(heap, mq, message: int, mutex: Mutex, cond: Condition, flag: int,
 
 
 def answer_flag(heap, mutex: Mutex, cond: Condition, flag: int, alive: Alive,
-                write: Optional[Callable[[], None]] = None, rounds: int = 2) -> None:
+                write: Optional[Callable[[], None]] = None, rounds: int = 2,
+                timeout: Optional[float] = None) -> None:
     """The answering side: ``write()`` the reply, set the flag, notify; with ``rounds=2`` wait
     until the starter has read it (a dead starter ends that wait quietly: nothing is left to
-    do)."""
+    do). With ``timeout`` that wait lasts at most so many seconds, after which the flag is
+    cleared and we go on (the r26.03 readiness answer: the parent may have given up)."""
     mutex.lock()
     try:
         if write is not None:
             write()
         heap.buf[flag] = 1
         cond.notify_all()
-        if rounds == 2:
+        if rounds == 2 and timeout is not None:
+            deadline = time.monotonic() + timeout
+            while heap.buf[flag] != 0:
+                left = deadline - time.monotonic()
+                if left <= 0 or not alive():
+                    heap.buf[flag] = 0
+                    break
+                cond.wait(mutex, min(left, WAIT_SLICE_S))
+        elif rounds == 2:
             try:
                 wait_flag(heap.buf, mutex, cond, flag, 0, alive)
             except PeerGone:

@@ -30,7 +30,7 @@ from .. import protocol
 from .segment import ManagedSegment, units_for
 from ..errors import BadHandle, OutOfMemory, ShmError
 
-_layouts = protocol.current()
+_layouts = protocol.common()
 HEADER = _layouts.OWNERSHIP_HEADER
 _REF = _layouts.AllocatedShmOwnership.fields["ref_count"].codec
 

@@ -19,7 +19,7 @@ from ..protocol.layout import scalar
 from .region import Region
 from .sync import Mutex, Semaphore
 
-L = protocol.current()
+L = protocol.common()
 
 _Q = L.MessageQueueShm
 _I32 = _Q.fields["head"].codec          # head and tail

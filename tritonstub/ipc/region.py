@@ -35,7 +35,7 @@ from .segment import MIN_SEGMENT, ManagedSegment
 from .sync import Mutex
 from ..errors import BadHandle, NotASegment, RegionNotFound, ShmError
 
-L = protocol.current()
+L = protocol.common()
 _U64 = scalar("u64")           # the named object "total size" (std::size_t)
 
 

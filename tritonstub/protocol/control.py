@@ -358,3 +358,23 @@ def write_response_send(heap, request_address: int, factory_address: int, respon
                               request_address=request_address,
                               response_factory_address=factory_address, response=response,
                               flags=int(flags))
+
+
+# ---- BLS cancellation (CancelBLSInferRequest, r25.04+)
+def write_cancel_bls(heap, infer_payload_id: int, owned: Owned) -> int:
+    """The stub's CancelBLSRequestMessage for the BLS stream whose responses carry
+    ``infer_payload_id`` (the parent's InferPayload address); the parent sets is_cancelled."""
+    return write_send_message(heap, L.CancelBLSRequestMessage, owned,
+                              infer_payload_id=infer_payload_id, is_cancelled=False)
+
+
+# ---- the user model's readiness (UserModelReadinessRequest, r26.03+)
+def write_user_model_readiness(heap, owned: Owned) -> int:
+    """The parent's UserModelReadinessMessage, every answer field false (python_be.cc)."""
+    return write_send_message(heap, L.UserModelReadinessMessage, owned)
+
+
+def set_user_model_readiness_fn(heap, control_payload: int, value: bool) -> None:
+    """IPCControlShm.stub_has_user_model_readiness_fn (byte 4, r26.03+): the stub says its
+    model has ``is_ready`` (the parent asks only then)."""
+    L.IPCControlShm.set(heap.buf, control_payload, "stub_has_user_model_readiness_fn", bool(value))

@@ -78,7 +78,20 @@ ERAS: Tuple[Era, ...] = (
 _BY_NAME: Dict[str, Era] = {e.name: e for e in ERAS}
 
 #: The eras this tritonstub speaks.
-SUPPORTED: Tuple[str, ...] = ("r24.10",)
+SUPPORTED: Tuple[str, ...] = ("r24.08", "r24.10", "r25.02", "r25.04", "r26.03")
+
+#: What an era adds to the model API (c_python_backend_utils), kept by every later era.
+API_FEATURES: Dict[str, Tuple[str, ...]] = {
+    "r25.02": ("response_parameters",),     # InferenceResponse(parameters=), .parameters()
+    "r25.04": ("bls_cancel",),              # ResponseIterator.cancel()
+    "r26.03": ("user_model_readiness",),    # the model's optional is_ready()
+}
+
+
+def features(name: str) -> frozenset:
+    """The model-API features of era ``name`` (those of API_FEATURES up to it)."""
+    key = _key(name)
+    return frozenset(f for e, fs in API_FEATURES.items() if _key(e) <= key for f in fs)
 
 
 def era(name: str) -> Era:
@@ -90,7 +103,28 @@ def supported(e: Era) -> bool:
 
 
 def supported_text() -> str:
-    return ", ".join(era(n).describe() for n in SUPPORTED)
+    """The supported eras, consecutive ones merged: "python_backend r24.10 and later (Triton
+    2.51 and later)"."""
+    runs: List[List[Era]] = []
+    for e in ERAS:
+        if e.name not in SUPPORTED:
+            continue
+        if runs and ERAS.index(runs[-1][-1]) == ERAS.index(e) - 1:
+            runs[-1].append(e)
+        else:
+            runs.append([e])
+    texts = []
+    for run in runs:
+        first, last = run[0], run[-1]
+        start = first.tritons.split("-")[0].split(" ")[0]
+        if not last.last:
+            texts.append(f"python_backend {first.name} and later (Triton {start} and later)")
+        else:
+            end = last.tritons.split("-")[-1]
+            releases = first.name if first.name == last.last else f"{first.name}-{last.last}"
+            tritons = start if start == end else f"{start}-{end}"
+            texts.append(f"python_backend {releases} (Triton {tritons})")
+    return ", ".join(texts)
 
 
 # ---------------------------------------------------------------------------- release names

@@ -280,6 +280,13 @@ ResponseBatch = StructLayout("ResponseBatch", 120, [
     ("is_response_factory_deleted", "bool", 112),
 ])
 # Then handle[batch_size] of ResponseShm (0 = no response for that request).
+
+# The execute path of this era ("era C"; r24.08's tables say what era B did instead): responses
+# returned from execute travel in the ExecuteResponse block, ResponseSend and BLS requests go on
+# stub_to_parent_mq, and the server deletes a response factory on FINAL.
+RESPONSES_THROUGH_SENDER = False
+SENDS_ON_PARENT_MQ = False
+STUB_DELETES_FACTORY_ON_FINAL = False
 # The stub's ExecuteResponse block: [IPCMessageShm][ResponseBatch][handles].
 EXECUTE_RESPONSE_BATCH_OFFSET = IPCMessageShm.size       # 48
 EXECUTE_RESPONSE_HANDLES_OFFSET = IPCMessageShm.size + ResponseBatch.size   # 168

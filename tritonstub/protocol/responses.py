@@ -19,6 +19,13 @@ structs rely on are asserted at import.
 
 A BLS reply (command InferExecResponse / InferStreamExecResponse, from the parent) carries a
 ResponseBatch with one ResponseShm handle, or ``has_error`` and a string.
+
+From r25.02 on, ``ResponseShm`` has a ``parameters`` handle after ``outputs_size``: every
+response without an error carries a standalone string there, the JSON object of its parameters
+(``"{}"`` for none); error responses leave it unset. Eras before r25.02 have no such field: a
+response's parameters are then not sent (the model API refuses non-empty ones, see
+``stub/c_python_backend_utils/response.py``). The codec tells the eras apart by its table
+(:data:`HAS_PARAMETERS`).
 """
 from __future__ import annotations
 
@@ -27,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import current
-from .scalars import (Owned, read_error, read_handles, read_string, write_error,
-                      write_handles, write_string)
+from .scalars import (Owned, pack_string, read_error, read_handles, read_string, string_sizes,
+                      write_error, write_handles, write_string)
 from .tensors import pack_tensor, read_tensor, tensor_head, tensor_parts
 
 L = current()
@@ -39,8 +46,11 @@ _BATCH = L.EXECUTE_RESPONSE_BATCH_OFFSET
 _HANDLES = L.EXECUTE_RESPONSE_HANDLES_OFFSET
 _EXECUTE_RESPONSE = int(L.PYTHONSTUB_CommandType.ExecuteResponse)
 
-assert _S.names == ("outputs_size", "error", "has_error", "is_error_set", "id",
-                    "is_last_response")
+#: r25.02+: ResponseShm.parameters (a JSON string handle on every response without an error).
+HAS_PARAMETERS = "parameters" in _S.fields
+NO_PARAMETERS = "{}"          # json.dumps({}): what a response without parameters carries
+assert _S.names == (("outputs_size",) + (("parameters",) if HAS_PARAMETERS else ())
+                    + ("error", "has_error", "is_error_set", "id", "is_last_response"))
 assert L.IPCMessageShm.names[:2] == ("command", "args")
 assert _B.names[:2] == ("waiting_on_stub", "batch_size")
 _N_IPC = len(L.IPCMessageShm.names)
@@ -54,6 +64,9 @@ class ResponseData:
     error: Optional[Tuple[int, str]] = None      # (TRITONSERVER_Error_Code, message)
     id: int = 0
     is_last_response: bool = True
+    #: The response's parameters as a JSON object (r25.02+; "{}" for none, and what a reader
+    #: of an older era's response reports).
+    parameters: str = NO_PARAMETERS
 
 
 class Returned(NamedTuple):
@@ -62,6 +75,14 @@ class Returned(NamedTuple):
     outputs: Sequence[Tuple[str, int, Tuple[int, ...], object]]
     id: int
     is_last_response: bool
+    parameters: str = NO_PARAMETERS
+
+
+def _head(m: int, params: int, error: int, has_error: bool, ident: int, last: bool) -> tuple:
+    """ResponseShm's values in table order (``params`` is dropped where the era has none)."""
+    if HAS_PARAMETERS:
+        return (m, params, error, has_error, has_error, ident, last)
+    return (m, error, has_error, has_error, ident, last)
 
 
 @dataclass
@@ -79,8 +100,8 @@ def write_response(heap, resp: ResponseData, owned: Owned) -> int:
         h = heap.construct(_S.size)
         owned.append(h)
         eh = write_error(heap, resp.error[0], resp.error[1], owned)
-        _S.pack(heap.buf, h + H, outputs_size=0, error=eh, has_error=True, is_error_set=True,
-                id=resp.id, is_last_response=resp.is_last_response)
+        _S.struct.pack_into(heap.buf, h + H,
+                            *_head(0, 0, eh, True, resp.id, resp.is_last_response))
         return h
     # One lock hold for all the blocks of this response; the copies happen after, unlocked.
     plan = []
@@ -90,14 +111,21 @@ def write_response(heap, resp: ResponseData, owned: Owned) -> int:
         head = tensor_head(len(dims), len(bname))
         plan.append((head, bname, int(dtype), dims, mv, len(mv)))
         sizes.append(head.size + len(mv))
+    if HAS_PARAMETERS:
+        pdata = (resp.parameters or NO_PARAMETERS).encode()
+        sizes.extend(string_sizes(len(pdata)))
     handles = heap.construct_many(sizes)
     owned.extend(handles)
-    h, tensor_handles = handles[0], handles[1:]
+    h, tensor_handles = handles[0], handles[1:1 + len(plan)]
     buf = heap.buf
     for th, (head, bname, dtype, dims, mv, nbytes) in zip(tensor_handles, plan):
         pack_tensor(buf, th, head, bname, dtype, dims, mv, nbytes)
-    _S.pack(buf, h + H, outputs_size=len(plan), id=resp.id,
-            is_last_response=resp.is_last_response)
+    params = 0
+    if HAS_PARAMETERS:
+        params = handles[-2]
+        pack_string(buf, params, handles[-1], pdata)
+    _S.struct.pack_into(buf, h + H,
+                        *_head(len(plan), params, 0, False, resp.id, resp.is_last_response))
     write_handles(heap, h + H + _S.size, tensor_handles)
     return h
 
@@ -116,7 +144,9 @@ def read_response(heap, handle: int) -> ResponseData:
     for th in read_handles(heap, p + _S.size, f["outputs_size"]):
         t = read_tensor(heap, th)
         outs.append((t.name, t.dtype, t.dims, t.data))
-    return ResponseData(outputs=outs, id=f["id"], is_last_response=f["is_last_response"])
+    params = read_string(heap, f["parameters"]) if HAS_PARAMETERS else NO_PARAMETERS
+    return ResponseData(outputs=outs, id=f["id"], is_last_response=f["is_last_response"],
+                        parameters=params)
 
 
 # ------------------------------------------------------------------ the ExecuteResponse block
@@ -148,6 +178,7 @@ def write_execute_response(heap, items: Sequence[Union[int, Returned]], owned: O
     """
     sizes: List[int] = []
     plan = []
+    pdatas = []
     for it in items:
         if type(it) is int:
             continue
@@ -159,6 +190,10 @@ def write_execute_response(heap, items: Sequence[Union[int, Returned]], owned: O
             nbytes = len(payload)
             plan.append((st, bname, dtype, dims, payload, nbytes))
             sizes.append(st.size + nbytes)
+        if HAS_PARAMETERS:          # its two blocks follow the response's tensors
+            pdata = (it[3] or NO_PARAMETERS).encode()
+            pdatas.append(pdata)
+            sizes.extend(string_sizes(len(pdata)))
     n = len(items)
     batch = _batch_head(n)
     sizes.append(batch.size)
@@ -168,6 +203,7 @@ def write_execute_response(heap, items: Sequence[Union[int, Returned]], owned: O
     handles = []
     k = 0                                  # next block in ``got``
     j = 0                                  # next tensor in ``plan``
+    r = 0                                  # next parameters string in ``pdatas``
     for it in items:
         if type(it) is int:
             handles.append(it)
@@ -180,7 +216,14 @@ def write_execute_response(heap, items: Sequence[Union[int, Returned]], owned: O
             st, bname, dtype, dims, payload, nbytes = plan[j]
             j += 1
             pack_tensor(buf, th, st, bname, dtype, dims, payload, nbytes)
-        _response_head(m).pack_into(buf, rh + H, m, 0, False, False, it[1], it[2], *ths)
+        params = 0
+        if HAS_PARAMETERS:
+            params = got[k]
+            pack_string(buf, params, got[k + 1], pdatas[r])
+            k += 2
+            r += 1
+        _response_head(m).pack_into(buf, rh + H, *_head(m, params, 0, False, it[1], it[2]),
+                                    *ths)
         handles.append(rh)
     bh = got[k]
     batch.pack_into(buf, bh + H, _EXECUTE_RESPONSE, bh + _BATCH, *([0] * (_N_IPC - 2)),
@@ -188,8 +231,13 @@ def write_execute_response(heap, items: Sequence[Union[int, Returned]], owned: O
     return bh
 
 
+_HAS_FACTORY_DELETED = "is_response_factory_deleted" in _B.fields     # r24.10+
+
+
 def write_execute_error(heap, message: str, factory_deleted: bool, owned: Owned) -> int:
     """The ExecuteResponse block of a failed batch: no handles, ``error`` a string."""
+    if L.RESPONSES_THROUGH_SENDER:
+        return write_execute_reply(heap, owned, message)
     block = heap.construct(_HANDLES)
     owned.append(block)
     eh = write_string(heap, message, owned)
@@ -197,6 +245,21 @@ def write_execute_error(heap, message: str, factory_deleted: bool, owned: Owned)
             error=eh, is_response_factory_deleted=bool(factory_deleted))
     L.IPCMessageShm.pack(heap.buf, block + H, command=_EXECUTE_RESPONSE, args=block + _BATCH)
     return block
+
+
+def write_execute_reply(heap, owned: Owned, error: Optional[str] = None) -> int:
+    """Era B (r24.06-r24.09) ExecuteResponse: the responses went through the response sender, so
+    this is an IPCMessageShm whose ``args`` is a ResponseBatch block of its own (the parent
+    Loads it by that handle), with no response handles; ``error`` fails the batch."""
+    batch = heap.construct(_B.size)
+    owned.append(batch)
+    eh = write_string(heap, error, owned) if error is not None else 0
+    _B.pack(heap.buf, batch + H, batch_size=0, has_error=error is not None,
+            is_error_set=error is not None, error=eh)
+    msg = heap.construct(L.IPCMessageShm.size)
+    owned.append(msg)
+    L.IPCMessageShm.pack(heap.buf, msg + H, command=_EXECUTE_RESPONSE, args=batch)
+    return msg
 
 
 def read_execute_response(heap, block: int) -> ExecuteResult:
@@ -212,7 +275,7 @@ def read_execute_response(heap, block: int) -> ExecuteResult:
         error = read_string(heap, f["error"]) if f["is_error_set"] and f["error"] else ""
     responses = [read_response(heap, h) if h else None
                  for h in read_handles(heap, bp + _B.size, f["batch_size"])]
-    return ExecuteResult(responses, error, bool(f["is_response_factory_deleted"]))
+    return ExecuteResult(responses, error, bool(f.get("is_response_factory_deleted")))
 
 
 # ------------------------------------------------------------------ BLS replies

@@ -85,11 +85,21 @@ def write_string(heap, text, owned: Owned) -> int:
     owned.append(h)
     dh = heap.construct(len(data))
     owned.append(dh)
-    buf = heap.buf
-    L.StringShm.pack(buf, h + H, data=dh, length=len(data))
+    pack_string(heap.buf, h, dh, data)
+    return h
+
+
+#: The two block sizes of a standalone string of n bytes, for a caller that Constructs them
+#: together with other blocks (then :func:`pack_string` fills them).
+def string_sizes(n: int) -> Tuple[int, int]:
+    return L.StringShm.size, n
+
+
+def pack_string(buf, h: int, dh: int, data: bytes) -> None:
+    """Fill the two blocks of a standalone string (``h``: StringShm, ``dh``: the bytes)."""
+    _STR.pack_into(buf, h + H, dh, len(data))
     if data:
         buf[dh + H:dh + H + len(data)] = data
-    return h
 
 
 # ------------------------------------------------------------------ maps

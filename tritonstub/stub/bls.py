@@ -57,7 +57,7 @@ def execute(rt, request, decoupled: bool):
             started = True
         mu.lock()
         try:
-            rt.messenger.push(msg_h)
+            rt.messenger.push_request(msg_h)
             # The parent writes response_handle *before* it runs the inference and notifies
             # only when the response is complete, with no flag to test: like the C++ stub we
             # wait for the notification (we hold the mutex since before the push, so it cannot

@@ -94,7 +94,7 @@ def response_data(resp, requested: Optional[Iterable[str]] = None) -> ResponseDa
         return ResponseData(error=(int(err._code), err._message),
                             id=resp._id, is_last_response=resp._is_last_response)
     return ResponseData(outputs=[tensor_tuple(t) for t in resp._outputs], id=resp._id,
-                        is_last_response=resp._is_last_response)
+                        is_last_response=resp._is_last_response, parameters=resp._parameters)
 
 
 def output_item(resp, requested) -> Returned:
@@ -105,7 +105,7 @@ def output_item(resp, requested) -> Returned:
         resp._prune(set(requested))
         outs = resp._outputs
     return Returned([(t._name, t._dtype, t._dims, t._payload()) for t in outs], resp._id,
-                    resp._is_last_response)
+                    resp._is_last_response, resp._parameters)
 
 
 def make_response(data: ResponseData):
@@ -115,7 +115,8 @@ def make_response(data: ResponseData):
         return pb.InferenceResponse._from_parent((), error, data.is_last_response, data.id)
     outputs = [pb.Tensor._from_raw(name, dt, dims, buf, copy=not is_fresh(buf))
                for name, dt, dims, buf in data.outputs]
-    return pb.InferenceResponse._from_parent(outputs, None, data.is_last_response, data.id)
+    return pb.InferenceResponse._from_parent(outputs, None, data.is_last_response, data.id,
+                                             data.parameters)
 
 
 def error_response(message: str):

@@ -21,7 +21,8 @@ import threading
 
 from ..errors import TritonStubError
 from .. import protocol
-from ..protocol.responses import write_execute_error, write_execute_response, write_response
+from ..protocol.responses import (write_execute_error, write_execute_reply,
+                                  write_execute_response, write_response)
 from ..protocol.scalars import Owned
 from .log import SITE_EXECUTE_FAILED
 from .runtime import TritonModelException
@@ -115,7 +116,10 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
             else:
                 ret = run_coroutine(stub, ret, in_background=False)
         items = _returned_responses(stub, requests, ret, decoupled, owned)
-        block = write_execute_response(region, items, owned)
+        if L.RESPONSES_THROUGH_SENDER:
+            block = write_execute_reply(region, owned)
+        else:
+            block = write_execute_response(region, items, owned)
         for r, item in zip(requests, items):
             if item:                  # the parent deletes the factory of a returned response
                 stub.board.discard(r._factory_address)
@@ -179,6 +183,21 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> l
             if req._sender._is_closed():
                 stub.factory_deleted_in_execute = True
             raise ExecuteError(str(e)) from None
+    if L.RESPONSES_THROUGH_SENDER:
+        # Before r24.10 every returned response goes through the request's response sender
+        # (its state was updated above), and the ExecuteResponse carries none.
+        from .bridge import sender_of
+        for req, resp in zip(requests, ret):
+            if resp is None:
+                _missing_response(stub, req, owned)
+                continue
+            resp._prune(set(req._requested_output_names))
+            try:
+                stub.runtime.send_response(sender_of(req), resp,
+                                           L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            except TritonModelException as e:
+                raise ExecuteError(str(e)) from None      # C++: PythonBackendException
+        return []
     items = []
     for req, resp in zip(requests, ret):
         if resp is None:

@@ -35,7 +35,7 @@ from ..ipc.region import Region, region_path
 from ..ipc.sync import Mutex
 from .log import INFO, SITE_NON_GRACEFUL, stub_log
 
-L = protocol.current()
+L = protocol.common()
 
 PR_SET_PDEATHSIG = 1
 #: What the helper hears: the stub died (PR_SET_PDEATHSIG), or the stub asks it to exit.

@@ -63,6 +63,9 @@ class Messenger:
         self.stub = stub
         self.region = stub.region
         self.mq = stub.queues["stub_to_parent_mq"]
+        # ResponseSend and BLS requests: stub_to_parent_mq from r24.10 on, parent_message_queue
+        # before (the parent's queue monitor takes them with the ExecuteResponse).
+        self.send_mq = stub.queues["parent_message_queue"] if L.SENDS_ON_PARENT_MQ else self.mq
         # C++ serialises utils messages with stub_to_parent_message_mu_; the parent's monitor
         # handles pattern-B messages one at a time anyway.
         self.send_lock = threading.Lock()
@@ -81,6 +84,10 @@ class Messenger:
     def push(self, handle: int) -> None:
         """SendIPCUtilsMessage: 1 s timed pushes until one succeeds."""
         handshake.push(self.mq, handle, self.stub.parent_alive)
+
+    def push_request(self, handle: int) -> None:
+        """A BLS request: SendIPCUtilsMessage from r24.10 on, SendIPCMessage before."""
+        handshake.push(self.send_mq, handle, self.stub.parent_alive)
 
     # ------------------------------------------------------------------ pattern B
     def ping_pong(self, command: int, layout: StructLayout, message: int, owned: Owned,
@@ -133,7 +140,7 @@ class Messenger:
             token = board.begin_handshake(box.mutex, box.cond, box.flag)
             try:
                 return handshake.start_flag(
-                    region, self.mq, msg, mu, cv, box.flag, self.stub.parent_alive,
+                    region, self.send_mq, msg, mu, cv, box.flag, self.stub.parent_alive,
                     lambda: control.reply_error(region, control.read_send_message(region, box.payload, S),
                                                 "An error occurred while sending a response."))
             finally:

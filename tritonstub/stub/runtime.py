@@ -238,6 +238,9 @@ class Runtime(abc.ABC):
     initialized: bool = False
     finalizing: bool = False
     stub_to_parent_active: bool = False
+    #: What the parent's protocol era adds to the model API (``protocol.eras.features``):
+    #: "response_parameters" (r25.02+), "bls_cancel" (r25.04+), "user_model_readiness" (r26.03+).
+    features: frozenset = frozenset()
 
     def check_parent_alive(self) -> None:
         """Raise :class:`TritonModelException` when the server this stub serves is gone (long

@@ -50,12 +50,11 @@ from .. import protocol
 from ..ipc import handshake, libc
 from ..ipc.handshake import WAIT_SLICE_S
 from ..ipc.sync import Condition, Mutex
-from ..protocol import control
-from ..protocol.scalars import Owned
 from .log import ERROR, INFO, stub_log
 
-L = protocol.current()
-C = L.PYTHONSTUB_CommandType
+# Era-free here: the codecs come from the stub's era (``stub.wire``), chosen at its first
+# command; importing the module-level codecs now would pick the default era for good.
+L = protocol.common()
 
 
 #: How long the helper waits for the parent's answer to a handshake the stub left under way.
@@ -247,11 +246,13 @@ def _send_cleanups(stub, factories: List[int]) -> int:
     mq = stub.queues["stub_to_parent_mq"]
     deadline = time.monotonic() + PUSH_BUDGET_S
     sent = 0
+    control = stub.wire.control
+    cleanup = stub.wire.tables.PYTHONSTUB_CommandType.DecoupledResponseFactoryCleanup
     for factory in factories:
-        owned = Owned()
+        owned = stub.wire.scalars.Owned()
         with region.locked():
             h = control.write_cleanup_message(region, factory, owned)
-            msg, mu, cv = control.write_ipc_message(region, C.DecoupledResponseFactoryCleanup, h,
+            msg, mu, cv = control.write_ipc_message(region, cleanup, h,
                                                     owned, True, (libc.MUTEX_SIZE, libc.COND_SIZE))
         handshake.sync_objects(region, region.payload(mu), region.payload(cv), True)
         while not mq.push(msg, min(WAIT_SLICE_S, max(deadline - time.monotonic(), 0.001))):

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from .. import protocol
+from ..errors import TritonStubError
 from ..ipc import handshake
 from ..ipc.handshake import PeerGone
-from ..protocol import control
+from ..protocol import control, eras
 from ..protocol.responses import ResponseData
 from ..protocol.scalars import Owned, write_string
 from .messaging import Messenger, Monitor, Worker
@@ -23,6 +24,7 @@ from .runtime import (MetricFamilyInfo, MetricInfo,
 L = protocol.current()
 
 C = L.PYTHONSTUB_CommandType
+SITE_FILE = "tritonstub/stub/shm_runtime.py"
 
 
 class ShmRuntime(Runtime):
@@ -34,6 +36,9 @@ class ShmRuntime(Runtime):
         self.monitor: Optional[Monitor] = None
         self.bls_iterators = ResponseIteratorMap()
         self.background_futures: set = set()
+        decision = getattr(stub, "era", None)
+        self.features = eras.features(decision.era.name) if decision and decision.era \
+            else frozenset()
 
     # ------------------------------------------------------------------ state
     @property
@@ -54,10 +59,13 @@ class ShmRuntime(Runtime):
     def start_workers(self) -> None:
         self.worker.start()
         from . import bls
-        self.monitor = Monitor(self.stub, {
+        handlers = {
             int(C.InferStreamExecResponse): lambda h, msg: bls.on_stream_response(self, h, msg),
             int(C.CUDAPoolInitializeRequest): self._refuse_cuda_pool,
-        })
+        }
+        if "user_model_readiness" in self.features:
+            handlers[int(C.UserModelReadinessRequest)] = self._user_model_readiness
+        self.monitor = Monitor(self.stub, handlers)
         self.monitor.start()
 
     def stop_workers(self) -> None:
@@ -90,14 +98,22 @@ class ShmRuntime(Runtime):
             raise TritonModelException("Unable to send response: the Triton server is gone.")
         if err is not None:
             raise TritonModelException(err)
+        if flags == L.TRITONSERVER_RESPONSE_COMPLETE_FINAL and L.STUB_DELETES_FACTORY_ON_FINAL:
+            # before r24.10 the server leaves the factory to the stub (DeleteResponseFactory)
+            self.factory_cleanup(sender._factory_address)
 
     def abandoned_response(self, request_address: int, factory_address: int, text: str) -> None:
         """A non-decoupled request the model dropped unanswered: send it an error, FINAL."""
         if not self.worker.running:
             return self.factory_cleanup(factory_address)
         data = ResponseData(error=(int(L.TRITONSERVER_Error_Code.INTERNAL), text))
-        self.worker.submit(lambda: self.messenger.response_send(
-            request_address, factory_address, data, L.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
+
+        def send():
+            self.messenger.response_send(request_address, factory_address, data,
+                                         L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            if L.STUB_DELETES_FACTORY_ON_FINAL:
+                self.messenger.cleanup(C.DecoupledResponseFactoryCleanup, factory_address)
+        self.worker.submit(send)
 
     def factory_cleanup(self, factory_address: int) -> None:
         if factory_address and self.worker.running:
@@ -124,6 +140,56 @@ class ShmRuntime(Runtime):
     def bls_exec(self, request: Any, decoupled: bool) -> Any:
         from . import bls
         return bls.execute(self, request, decoupled)
+
+    def bls_cancel(self, iterator_id: int) -> bool:
+        """PbBLSCancel::Cancel (r25.04+): CancelBLSInferRequest for the stream whose responses
+        carry ``iterator_id``; the parent cancels its Triton request if it still runs."""
+        owned = Owned()
+        h = control.write_cancel_bls(self.stub.region, int(iterator_id), owned)
+        reply, _, _ = self.messenger.ping_pong(C.CancelBLSInferRequest,
+                                               L.CancelBLSRequestMessage, h, owned)
+        return bool(reply["is_cancelled"])
+
+    # ------------------------------------------------------------------ readiness (r26.03+)
+    def _user_model_readiness(self, handle: int, msg: control.IPCMessage) -> None:
+        """ProcessUserModelReadinessRequest (monitor thread): call the model's ``is_ready()``
+        (a coroutine runs on the stub's loop), answer on the message's inline mutex and
+        condition, and wait at most 5 s for the parent's acknowledgement."""
+        stub = self.stub
+        region = stub.region
+        M = L.UserModelReadinessMessage
+        if not msg.response_mutex:
+            self.log(SITE_FILE, 0, L.LogLevel.ERROR, "Failed to process model readiness request")
+            return
+        payload = region.payload(msg.args)
+        model = stub.model_instance
+        exists = model is not None and hasattr(model, "is_ready")
+        ready, error = True, None
+        if exists:
+            try:
+                result = model.is_ready()
+                from .execute import _is_coroutine, run_coroutine
+                if _is_coroutine(result):
+                    result = run_coroutine(stub, result, in_background=False)
+                if not isinstance(result, bool):
+                    # a PythonBackendException in C++: its text without an exception name
+                    raise TritonStubError("is_ready() must return a boolean value")
+                ready = result
+            except BaseException as e:  # noqa: BLE001 - reported to the parent, as in C++
+                error = stub.error_text(e)
+        owned = Owned()
+        error_handle = write_string(region, error, owned) if error is not None else 0
+        mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
+                                        region.payload(msg.response_cond))
+        box = control.mailbox(M, payload)
+        handshake.answer_flag(
+            region, mu, cv, box.flag, stub.parent_alive,
+            lambda: control.write_reply(region, payload, M, function_exists=exists,
+                                        is_ready=ready and error is None,
+                                        has_error=error is not None,
+                                        is_error_set=error is not None, error=error_handle),
+            timeout=L.USER_MODEL_READINESS_TIMEOUT_S)
+        owned.release(region)
 
     # ------------------------------------------------------------------ metrics
     def _metric_message(self, command: int, payload: int, owned: Owned, value: float = 0.0):

@@ -41,14 +41,16 @@ from ..ipc.message_queue import MessageQueue
 from ..ipc.region import Region
 from ..loader import STUB_AUTO_COMPLETE, STUB_INSTANCE
 from ..loader.default import ModelContext, split_model_path
-from ..protocol import control, eras
-from ..protocol.scalars import Owned
+from ..protocol import eras
 from . import heartbeat, salvage
 from .exc_text import error_text, register_boundary
 from . import log as sites
 from .log import ERROR, INFO, stub_log
 
-L = protocol.current()
+# Until the parent's first command tells us its era, only what every era shares: the control
+# block, the queues, the start-up messages (protocol.COMMON). The era's own tables and codecs
+# come with the decision (Stub.check_era).
+L = protocol.common()
 
 C = L.PYTHONSTUB_CommandType
 #: AutoCompleteRequest's number in every era's command enum (protocol/eras.py).
@@ -103,6 +105,10 @@ class Stub:
         self.factory_deleted_in_execute = False
         self.runtime = None          # ShmRuntime, built in _setup_python
         self.era: Optional[eras.Decision] = None   # decided on the parent's first command
+        # The codecs we read and answer with: until the decision, those of the first contact
+        # (what every era reads alike); then the module-level codecs of the era we speak.
+        self.wire = protocol.first_contact()
+        self.C = C
         # What requests keep to read the model's decoupled flag when they send (C++ keeps a
         # pointer to IPCControlShm.decoupled).
         self.is_decoupled = lambda: self.decoupled
@@ -153,7 +159,7 @@ class Stub:
             self.region, self.control, self.args.parent_pid,
             lambda stub_pid: salvage.after_stub_death(self, board, stub_pid))
         # "health thread started": a fresh IPCMessageShm the parent pops and never reads.
-        h = control.write_blank_message(self.region)
+        h = self.wire.control.write_blank_message(self.region)
         self.send_to_parent_mq(h)
         self.region.release(h)
 
@@ -196,7 +202,7 @@ class Stub:
         handle = self.pop_command()
         if handle == L.DUMMY_MESSAGE:
             return False
-        cmd, args = control.read_command(self.region, handle)
+        cmd, args = self.wire.control.read_command(self.region, handle)
         if self.era is None:
             refused = self.check_era(cmd, args)
             if refused is not None:
@@ -204,6 +210,7 @@ class Stub:
         if cmd == _EXECUTE:
             self.handle_execute(args)
             return False
+        C = self.C
         if cmd == C.AutoCompleteRequest:
             return self.handle_auto_complete(args)
         if cmd == C.InitializeRequest:
@@ -212,7 +219,7 @@ class Stub:
             self.board.set_finalizing()       # the parent owns every factory from here on
             if self.runtime is not None:
                 self.runtime.clear_response_iterators()
-            control.set_command(self.region, handle, C.FinalizeResponse)
+            self.wire.control.set_command(self.region, handle, C.FinalizeResponse)
             self.send_to_parent_mq(handle)
             return True
         if cmd == C.LoadGPUBuffers:
@@ -234,15 +241,18 @@ class Stub:
         from . import era_check
         config_json = None
         if cmd == C.InitializeRequest:
-            config_json = control.read_initialize_request(self.region, args).get("model_config")
+            config_json = self.wire.control.read_initialize_request(self.region, args) \
+                .get("model_config")
         elif cmd in _AUTO_COMPLETE_REQUESTS:
-            config_json = control.read_auto_complete_request(self.region, args)
+            config_json = self.wire.control.read_auto_complete_request(self.region, args)
         self.era = era_check.decide(config_json, self.args.parent_pid, self.args.python_lib)
         if self.era.supported:
-            # The one place a version is chosen: the tables of the era we speak. (The codecs
-            # bound theirs at import; with one era spoken this confirms it, and a second era
-            # will make the stub choose here, before it answers anything.)
+            # The one place a version is chosen: the tables of the era we speak. Nothing has
+            # imported the module-level codecs yet (we read the first command through the
+            # first-contact ones), so they bind to this era when the execute path imports them.
             protocol.select(self.era.era.name)
+            self.wire = protocol.codecs(self.era.era.name)
+            self.C = self.wire.tables.PYTHONSTUB_CommandType
             return None
         text = self.era.refusal()
         if cmd == C.InitializeRequest:
@@ -282,7 +292,7 @@ class Stub:
         def run():
             if refusal is not None:
                 raise TritonStubError(refusal)
-            config_json = control.read_auto_complete_request(self.region, args_handle)
+            config_json = self.wire.control.read_auto_complete_request(self.region, args_handle)
             module = self._setup_python(config_json, STUB_AUTO_COMPLETE)
             from . import pysetup
             return pysetup.auto_complete(self, module, config_json)
@@ -292,7 +302,7 @@ class Stub:
                      line=sites.SITE_AUTO_COMPLETE_FAILED)
 
         def reply(owned, result, error):
-            return control.write_auto_complete_response(self.region, owned, config=result,
+            return self.wire.control.write_auto_complete_response(self.region, owned, config=result,
                                                         error=error, command=response_command)
         return self._start_up_request(run, failed, reply)
 
@@ -301,10 +311,14 @@ class Stub:
         def run():
             if refusal is not None:
                 raise TritonStubError(refusal)
-            params = control.read_initialize_request(self.region, args_handle)
+            params = self.wire.control.read_initialize_request(self.region, args_handle)
             module = self._setup_python(params.get("model_config"), STUB_INSTANCE)
             from . import pysetup
             pysetup.initialize(self, module, params)
+            if "stub_has_user_model_readiness_fn" in self.wire.tables.IPCControlShm.fields:
+                # r26.03+: the parent asks for the model's readiness only when this is set.
+                self.wire.control.set_user_model_readiness_fn(
+                    self.region, self.control, hasattr(self.model_instance, "is_ready"))
             self.initialized = True
 
         def failed(text: str) -> None:
@@ -312,7 +326,7 @@ class Stub:
                      line=sites.SITE_INITIALIZE_FAILED)
 
         def reply(owned, result, error):
-            return control.write_initialize_response(self.region, owned, error=error)
+            return self.wire.control.write_initialize_response(self.region, owned, error=error)
         return self._start_up_request(run, failed, reply)
 
     def _start_up_request(self, run, failed, reply) -> bool:
@@ -327,7 +341,7 @@ class Stub:
             error = self.error_text(e)
             self.delete_region = False
             failed(error)
-        owned = Owned()
+        owned = self.wire.scalars.Owned()
         self.send_to_parent_mq(reply(owned, result, error))
         self.wait_release()
         owned.release(self.region)
@@ -336,7 +350,7 @@ class Stub:
     # ------------------------------------------------------------------ execute
     def handle_execute(self, batch_handle: int) -> None:
         from . import execute
-        owned = Owned()
+        owned = self.wire.scalars.Owned()
         reply = execute.process_requests(self, batch_handle, owned)
         self.send_to_parent_mq(reply)
         self.wait_release()

@@ -28,6 +28,11 @@ import pytest
 from tritonstub.testing.reference import Reference, ReferenceUnavailable, provision
 from tritonstub.testing.tritonserver import ModelSpec, TritonServer, check_stopped, make_model_repository
 
+# The harness fixtures (harness_model, harness_repository, harness_stub, --tritonstub-stubs).
+from tritonstub.testing.harness_fixtures import (harness_model, harness_repository,  # noqa: F401,E402
+                                                 harness_stub, pytest_addoption,
+                                                 pytest_generate_tests)
+
 REQUIRE_ENV = "TRITONSTUB_REQUIRE_REFERENCE"
 _TRITON_FIXTURES = {"triton_reference", "triton_server"}
 _SERVERS_KEY = pytest.StashKey[List[TritonServer]]()

@@ -10,7 +10,8 @@ from ..runtime import TritonModelException
 from ..runtime import current_runtime as _current_runtime
 from ._pybind import (_CAST_ERROR, _cv_bool, _cv_instance, _cv_int64, _cv_sequence, _cv_str,
                       _cv_uint32, _cv_uint64, _new_bare, _Reject, _REQUIRED, _Sig)
-from .response import _CancelState, InferenceResponse, InferenceResponseSender, ResponseIterator
+from .response import (_CancelState, InferenceResponse, InferenceResponseSender, ResponseIterator,
+                       _parameters_json)
 from .tensor import Tensor
 from .values import InferenceTrace, PreferredMemory
 
@@ -64,22 +65,7 @@ class InferenceRequest:
             trace,
             parameters,
         ) = _REQUEST_SIG.bind(args, kwargs)
-        if parameters is None:
-            parameters = {}
-        elif not isinstance(parameters, dict):
-            raise TritonModelException(
-                "Expect %s, got %s" % (_DICT_TYPE_NAME, str(type(parameters)))
-            )
-        for key, value in parameters.items():
-            if not isinstance(key, str):
-                raise TritonModelException(
-                    "Expect parameters keys to have type str, found type %s" % str(type(key))
-                )
-            if not isinstance(value, (bool, int, str)):
-                raise TritonModelException(
-                    "Expect parameters values to have type bool/int/str, found type %s" % str(type(value))
-                )
-        parameters_text = str(_json.dumps(parameters))
+        parameters_text = _parameters_json(parameters)
         if isinstance(correlation_id, int):
             try:
                 correlation_id = _cv_uint64(correlation_id)

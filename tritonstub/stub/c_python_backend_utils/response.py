@@ -7,6 +7,7 @@ and the first error decides what later sends raise. A ResponseIterator yields th
 a decoupled BLS request as the parent pushes them.
 """
 from collections import deque as _deque
+import json as _json
 import threading as _threading
 
 from .. import runtime as _runtime_module
@@ -23,10 +24,33 @@ from .values import TritonError
 # ================================================================================================
 
 
-class InferenceResponse:
-    """``InferenceResponse(output_tensors=[], error=None)``."""
+_DICT_TYPE_NAME = "N8pybind114dictE"
+_NO_PARAMETERS = "{}"
 
-    __slots__ = ("_outputs", "_error", "_is_last_response", "_id", "__weakref__")
+
+def _parameters_json(parameters):
+    """pb_stub.cc ``PyParametersToJSON`` after ``PyDefaultArgumentToMutableType<py::dict>``:
+    None is {}, keys must be str and values bool/int/str; the JSON text ``json.dumps`` makes."""
+    if parameters is None:
+        parameters = {}
+    elif not isinstance(parameters, dict):
+        raise TritonModelException("Expect %s, got %s" % (_DICT_TYPE_NAME, str(type(parameters))))
+    for key, value in parameters.items():
+        if not isinstance(key, str):
+            raise TritonModelException(
+                "Expect parameters keys to have type str, found type %s" % str(type(key)))
+        if not isinstance(value, (bool, int, str)):
+            raise TritonModelException(
+                "Expect parameters values to have type bool/int/str, found type %s"
+                % str(type(value)))
+    return str(_json.dumps(parameters))
+
+
+class InferenceResponse:
+    """``InferenceResponse(output_tensors=[], error=None)``; from python_backend r25.02 on (the
+    parent's era: ``Runtime.features``) also ``parameters={}`` and ``.parameters()``."""
+
+    __slots__ = ("_outputs", "_error", "_is_last_response", "_id", "_parameters", "__weakref__")
 
     def __init__(self, *args, **kwargs):
         if (
@@ -36,6 +60,7 @@ class InferenceResponse:
             and all(type(x) is Tensor or x is None for x in args[0])
         ):
             outputs, error = args[0], None
+            parameters = _NO_PARAMETERS
         elif (
             not args
             and len(kwargs) == 1
@@ -43,8 +68,13 @@ class InferenceResponse:
             and all(type(x) is Tensor or x is None for x in kwargs["output_tensors"])
         ):
             outputs, error = kwargs["output_tensors"], None
+            parameters = _NO_PARAMETERS
+        elif "response_parameters" in _current_runtime().features:
+            outputs, error, parameters = _RESPONSE_SIG_PARAMETERS.bind(args, kwargs)
+            parameters = _parameters_json(parameters)
         else:
             outputs, error = _RESPONSE_SIG.bind(args, kwargs)
+            parameters = _NO_PARAMETERS
         for tensor in outputs:
             if tensor is None:
                 raise TritonModelException("Output tensor for inference response should not be empty.")
@@ -52,15 +82,18 @@ class InferenceResponse:
         self._error = error
         self._is_last_response = True
         self._id = 0
+        self._parameters = parameters
 
     @classmethod
-    def _from_parent(cls, outputs=(), error=None, is_last_response=True, response_id=0):
+    def _from_parent(cls, outputs=(), error=None, is_last_response=True, response_id=0,
+                     parameters=_NO_PARAMETERS):
         """A response loaded from the parent (BLS); ``response_id`` keys BLS streams."""
         obj = _new_bare(cls)
         obj._outputs = list(outputs)
         obj._error = error
         obj._is_last_response = bool(is_last_response)
         obj._id = response_id
+        obj._parameters = parameters
         return obj
 
     @classmethod
@@ -83,6 +116,10 @@ class InferenceResponse:
         """The TritonError, or None."""
         return self._error
 
+    def parameters(self):
+        """The response's parameters as a JSON object text (``"{}"`` for none; r25.02+)."""
+        return self._parameters
+
 
 _RESPONSE_SIG = _Sig(
     "__init__",
@@ -91,6 +128,17 @@ _RESPONSE_SIG = _Sig(
     (
         ("output_tensors", [], _cv_sequence(_cv_instance(Tensor)), False),
         ("error", None, _cv_instance(TritonError), True),
+    ),
+    kind="constructor",
+)
+_RESPONSE_SIG_PARAMETERS = _Sig(
+    "__init__",
+    "c_python_backend_utils.InferenceResponse(output_tensors: List[c_python_backend_utils.Tensor] = [], "
+    "error: c_python_backend_utils.TritonError = None, parameters: object = None)",
+    (
+        ("output_tensors", [], _cv_sequence(_cv_instance(Tensor)), False),
+        ("error", None, _cv_instance(TritonError), True),
+        ("parameters", None, None, True),
     ),
     kind="constructor",
 )
@@ -304,6 +352,7 @@ class ResponseIterator:
         "_idx",
         "_last_in",
         "_waiters",
+        "_cancelled",
         "__weakref__",
     )
 
@@ -320,6 +369,7 @@ class ResponseIterator:
         self._idx = 0
         self._last_in = bool(response._is_last_response)
         self._waiters = 0
+        self._cancelled = False
 
     def _enqueue(self, response):
         with self._cv:
@@ -327,6 +377,26 @@ class ResponseIterator:
             if response._is_last_response:
                 self._last_in = True
             self._cv.notify()
+
+    def cancel(self):
+        """Cancel the BLS request behind this stream (python_backend r25.04+,
+        ``ResponseIterator::Cancel``): the parent cancels its Triton request if it still runs;
+        responses already on their way still arrive, usually ending with a CANCELLED error.
+        Does nothing once the iterator is finished or was cancelled."""
+        rt = _current_runtime()
+        if "bls_cancel" not in rt.features:
+            raise AttributeError(
+                "'c_python_backend_utils.ResponseIterator' object has no attribute 'cancel' "
+                "(ResponseIterator.cancel() needs python_backend r25.04 or later, Triton 2.57+; "
+                "this Triton's python backend speaks an older protocol)")
+        if self._finished or self._cancelled:
+            return None
+        if not rt.stub_to_parent_active:
+            rt.log("", 0, _LOG_ERROR, "Cannot communicate with parent service")
+            return None
+        rt.bls_cancel(self._id)
+        self._cancelled = True
+        return None
 
     def _open(self):
         """Whether more responses are still expected (no last response has arrived yet)."""

@@ -1,0 +1,6 @@
+class TritonPythonModel:
+    def execute(self, requests):
+        return []
+
+    def finalize(self):
+        raise RuntimeError("finfail cannot finalize")
