@@ -36,9 +36,12 @@ def test_the_board_lists_what_was_added_and_not_discarded():
     b.discard(0x10)
     b.discard(0x99)                            # unknown: nothing happens
     assert sorted(b.live()) == [0x20, 0x30]
-    assert not b.finalizing
+    assert not b.finalizing and b.era is None
     b.set_finalizing()
-    assert b.finalizing and sorted(b.live()) == [0x20, 0x30]
+    b.set_era("r25.02")
+    assert b.finalizing and b.era == "r25.02" and sorted(b.live()) == [0x20, 0x30]
+    b.set_era("r24.10")
+    assert b.finalizing and b.era == "r24.10"
 
 
 def test_the_board_lists_the_handshakes_under_way():

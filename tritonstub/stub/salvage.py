@@ -52,8 +52,9 @@ from ..ipc.handshake import WAIT_SLICE_S
 from ..ipc.sync import Condition, Mutex
 from .log import ERROR, INFO, stub_log
 
-# Era-free here: the codecs come from the stub's era (``stub.wire``), chosen at its first
-# command; importing the module-level codecs now would pick the default era for good.
+# Era-free here: the codecs of the era the stub spoke (chosen at its first command, after the
+# helper was forked) come from the board (Board.era); importing the module-level codecs now
+# would pick the default era for good.
 L = protocol.common()
 
 
@@ -114,6 +115,12 @@ class Board:
     def set_finalizing(self) -> None:
         self._w[0] |= 1
 
+    def set_era(self, era: str) -> None:
+        """The protocol era the stub speaks (decided at its first command, after the fork):
+        bits 8-15 of the flag word hold its place in ``protocol.TABLES``, plus one."""
+        i = sorted(protocol.TABLES).index(era) + 1
+        self._w[0] = (self._w[0] & ~0xFF00) | (i << 8)
+
     def begin_handshake(self, mutex: int, cond: int, flag: int) -> int:
         """A handshake is under way (region offsets); returns a token for :meth:`end_handshake`."""
         with self._lock:
@@ -136,6 +143,12 @@ class Board:
     @property
     def finalizing(self) -> bool:
         return bool(self._w[0] & 1)
+
+    @property
+    def era(self):
+        """The era the stub set, or None (it died before its first command)."""
+        i = (self._w[0] >> 8) & 0xFF
+        return sorted(protocol.TABLES)[i - 1] if i else None
 
     def live(self) -> List[int]:
         return [f for f in self._w[1:self._hs_base] if f]
@@ -186,12 +199,12 @@ def after_stub_death(stub, board: Board, stub_pid: int) -> None:
                  f"region's allocator ({e}); its response factories are not released",
                  filename="tritonstub", pid=stub_pid)
         return
-    if board.finalizing:
+    if board.finalizing or board.era is None:
         return
     factories = board.live()
     if not factories:
         return
-    sent = _send_cleanups(stub, factories)
+    sent = _send_cleanups(stub, protocol.codecs(board.era), factories)
     stub_log(INFO, f"tritonstub: the stub process {stub_pid} died with {len(factories)} "
              f"request(s) in hand; its heartbeat helper released {sent} response factory(ies) "
              "so that the model can be unloaded", filename="tritonstub", pid=stub_pid)
@@ -238,7 +251,7 @@ def _notify_bounded(cv) -> None:
     t.join(1.0)
 
 
-def _send_cleanups(stub, factories: List[int]) -> int:
+def _send_cleanups(stub, wire, factories: List[int]) -> int:
     """One DecoupledResponseFactoryCleanup per factory on stub_to_parent_mq (the shape of
     ``Messenger.cleanup``, pattern C‴), without waiting for the parent's answers: nobody is
     left to use them, and the blocks stay allocated until the parent destroys the region."""
@@ -246,10 +259,12 @@ def _send_cleanups(stub, factories: List[int]) -> int:
     mq = stub.queues["stub_to_parent_mq"]
     deadline = time.monotonic() + PUSH_BUDGET_S
     sent = 0
-    control = stub.wire.control
-    cleanup = stub.wire.tables.PYTHONSTUB_CommandType.DecoupledResponseFactoryCleanup
+    # The era's codecs: the helper's own copy of the stub's state is from before the era was
+    # decided (the fork), so the board says which era the stub spoke.
+    control = wire.control
+    cleanup = wire.tables.PYTHONSTUB_CommandType.DecoupledResponseFactoryCleanup
     for factory in factories:
-        owned = stub.wire.scalars.Owned()
+        owned = wire.scalars.Owned()
         with region.locked():
             h = control.write_cleanup_message(region, factory, owned)
             msg, mu, cv = control.write_ipc_message(region, cleanup, h,
