@@ -6,7 +6,7 @@ descriptors and regions sampled as it runs (issue 15 step 4).
 
 One tritonserver on 127.0.0.1 (explicit model control) serves five models, all with our stub:
 ``unary`` (echo of an INT32 tensor; 1 to 262,144 elements), ``stream`` (decoupled: 20 responses,
-checking ``is_cancelled()``; a third of the streams are cancelled midway), ``bls`` (calls
+checking ``is_cancelled()``; a third of the streams are long ones, cancelled after 6 responses), ``bls`` (calls
 ``unary`` through BLS, a chain of two), ``metrics`` (a counter and a gauge updated on every
 call) and ``control`` (unloads and loads ``spare`` from model.py). Four client threads keep
 them busy. Every ``--interval`` seconds the sampler records, per stub process: resident memory
@@ -72,11 +72,15 @@ class TritonPythonModel:
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
-            for i in range(20):
+            # IN == 1: a stream the client will cancel, long enough (up to 10 s) to be running
+            # when the cancellation comes (cancelling a finished stream is a Triton 2.51 bug:
+            # benchmarks/stream_cancel_unload.py).
+            long = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0]) == 1
+            for i in range(500 if long else 20):
                 if sender.is_cancelled():
                     break
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.full(1, i, np.int32))]))
-                time.sleep(0.005)
+                time.sleep(0.02 if long else 0.005)
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 """
@@ -182,10 +186,10 @@ class Traffic:
             client = grpcclient.InferenceServerClient(self.server.grpc_url)
             got: "queue.Queue" = queue.Queue()
             client.start_stream(callback=lambda result, error: got.put((result, error)))
-            inp = grpcclient.InferInput("IN", [1], "INT32")
-            inp.set_data_from_numpy(np.zeros(1, np.int32))
-            client.async_stream_infer("stream", [inp], enable_empty_final_response=True)
             cancel = i % 3 == 0
+            inp = grpcclient.InferInput("IN", [1], "INT32")
+            inp.set_data_from_numpy(np.full(1, int(cancel), np.int32))
+            client.async_stream_infer("stream", [inp], enable_empty_final_response=True)
             try:
                 for k in range(21):
                     result, error = got.get(timeout=30)
