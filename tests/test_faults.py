@@ -13,8 +13,13 @@ import pytest
 from tritonstub.testing import faults
 
 
-@pytest.mark.parametrize("phase", faults.PHASES)
-@pytest.mark.parametrize("fault", ["stub-sigkill", "stub-sigstop"])
+# A stub stopped inside initialize gets no answer from either stub's server (the load waits, and
+# tritonserver cannot exit on SIGTERM): that row is in the matrix, not here.
+CASES = [("stub-sigkill", phase) for phase in faults.PHASES] + [
+    ("stub-sigstop", phase) for phase in faults.PHASES if phase != "initialize"]
+
+
+@pytest.mark.parametrize("fault, phase", CASES)
 def test_a_dead_or_stopped_stub_fails_its_request_and_the_server_keeps_serving(fault, phase, triton_reference, tmp_path):
     cpp = faults.run("cpp", fault, phase, triton_reference, tmp_path / "cpp")
     ours = faults.run("ours", fault, phase, triton_reference, tmp_path / "ours")
@@ -26,7 +31,11 @@ def test_a_dead_or_stopped_stub_fails_its_request_and_the_server_keeps_serving(f
     assert ours.client_s < 5.0, ours
     assert ours.server_alive and ours.bystander_ok, ours
     assert not ours.crash and not cpp.crash, (ours, cpp)
-    if fault == "stub-sigkill":
+    if phase == "initialize":
+        # Both stubs: the load fails, the model loads again, nothing is left.
+        assert cpp.reloaded and ours.reloaded, (cpp, ours)
+        assert ours.exit_status == 0 and ours.leftovers == [], ours
+    elif fault == "stub-sigkill":
         # Our heartbeat helper outlives the stub and releases the response factories it held
         # (tritonstub/stub/salvage.py): the model unloads, loads again, and nothing is left.
         # The C++ stub's model cannot unload (its factories leak in the parent).

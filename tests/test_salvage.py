@@ -36,9 +36,23 @@ def test_the_board_lists_what_was_added_and_not_discarded():
     b.discard(0x10)
     b.discard(0x99)                            # unknown: nothing happens
     assert sorted(b.live()) == [0x20, 0x30]
-    assert not b.finalizing
+    assert not b.finalizing and b.era is None
     b.set_finalizing()
-    assert b.finalizing and sorted(b.live()) == [0x20, 0x30]
+    b.set_era("r25.02")
+    assert b.finalizing and b.era == "r25.02" and sorted(b.live()) == [0x20, 0x30]
+    b.set_era("r24.10")
+    assert b.finalizing and b.era == "r24.10"
+
+
+def test_the_board_lists_the_handshakes_under_way():
+    b = Board(slots=4)
+    t1 = b.begin_handshake(0, 40, 88)
+    t2 = b.begin_handshake(1000, 1040, 1088)
+    assert sorted(b.handshakes()) == [(0, 40, 88), (1000, 1040, 1088)]
+    b.end_handshake(t1)
+    assert b.handshakes() == [(1000, 1040, 1088)] and b.live() == []
+    b.end_handshake(t2)
+    assert b.handshakes() == []
 
 
 def test_a_full_board_counts_what_it_could_not_track():
@@ -194,3 +208,4 @@ def test_an_idle_stub_killed_after_every_kind_of_request_leaves_nothing_to_relea
         server.stop(timeout=30)
     assert RELEASED not in server.log_text()
     assert check_stopped(server) == []
+

@@ -192,3 +192,33 @@ def test_the_stub_exits_when_its_parent_dies_while_it_waits(parent, model_dir):
     assert proc.returncode in (1, -signal.SIGKILL), (proc.returncode, err)
     assert "pb_stub.cc:2145]  Non-graceful termination detected. " in err, err
     wait_for(lambda: not os.path.exists(f"/dev/shm/{parent.region.name}"), 10.0, "the region unlinked")
+
+
+# ---- an internal error ------------------------------------------------------------------------
+
+
+def _children(pid: int):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_a_command_handle_outside_the_region_ends_the_stub_with_an_internal_error(parent, model_dir):
+    """A handle the stub cannot read (here: past the end of the region) is a broken parent or a
+    bug of ours: the stub logs it with its traceback and exits 1, its heartbeat helper follows
+    it, and the parent's region is left to the parent."""
+    proc = _launch(parent, model_dir)
+    _started(parent, proc)
+    helpers = _children(proc.pid)
+    assert len(helpers) == 1, helpers
+    assert parent.queues["stub_message_queue"].push(parent.region.capacity + 4096, 5)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "tritonstub:0]  tritonstub internal error:\nTraceback" in err, err
+    assert "lies outside the" in err, err
+    wait_for(lambda: not os.path.exists(f"/proc/{helpers[0]}") or
+             open(f"/proc/{helpers[0]}/stat").read().split(") ")[1][0] in "ZX",
+             10.0, "the heartbeat helper gone")
+    assert os.path.exists(f"/dev/shm/{parent.region.name}")

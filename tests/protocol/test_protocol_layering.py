@@ -25,9 +25,6 @@ STRUCT_ALLOWED = {
     # KServe v2's binary tensor encoding (the network wire of `tritonstub serve`, not the
     # shared-memory one): 4-byte length prefixes walked with the core's checks and texts.
     "serve/convert.py",
-    # The stub's private board shared with its heartbeat helper (an anonymous mmap of u64
-    # factory addresses), which no Triton process reads.
-    "stub/salvage.py",
 }
 
 

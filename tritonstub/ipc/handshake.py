@@ -8,17 +8,20 @@ mutex and condition that live in the message (or next to it):
 ===========  ==================================  =============================================
 pattern      the side that starts                 the side that answers
 ===========  ==================================  =============================================
-B, D         lock; push; wait until flag == 1;    do the work; lock; flag = 1; notify; wait
-             read the reply; flag = 0; notify     until flag == 0 (:func:`answer_flag`)
-             (:func:`start_flag`)
-C‴, C″       lock; push; wait until flag == 1     lock; flag = 1; notify (one round)
+B, D         push; lock; wait until flag == 1;    do the work; lock; flag = 1; notify; wait
+             read the reply; flag = 0; unlock;    until flag == 0 (:func:`answer_flag`)
+             notify (:func:`start_flag`)
+C‴, C″       push; lock; wait until flag == 1     lock; flag = 1; notify (one round)
              (:func:`start_flag`, ``rounds=1``)   (:func:`answer_flag`, ``rounds=1``)
 C            lock; push; wait for a notify (no    write the reply; lock; notify; wait for the
              flag exists: :func:`wait_notify`);   starter's notify
              read; notify
 ===========  ==================================  =============================================
 
-The starter takes the mutex *before* it pushes, so the answer's notify cannot be missed. Which
+Where there is a flag, the starter pushes first and then takes the mutex (the C++ stub locks
+first): the flag is tested under the lock, so no answer is missed, and the stub never holds a
+mutex the parent is about to lock (see :func:`start_flag`). Pattern C has no flag: there the
+starter takes the mutex *before* it pushes, so the answer's notify cannot be missed. Which
 byte is the flag, and where the mutex and condition are, is the protocol's business
 (``protocol.control.mailbox``); this module only runs the shapes. Every wait is cut into
 slices of :data:`WAIT_SLICE_S`; between slices ``alive()`` says whether the peer process still
@@ -79,16 +82,22 @@ def start_flag(heap, mq, message: int, mutex: Mutex, cond: Condition, flag: int,
     """The starting side of B / D (``rounds=2``) or C‴ / C″ (``rounds=1``): push ``message``,
     wait for the answer, return ``read()`` (called before the peer is released, so nothing it
     frees afterwards is read)."""
+    # Pushed before the lock is taken: with a flag to test, no answer can be missed (it is
+    # checked under the lock), and the parent never finds the mutex held by us when it comes to
+    # answer. A process killed while it holds one of these robust mutexes makes the parent's
+    # next lock of it throw (Boost's lock_exception: tritonserver aborts), so we hold it only
+    # while the parent waits on the condition, and notify after unlocking for the same reason.
+    push(mq, message, alive)
     mutex.lock()
     try:
-        push(mq, message, alive)
         wait_flag(heap.buf, mutex, cond, flag, 1, alive)
         result = read() if read is not None else None
     finally:
         if rounds == 2:
             heap.buf[flag] = 0
-            cond.notify_all()
         mutex.unlock()
+        if rounds == 2:
+            cond.notify_all()
     return result
 
 

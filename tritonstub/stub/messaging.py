@@ -106,9 +106,14 @@ class Messenger:
                 reply = control.read_send_message(region, box.payload, layout)
                 return (reply, control.reply_error(region, reply),
                         read(box.payload) if read is not None else None)
-            with self.send_lock:
-                return handshake.start_flag(region, self.mq, msg, mu, cv, box.flag,
-                                            self.stub.parent_alive, read_reply)
+            board = self.stub.board
+            token = board.begin_handshake(box.mutex, box.cond, box.flag)
+            try:
+                with self.send_lock:
+                    return handshake.start_flag(region, self.mq, msg, mu, cv, box.flag,
+                                                self.stub.parent_alive, read_reply)
+            finally:
+                board.end_handshake(token)
         finally:
             owned.release(region)
 
@@ -130,10 +135,17 @@ class Messenger:
                 msg, _, _ = self.ipc_message(C.ResponseSend, h, owned)
             box = control.mailbox(S, region.payload(h))
             mu, cv = handshake.sync_objects(region, box.mutex, box.cond, True)
-            return handshake.start_flag(
-                region, self.send_mq, msg, mu, cv, box.flag, self.stub.parent_alive,
-                lambda: control.reply_error(region, control.read_send_message(region, box.payload, S),
-                                            "An error occurred while sending a response."))
+            # Listed for the heartbeat helper: if we die before the last step, it takes the
+            # parent's answer for us (salvage.py), so no parent thread waits for ever.
+            board = self.stub.board
+            token = board.begin_handshake(box.mutex, box.cond, box.flag)
+            try:
+                return handshake.start_flag(
+                    region, self.send_mq, msg, mu, cv, box.flag, self.stub.parent_alive,
+                    lambda: control.reply_error(region, control.read_send_message(region, box.payload, S),
+                                                "An error occurred while sending a response."))
+            finally:
+                board.end_handshake(token)
         finally:
             owned.release(region)
 

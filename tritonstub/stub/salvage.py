@@ -25,6 +25,14 @@ marks the dead owner's ones consistent, and checks the allocator before it lets 
 again. The parent may get there first (a parent thread already blocked on that mutex wakes
 with the error at once): this narrows the window, it cannot close it.
 
+A stub killed inside a handshake (a response send, a log message) leaves a parent thread
+waiting for its last step, for ever: that thread, too, keeps the model from unloading. The board
+lists the handshakes under way; the helper waits (bounded) for the parent's answer and takes
+it, as the stub would have. One case it cannot mend: a stub killed while it *waited* on the
+handshake's condition leaves a dead waiter in it, and with glibc before 2.41 the parent's
+answer (``cv.notify_all()``) then blocks for ever, holding the handshake's mutex (the same with
+the C++ stub). The helper gives up on it after its bounded wait.
+
 Then the helper stops beating (the parent fails the requests in flight with "Stub process is
 not healthy.", as with a dead C++ stub) and sends one ``DecoupledResponseFactoryCleanup`` per
 factory left on the board. If the stub received FinalizeRequest, the parent is unloading the
@@ -34,7 +42,6 @@ from __future__ import annotations
 
 import errno
 import mmap
-import struct
 import threading
 import time
 from typing import List
@@ -42,13 +49,17 @@ from typing import List
 from .. import protocol
 from ..ipc import handshake, libc
 from ..ipc.handshake import WAIT_SLICE_S
+from ..ipc.sync import Condition, Mutex
 from .log import ERROR, INFO, stub_log
 
-# Era-free here: the codecs come from the stub's era (``stub.wire``), chosen at its first
-# command; importing the module-level codecs now would pick the default era for good.
+# Era-free here: the codecs of the era the stub spoke (chosen at its first command, after the
+# helper was forked) come from the board (Board.era); importing the module-level codecs now
+# would pick the default era for good.
 L = protocol.common()
 
-_U64 = struct.Struct("<Q")
+
+#: How long the helper waits for the parent's answer to a handshake the stub left under way.
+ANSWER_WAIT_S = 3.0
 
 #: How long the helper may spend on pushing its cleanup messages (the parent's monitor thread
 #: pops one at a time; a full queue with nobody popping must not keep the helper alive).
@@ -56,19 +67,26 @@ PUSH_BUDGET_S = 5.0
 
 
 class Board:
-    """The factories the parent expects this stub to release, in a page the helper reads.
+    """What the parent expects this stub to finish, in a page the helper reads.
 
-    Word 0 is a flag word (bit 0: FinalizeRequest received); then one slot per live factory
-    (0 = empty). Only the stub writes; the helper reads after the stub is dead.
+    Word 0 is a flag word (bit 0: FinalizeRequest received); then ``slots`` words, one per live
+    response factory (0 = empty); then ``HANDSHAKES`` triples (mutex, condition, flag offsets
+    in the region, +1 so that 0 means empty), one per handshake under way (patterns B and D of
+    ipc/handshake.py: the parent answers, then waits for us to clear the flag). Only the stub
+    writes; the helper reads after the stub is dead.
     """
 
     SLOTS = 16384
+    HANDSHAKES = 64
 
     def __init__(self, slots: int = SLOTS):
         # Anonymous mmap is MAP_SHARED: the forked helper sees every later write.
-        self.mm = mmap.mmap(-1, 8 * (slots + 1))
+        self._hs_base = slots + 1                      # in words
+        self.mm = mmap.mmap(-1, 8 * (self._hs_base + 3 * self.HANDSHAKES))
+        self._w = memoryview(self.mm).cast("Q")        # the page as native u64 words
         self._slot: dict = {}
         self._free: List[int] = list(range(slots, 0, -1))
+        self._hs_free: List[int] = list(range(self.HANDSHAKES - 1, -1, -1))
         self._lock = threading.Lock()
         self.overflowed = 0          # factories not tracked because the board was full
 
@@ -83,7 +101,7 @@ class Board:
                 return
             i = self._free.pop()
             self._slot[factory] = i
-            _U64.pack_into(self.mm, 8 * i, factory)
+            self._w[i] = factory
 
     def discard(self, factory: int) -> None:
         """Call before sending what makes the parent delete ``factory``."""
@@ -91,19 +109,53 @@ class Board:
             i = self._slot.pop(factory, None)
             if i is None:
                 return
-            _U64.pack_into(self.mm, 8 * i, 0)
+            self._w[i] = 0
             self._free.append(i)
 
     def set_finalizing(self) -> None:
-        _U64.pack_into(self.mm, 0, _U64.unpack_from(self.mm, 0)[0] | 1)
+        self._w[0] |= 1
+
+    def set_era(self, era: str) -> None:
+        """The protocol era the stub speaks (decided at its first command, after the fork):
+        bits 8-15 of the flag word hold its place in ``protocol.TABLES``, plus one."""
+        i = sorted(protocol.TABLES).index(era) + 1
+        self._w[0] = (self._w[0] & ~0xFF00) | (i << 8)
+
+    def begin_handshake(self, mutex: int, cond: int, flag: int) -> int:
+        """A handshake is under way (region offsets); returns a token for :meth:`end_handshake`."""
+        with self._lock:
+            if not self._hs_free:
+                return -1
+            i = self._hs_free.pop()
+        w, b = self._w, self._hs_base + 3 * i
+        w[b], w[b + 1], w[b + 2] = mutex + 1, cond + 1, flag + 1
+        return i
+
+    def end_handshake(self, token: int) -> None:
+        if token < 0:
+            return
+        w, b = self._w, self._hs_base + 3 * token
+        w[b] = w[b + 1] = w[b + 2] = 0
+        with self._lock:
+            self._hs_free.append(token)
 
     # ---- the helper's side (reads the page, not the stub's dict)
     @property
     def finalizing(self) -> bool:
-        return bool(_U64.unpack_from(self.mm, 0)[0] & 1)
+        return bool(self._w[0] & 1)
+
+    @property
+    def era(self):
+        """The era the stub set, or None (it died before its first command)."""
+        i = (self._w[0] >> 8) & 0xFF
+        return sorted(protocol.TABLES)[i - 1] if i else None
 
     def live(self) -> List[int]:
-        return [f for (f,) in _U64.iter_unpack(self.mm[8:]) if f]
+        return [f for f in self._w[1:self._hs_base] if f]
+
+    def handshakes(self) -> List[tuple]:
+        w, b = self._w, self._hs_base
+        return [(w[i] - 1, w[i + 1] - 1, w[i + 2] - 1) for i in range(b, len(w), 3) if w[i]]
 
 
 def make_consistent(mutex) -> str:
@@ -132,6 +184,11 @@ def after_stub_death(stub, board: Board, stub_pid: int) -> None:
     if recovered:
         stub_log(ERROR, f"tritonstub: the stub process {stub_pid} died holding {', '.join(recovered)}; "
                  f"made consistent again ({states})", filename="tritonstub", pid=stub_pid)
+    finished = sum(_finish_handshake(region, mu, cv, flag) for mu, cv, flag in board.handshakes())
+    if finished:
+        stub_log(INFO, f"tritonstub: the stub process {stub_pid} died inside {finished} "
+                 "handshake(s) with the parent; its heartbeat helper took the parent's answer(s)",
+                 filename="tritonstub", pid=stub_pid)
     if states["shm_mutex"] == "unrecoverable":
         return
     try:
@@ -142,18 +199,59 @@ def after_stub_death(stub, board: Board, stub_pid: int) -> None:
                  f"region's allocator ({e}); its response factories are not released",
                  filename="tritonstub", pid=stub_pid)
         return
-    if board.finalizing:
+    if board.finalizing or board.era is None:
         return
     factories = board.live()
     if not factories:
         return
-    sent = _send_cleanups(stub, factories)
+    sent = _send_cleanups(stub, protocol.codecs(board.era), factories)
     stub_log(INFO, f"tritonstub: the stub process {stub_pid} died with {len(factories)} "
              f"request(s) in hand; its heartbeat helper released {sent} response factory(ies) "
              "so that the model can be unloaded", filename="tritonstub", pid=stub_pid)
 
 
-def _send_cleanups(stub, factories: List[int]) -> int:
+def _finish_handshake(region, mutex_off: int, cond_off: int, flag_off: int) -> bool:
+    """The stub died inside a handshake whose answer the parent gives and then waits for us
+    to take (``while (flag) cv.wait``: a parent thread stuck there for ever keeps the model
+    from unloading). Wait (bounded) for the answer, take it, wake the parent."""
+    try:
+        with region.locked():                 # remaps if the stub grew the region
+            pass
+        mu, cv = Mutex(region.addr(mutex_off)), Condition(region.addr(cond_off))
+        region.ensure_mapped(flag_off, 1)
+    except Exception:  # noqa: BLE001 - a stale or torn entry: nothing to do
+        return False
+    make_consistent(mu)
+    try:
+        mu.lock(ANSWER_WAIT_S)
+    except Exception:  # noqa: BLE001 - held by a live parent thread all along: leave it
+        return False
+    try:
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        while region.buf[flag_off] != 1 and time.monotonic() < deadline:
+            cv.wait(mu, 0.05)
+        answered = region.buf[flag_off] == 1
+        if answered:
+            region.buf[flag_off] = 0
+    finally:
+        mu.unlock()
+    if answered:
+        _notify_bounded(cv)
+    return answered
+
+
+def _notify_bounded(cv) -> None:
+    """cv.notify_all(), given up after a second. A process killed while it waited on a
+    process-shared condition (the stub, in the first round of its handshake) leaves a waiter
+    that never leaves: glibc before 2.41 then blocks every later broadcast of that condition
+    for ever, waiting for it (``__condvar_quiesce_and_switch_g1``). The parent's own answer
+    blocks there too, and nothing on our side can undo it; the helper must not hang with it."""
+    t = threading.Thread(target=cv.notify_all, daemon=True)
+    t.start()
+    t.join(1.0)
+
+
+def _send_cleanups(stub, wire, factories: List[int]) -> int:
     """One DecoupledResponseFactoryCleanup per factory on stub_to_parent_mq (the shape of
     ``Messenger.cleanup``, pattern C‴), without waiting for the parent's answers: nobody is
     left to use them, and the blocks stay allocated until the parent destroys the region."""
@@ -161,10 +259,12 @@ def _send_cleanups(stub, factories: List[int]) -> int:
     mq = stub.queues["stub_to_parent_mq"]
     deadline = time.monotonic() + PUSH_BUDGET_S
     sent = 0
-    control = stub.wire.control
-    cleanup = stub.wire.tables.PYTHONSTUB_CommandType.DecoupledResponseFactoryCleanup
+    # The era's codecs: the helper's own copy of the stub's state is from before the era was
+    # decided (the fork), so the board says which era the stub spoke.
+    control = wire.control
+    cleanup = wire.tables.PYTHONSTUB_CommandType.DecoupledResponseFactoryCleanup
     for factory in factories:
-        owned = stub.wire.scalars.Owned()
+        owned = wire.scalars.Owned()
         with region.locked():
             h = control.write_cleanup_message(region, factory, owned)
             msg, mu, cv = control.write_ipc_message(region, cleanup, h,

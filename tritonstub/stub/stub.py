@@ -252,6 +252,7 @@ class Stub:
             # first-contact ones), so they bind to this era when the execute path imports them.
             protocol.select(self.era.era.name)
             self.wire = protocol.codecs(self.era.era.name)
+            self.board.set_era(self.era.era.name)      # for the heartbeat helper (salvage.py)
             self.C = self.wire.tables.PYTHONSTUB_CommandType
             return None
         text = self.era.refusal()

@@ -38,7 +38,10 @@ from .reference import Reference, provision
 from .tritonserver import ModelSpec, TritonServer, make_model_repository, processes_naming
 
 FAULTS = ("stub-sigkill", "stub-sigstop", "stub-group-sigkill", "server-sigkill")
-PHASES = ("stream", "execute")
+PHASES = ("stream", "execute", "initialize")
+#: ``busy``: a decoupled model sending a response every 2 ms when the fault comes, so the stub
+#: may be inside one of the region's locks: the outcome is a matter of chance (matrix only).
+CHANCE_PHASES = ("busy",)
 #: How long a client may wait for an answer after the fault before we call it a hang.
 CLIENT_BOUND_S = 10.0
 
@@ -63,6 +66,40 @@ class TritonPythonModel:
             time.sleep(600)                    # the stream stays open, the stub holds no lock
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
+"""
+
+_BUSY = """
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            for i in range(100000):
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.full(1, i, np.int32))]))
+                time.sleep(0.002)
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+_INITIALIZE = """
+import os
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        marker = os.path.join(args["model_repository"], "in_initialize")
+        if not os.path.exists(marker):             # the first load waits here; later ones do not
+            open(marker, "w").close()
+            time.sleep(600)
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.get_input_tensor_by_name(r, "IN")]) for r in requests]
 """
 
 _EXECUTE = """
@@ -112,14 +149,25 @@ class Outcome:
     def row(self) -> str:
         if self.fault == "server-sigkill":
             answered = "connection lost (server gone)"
+        elif self.phase == "initialize" and self.client_s is not None:
+            answered = f"{self.client} after {self.client_s:.2f} s"
         elif self.client_s is not None:
             answered = f"{self.client} after {self.client_s:.2f} s"
         else:
             answered = f"no answer in {CLIENT_BOUND_S:.0f} s"
-        gone = f"{self.stub_gone_s:.2f} s" if self.stub_gone_s is not None else ""
+        if self.stub_gone_s is not None:
+            gone = f"{self.stub_gone_s:.2f} s"
+        elif self.fault == "server-sigkill":
+            gone = f"not in {CLIENT_BOUND_S:.0f} s"
+        else:
+            gone = ""
         by = {None: "", True: "yes", False: "NO"}[self.bystander_ok]
-        if self.fault == "server-sigkill":
+        if self.fault == "server-sigkill" or (self.phase == "initialize" and self.reloaded is None):
             unload = ""
+        elif self.fault == "stub-sigstop":
+            unload = "not tried (stub stopped)"
+        elif self.phase == "initialize":
+            unload = "loaded again" if self.reloaded else "could NOT be loaded again"
         elif self.unloaded_s is None:
             unload = f"NO (not in {UNLOAD_BOUND_S:.0f} s)"
         else:
@@ -130,12 +178,35 @@ class Outcome:
                 f"{self.exit_status} | {left} |")
 
 
+class _LoadError(Exception):
+    pass
+
+
 def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
+    if phase == "initialize":
+        import threading
+
+        def load():
+            status, body = server.http("POST", "/v2/repository/models/victim/load", {},
+                                       timeout=CLIENT_BOUND_S + 60)
+            if status == 200:
+                answers.put(("loaded", None))
+            else:
+                text = body.decode(errors="replace") if status else "no answer (connection lost)"
+                try:
+                    import json
+                    text = json.loads(text)["error"]
+                    text = text.split(" state: ", 1)[-1]        # the reason after the state
+                except (ValueError, KeyError, TypeError):
+                    pass
+                answers.put((None, _LoadError(f"load failed: {text}")))
+        threading.Thread(target=load, daemon=True).start()
+        return None
     import tritonclient.grpc as grpcclient
     client = grpcclient.InferenceServerClient(server.grpc_url)
     inp = grpcclient.InferInput("IN", [1], "INT32")
     inp.set_data_from_numpy(np.ones(1, np.int32))
-    if phase == "stream":
+    if phase in ("stream", "busy"):
         client.start_stream(callback=lambda result, error: answers.put((result, error)))
         client.async_stream_infer("victim", [inp])
     else:
@@ -166,26 +237,37 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     """One scenario on a fresh tritonserver; always stops it and removes what it left."""
     reference = reference or provision()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="tritonstub-fault-"))
-    decoupled = "model_transaction_policy { decoupled: true }" if phase == "stream" else ""
-    source = _STREAM.replace("STREAMED", str(STREAMED)) if phase == "stream" else _EXECUTE
+    decoupled = "model_transaction_policy { decoupled: true }" if phase in ("stream", "busy") else ""
+    source = {"stream": _STREAM.replace("STREAMED", str(STREAMED)), "busy": _BUSY,
+              "execute": _EXECUTE, "initialize": _INITIALIZE}[phase]
+    # In the initialize phase the victim is loaded by a client after the start (the fault hits
+    # while that load runs); otherwise both models are loaded at start-up.
+    loaded = ["bystander"] if phase == "initialize" else ["victim", "bystander"]
     repo = make_model_repository(workdir / "repo", {
         "victim": ModelSpec(source, config=_CONFIG.format(name="victim", decoupled=decoupled), stub=stub),
         "bystander": ModelSpec(_EXECUTE, config=_CONFIG.format(name="bystander", decoupled=""), stub=stub),
     }, reference=reference)
     out = Outcome(stub, fault, phase)
     server = TritonServer(repo, reference=reference, log_dir=workdir / "log",
-                          models=["victim", "bystander"],
-                          extra_args=["--model-control-mode=explicit", "--load-model=victim",
-                                      "--load-model=bystander"])
+                          models=loaded,
+                          extra_args=["--model-control-mode=explicit",
+                                      *[f"--load-model={m}" for m in loaded]])
     server.start()
     client = None
     try:
         answers: "queue.Queue" = queue.Queue()
         client = _client_call(server, phase, answers)
-        if phase == "stream":
+        if phase == "initialize":
+            marker = repo / "victim" / "in_initialize"
+            deadline = time.monotonic() + 30
+            while not marker.exists():
+                assert time.monotonic() < deadline, "the model never entered initialize"
+                time.sleep(0.02)
+        elif phase in ("stream", "busy"):
             for _ in range(STREAMED):                         # every response arrived
                 answers.get(timeout=30)
-            time.sleep(0.3)                                   # the last send's handshake is over
+            if phase == "stream":
+                time.sleep(0.3)                               # the last send's handshake is over
         else:
             marker = repo / "victim" / "in_execute"
             deadline = time.monotonic() + 30
@@ -216,11 +298,18 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
             if error is not None:
                 out.client, out.client_s = f"error \"{_short(str(error))}\"", time.monotonic() - t0
                 break
+            if result == "loaded":
+                out.client, out.client_s = "the load succeeded", time.monotonic() - t0
+                break
         time.sleep(2)
         out.server_alive = server.running
         if out.server_alive:
             out.bystander_ok = _bystander_answers(server)
-        if out.server_alive and fault != "stub-sigstop":
+        if out.server_alive and fault != "stub-sigstop" and phase == "initialize":
+            status, _ = server.http("POST", "/v2/repository/models/victim/load", {}, timeout=60)
+            out.unloaded_s = 0.0 if status == 200 else None
+            out.reloaded = status == 200 and (server.model_status("victim") or {}).get("state") == "READY"
+        elif out.server_alive and fault != "stub-sigstop":
             # The client has its error and closes its stream (an open gRPC stream keeps the
             # unload waiting, measured with our stub: not in 10 s; after the close, ~1 s).
             _close_client(client, phase)
@@ -245,8 +334,10 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
 
 
 def _close_client(client, phase: str) -> None:
+    if client is None:
+        return
     try:
-        if phase == "stream":
+        if phase in ("stream", "busy"):
             client.stop_stream(cancel_requests=True)
         client.close()
     except Exception:  # noqa: BLE001 - the server may be gone
@@ -304,12 +395,38 @@ HEADER = ("| fault | phase | stub | what the client saw | server up | other mode
           "|---|---|---|---|---|---|---|---|---|---|")
 
 
+CHANCE_HEADER = ("| fault | phase | stub | runs | server aborted (SIGABRT) | victim unloaded and reloaded "
+                 "| could not unload | left behind after the server's exit |\n|---|---|---|---|---|---|---|---|")
+
+
+def chance_row(outcomes: List[Outcome]) -> str:
+    """One row for several runs of a fault whose outcome is a matter of chance."""
+    o = outcomes[0]
+    n = len(outcomes)
+    aborted = sum(1 for x in outcomes if x.exit_status == -6 or "SIGABRT" in x.crash)
+    reloaded = sum(1 for x in outcomes if x.unloaded_s is not None and x.reloaded)
+    stuck = sum(1 for x in outcomes if x.server_alive and x.unloaded_s is None)
+    left = sum(1 for x in outcomes if x.leftovers)
+    return (f"| {o.fault} | {o.phase} | {o.stub} | {n} | {aborted} | {reloaded} | {stuck} | "
+            f"{left} run(s) |")
+
+
+def _write_table(path: Path, marker: str, table: str) -> None:
+    text = path.read_text()
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
 def _main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tritonstub.testing.faults",
-                                     description="Run the fault matrix on both stubs and print (or write) the table.")
+                                     description="Run the fault matrix on both stubs and print (or write) the tables.")
     parser.add_argument("--runs", type=int, default=1, help="runs of each scenario")
-    parser.add_argument("--write", type=Path, help="write the table into this markdown file "
-                        "(between the '<!-- fault matrix -->' markers)")
+    parser.add_argument("--chance-runs", type=int, default=5,
+                        help="runs of each fault in the 'busy' phase (0: skip that table)")
+    parser.add_argument("--write", type=Path, help="write the tables into this markdown file "
+                        "(between the '<!-- fault matrix -->' and '<!-- busy matrix -->' markers)")
     args = parser.parse_args(argv)
     rows = []
     for fault in FAULTS:
@@ -319,13 +436,20 @@ def _main(argv: Optional[List[str]] = None) -> int:
                     out = run(stub, fault, phase)
                     rows.append(out.row())
                     print(rows[-1], flush=True)
-    table = HEADER + "\n" + "\n".join(rows)
     if args.write:
-        text = args.write.read_text()
-        start, end = "<!-- fault matrix -->", "<!-- /fault matrix -->"
-        head, rest = text.split(start, 1)
-        tail = rest.split(end, 1)[1]
-        args.write.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        _write_table(args.write, "fault matrix", HEADER + "\n" + "\n".join(rows))
+    if args.chance_runs:
+        chance = []
+        for fault in ("stub-sigkill", "stub-group-sigkill"):
+            for stub in ("cpp", "ours"):
+                outs = []
+                for _ in range(args.chance_runs):
+                    outs.append(run(stub, fault, "busy"))
+                    print(outs[-1].row(), flush=True)
+                chance.append(chance_row(outs))
+                print(chance[-1], flush=True)
+        if args.write:
+            _write_table(args.write, "busy matrix", CHANCE_HEADER + "\n" + "\n".join(chance))
     return 0
 
 
