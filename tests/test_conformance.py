@@ -140,11 +140,9 @@ def test_servers_stopped_cleanly(matrix):
 
 @pytest.mark.slow
 def test_harness_column(matrix):
-    """The harness column ({tritonstub serve} x {cpp, ours}) runs every case and stops cleanly.
-
-    Its differences are reported (the report, and this test's xfail reason) but do not fail the
-    run yet: the harness is new, and the first matrix on it (December 2026) found real
-    differences (docs/conformance.md, "Status"). Make this strict once they are fixed."""
+    """The harness column ({tritonstub serve} x {cpp, ours}) runs every case, stops cleanly and
+    gives what tritonserver gives: any difference fails (the first matrix on it found five, all
+    fixed in the harness: docs/conformance.md, "Status")."""
     why = columns.HarnessColumn().unavailable()
     if why:
         pytest.skip(f"the harness column cannot run: {why}")
@@ -153,8 +151,7 @@ def test_harness_column(matrix):
            if cell.startswith("harness/") and r.verdict not in ("pass", "expected")]
     ran = [r for (case, cell), r in matrix.results.items() if cell.startswith("harness/")]
     assert ran, "the harness column ran no case"
-    if bad:
-        pytest.xfail(f"{len(bad)} harness differences:\n" + "\n".join(bad[:40]))
+    assert not bad, f"{len(bad)} harness differences:\n" + "\n".join(bad[:40])
 
 
 def test_outcomes_compare_as_canonical_json():
