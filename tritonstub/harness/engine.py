@@ -44,8 +44,8 @@ from ..protocol.requests import RequestData
 from ..protocol.responses import ResponseData
 from . import config as configs
 from . import convert
-from .instance import (BLSRefused, Pending, Services, StubCommand, StubFailed, StubProcess,
-                       remove_stale_regions)
+from .instance import (EXIT_TIMEOUT_S, BLSRefused, Pending, Services, StubCommand, StubFailed,
+                       StubProcess, remove_stale_regions)
 from .metrics import MetricError, MetricRegistry
 from .types import InferError, InferRequest, InferResponse, InferTensor, LogRecord, ModelIndexEntry
 from .validate import validate
@@ -490,7 +490,10 @@ class Engine(Services):
         except (StubFailed, ConfigError, InferError) as e:
             text = e.message if isinstance(e, InferError) else str(e)
             for stub in model.instances:
-                stub.kill()
+                # After a failed initialize the parent waits for the stub to exit (it sends
+                # its last log lines on the way out); then nothing of it may be left.
+                if stub.answered:
+                    stub.wait_exit(EXIT_TIMEOUT_S)
                 stub.close()
             model.instances.clear()
             model.state, model.reason = UNAVAILABLE, f"Internal: {text}"

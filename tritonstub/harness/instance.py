@@ -186,6 +186,7 @@ class StubProcess:
         self._interactive = interactive
         self.closed = False
         self.dead_reason: Optional[str] = None
+        self.answered = False          # the stub answered its InitializeRequest
         # r25.04+: what Services.bls returned for each BLS stream (by InferPayload id), for
         # the stub's CancelBLSInferRequest
         self.bls_streams: Dict[int, object] = {}
@@ -289,6 +290,7 @@ class StubProcess:
             arg = control.write_initialize_request(self.region, params, owned)
             self._send(C.InitializeRequest, arg, owned)
             reply = self._receive(limit_s=limit_s)
+            self.answered = True
             try:
                 error = control.read_initialize_response(self.region, reply)
             finally:
@@ -760,7 +762,8 @@ class StubProcess:
         if self.closed:
             return
         self.kill()
-        self.closed = True
+        # The monitor handles what the stub queued before it ended (a log line the stub sent
+        # just before it exited, as after a failed initialize), then stops at the 0 we push.
         try:
             self.q["stub_to_parent_mq"].push(L.DUMMY_MESSAGE, 0.5)
         except Exception:  # noqa: BLE001
@@ -769,6 +772,7 @@ class StubProcess:
         # within a slice) before it is unmapped; one that does not keeps the mapping alive.
         if self._monitor is not None:
             self._monitor.join(30)
+        self.closed = True
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.fail_pending(f"Stub process '{self.name}' is not healthy.")
         if self._monitor is not None and self._monitor.is_alive():
