@@ -672,20 +672,11 @@ class Engine(Services):
         version = model.version
         rid = request.request_id
 
-        held: List[InferResponse] = []
-        decoupled = model.decoupled
-
         def on_stub_response(resp: Optional[ResponseData], final: bool) -> None:
+            # Every response as the stub sent it: a default model that uses its sender gives a
+            # response, then FINAL alone (Triton's stream shows the first as not final and drops
+            # the second; a unary front end takes the one response: serve/dataplane.py).
             out = convert.response_from_data(resp, model.name, version, rid, final)
-            if not decoupled:
-                # A default (non-decoupled) model has ONE response. When it uses its response
-                # sender (a response, then FINAL alone), the client gets that response, final.
-                if not final and resp is not None:
-                    held.append(out)
-                    return
-                if final and resp is None and held:
-                    out = held.pop()
-                    out.final = True
             if out.error is None and final:
                 model.stats["success"] += 1
             elif out.error is not None:
@@ -721,16 +712,8 @@ class Engine(Services):
             outputs = request.requested_outputs or [o["name"] for o in model.config.get("output", [])]
             data = convert.request_data(request, outputs, -1)
 
-            def on_stub_response(resp, final, call=call, rid=request.request_id, held=[]):
-                out = convert.response_from_data(resp, model.name, model.version, rid, final)
-                if not model.decoupled:      # as in submit(): one response, final
-                    if not final and resp is not None:
-                        held.append(out)
-                        return
-                    if final and resp is None and held:
-                        out = held.pop()
-                        out.final = True
-                call._add(out)
+            def on_stub_response(resp, final, call=call, rid=request.request_id):
+                call._add(convert.response_from_data(resp, model.name, model.version, rid, final))
             pending = Pending(request, data, on_stub_response)
             call.pending = pending
             calls.append(call)
