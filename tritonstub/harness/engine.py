@@ -48,7 +48,7 @@ from .instance import (EXIT_TIMEOUT_S, BLSRefused, Pending, Services, StubComman
                        StubProcess, remove_stale_regions)
 from .metrics import MetricError, MetricRegistry
 from .types import InferError, InferRequest, InferResponse, InferTensor, LogRecord, ModelIndexEntry
-from .validate import validate
+from .validate import datatype, validate
 
 L = protocol.current()
 C = L.PYTHONSTUB_CommandType
@@ -78,8 +78,11 @@ def stub_command(stub: str = "ours", python: Optional[str] = None) -> StubComman
     path = Path(stub)
     if not path.exists():
         raise ConfigError(f"stub {stub!r}: no such file (use 'ours', 'cpp' or a path)")
-    lib = Path(__file__).resolve().parents[1] / "stub" / "tpbu_fallback"
-    return StubCommand([str(path.resolve())], str(lib), label=str(path))
+    return StubCommand([str(path.resolve())], str(_FALLBACK_TPBU), label=str(path))
+
+
+#: Our copy of triton_python_backend_utils.py, for when no Triton is installed.
+_FALLBACK_TPBU = Path(__file__).resolve().parents[1] / "stub" / "tpbu_fallback"
 
 
 def _python_lib() -> str:
@@ -92,35 +95,18 @@ def _python_lib() -> str:
         ref = None
     if ref is not None and (Path(ref.python_backend_dir) / "triton_python_backend_utils.py").exists():
         return str(ref.python_backend_dir)
-    return str(Path(__file__).resolve().parents[1] / "stub" / "tpbu_fallback")
+    return str(_FALLBACK_TPBU)
 
 
 # ---------------------------------------------------------------------------- log
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b",
+            "\f": "\\f"}
+_ESCAPES.update({chr(o): "\\u%04X" % o for o in range(0x20) if chr(o) not in _ESCAPES})
+
+
 def _escape(message: str) -> str:
     """TritonJson::SerializeString (rapidjson): quotes, escapes, UTF-8 kept."""
-    out = ['"']
-    for ch in message:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif o < 0x20:
-            out.append("\\u%04X" % o)
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in message) + '"'
 
 
 class LogBook:
@@ -266,7 +252,7 @@ class Model:
         """KServe v2 model metadata."""
         def tensors(items):
             return [{"name": t["name"],
-                     "datatype": configs_datatype(t.get("data_type", "")),
+                     "datatype": datatype(t.get("data_type", "")),
                      "shape": ([-1] if self.max_batch_size > 0 else []) +
                               [int(d) for d in t.get("dims", [])]} for t in items]
         return {"name": self.name, "versions": [self.version],
@@ -372,11 +358,6 @@ class Model:
             if work is not None:
                 work.call._add(InferResponse(self.name, work.model_version, work.call.request.request_id,
                                              error=InferError("UNAVAILABLE", "Model is unloading"), final=True))
-
-
-def configs_datatype(config_type: str) -> str:
-    from .validate import datatype
-    return datatype(config_type)
 
 
 # ---------------------------------------------------------------------------- the engine
