@@ -207,8 +207,10 @@ class StubProcess:
         self._monitor.start()
         env = dict(os.environ)
         env.update(self.command.env)
+        # One pipe for both, as the stub's stdout and stderr both reach tritonserver's log.
         self.proc = self.parent.launch(
-            self.argv, env=env, stdout=self._stderr, stderr=self._stderr,
+            self.argv, env=env, stdout=self._stderr,
+            stderr=subprocess.STDOUT if self._stderr == subprocess.PIPE else self._stderr,
             stdin=None if self._interactive else subprocess.DEVNULL)
         deadline = time.monotonic() + FIRST_MESSAGE_TIMEOUT_S
         while True:
