@@ -297,7 +297,9 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
 
 def write_release_flags(heap, request_handle: int, flags: int) -> None:
     """InferRequest::SetReleaseFlags: the parent reads them back after execute."""
-    _R.set(heap.buf, request_handle + H, "request_release_flags", int(flags))
+    # A write into the parent's block: the handle must be a whole request object.
+    _R.set(heap.buf, heap.object_payload(request_handle, _R.size), "request_release_flags",
+           int(flags))
 
 
 def read_release_flags(heap, request_handle: int) -> int:

@@ -5,6 +5,8 @@ hold (BF16; BYTES travel in their length-prefixed wire format). The stub builds 
 output tensors with ``_from_raw`` / ``_new`` and sends ``_payload()``. The dtype rules are the
 C++ stub's: ``numpy_to_triton_dtype`` below.
 """
+from struct import error as _struct_error
+
 import numpy as _np
 
 from ...protocol.dtypes import (BF16 as _BF16, BYTES as _BYTES, NUMPY_CHAIN as _NP_CHAIN,
@@ -152,7 +154,14 @@ class Tensor:
             raise TritonModelException("Tensor name cannot be an empty string.")
         if dtype == _BYTES:
             raw = data if type(data) is bytes else memoryview(data).cast("B").tobytes()
-            return cls._make(name, dtype, dims, deserialize_bytes(raw, dims), None, raw)
+            try:
+                items = deserialize_bytes(raw, dims)
+            except (ValueError, _struct_error) as e:
+                # The server's data does not frame the elements its dims promise.
+                raise TritonModelException(
+                    f"BYTES tensor '{name}' of dims {list(dims)}: its {len(raw)} bytes are not "
+                    f"that many length-prefixed elements ({e})") from None
+            return cls._make(name, dtype, dims, items, None, raw)
         raw_dtype = _RAW_DTYPE.get(dtype)
         if raw_dtype is None:
             raise TritonModelException("Dtype is invalid." if dtype == 0 else "Unsupported triton dtype.")
