@@ -5,11 +5,10 @@ hold (BF16; BYTES travel in their length-prefixed wire format). The stub builds 
 output tensors with ``_from_raw`` / ``_new`` and sends ``_payload()``. The dtype rules are the
 C++ stub's: ``numpy_to_triton_dtype`` below.
 """
-from struct import error as _struct_error
-
 import numpy as _np
 
-from ...protocol.dtypes import (BF16 as _BF16, BYTES as _BYTES, NUMPY_CHAIN as _NP_CHAIN,
+from ...protocol.dtypes import (BF16 as _BF16, BYTES as _BYTES,
+                                BYTES_DECODE_ERRORS as _BYTES_DECODE_ERRORS, NUMPY_CHAIN as _NP_CHAIN,
                                 NUMPY_TO_TRITON as _NP_TO_TRITON, RAW_DTYPE as _RAW_DTYPE,
                                 TRITON_TO_NUMPY as _TRITON_TO_NP, deserialize_bytes,
                                 serialize_bytes)
@@ -156,7 +155,7 @@ class Tensor:
             raw = data if type(data) is bytes else memoryview(data).cast("B").tobytes()
             try:
                 items = deserialize_bytes(raw, dims)
-            except (ValueError, _struct_error) as e:
+            except _BYTES_DECODE_ERRORS as e:
                 # The server's data does not frame the elements its dims promise.
                 raise TritonModelException(
                     f"BYTES tensor '{name}' of dims {list(dims)}: its {len(raw)} bytes are not "
@@ -168,6 +167,14 @@ class Tensor:
         count = 1
         for dim in dims:
             count *= dim
+        have = memoryview(data).nbytes
+        if count < 0 or count * raw_dtype.itemsize > have:
+            # No data behind the dims: a GPU tensor (tritonstub reads CPU memory only), or a
+            # malformed one from the server.
+            raise TritonModelException(
+                f"tensor '{name}' of dims {list(dims)} needs {count * raw_dtype.itemsize} bytes "
+                f"and has {have}" + (" (GPU tensors are not supported by tritonstub yet)"
+                                     if have == 0 else ""))
         array = _np.frombuffer(data, dtype=raw_dtype, count=count) if count else _np.empty(0, raw_dtype)
         array = array.reshape(dims)
         if copy:
