@@ -716,6 +716,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--rounds-per-stub", type=int, default=1000)
     ap.add_argument("--auto-complete-every", type=int, default=10,
                     help="an auto-complete stub every N launches (0: none)")
+    ap.add_argument("--initialize-share", type=float, default=0.3,
+                    help="the share of launches whose InitializeRequest is corrupted (each failed "
+                         "initialize costs a relaunch; 1 with --rounds-per-stub 3 "
+                         "--auto-complete-every 1 exercises the start-up messages)")
     ap.add_argument("--json", help="write the tally and findings to this file")
     ap.add_argument("-v", "--verbose", action="store_true", help="a progress line per stub")
     args = ap.parse_args(argv)
@@ -723,6 +727,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fuzzer = Fuzzer(args.mutations, args.seed, args.rate, args.rounds_per_stub,
                     args.auto_complete_every, log=lambda s: print(s, flush=True),
                     verbose=args.verbose)
+    fuzzer.initialize_share = args.initialize_share
     tally = fuzzer.run()
     took = time.monotonic() - started
     print(f"done in {took:.0f} s: {fuzzer.progress()}")
