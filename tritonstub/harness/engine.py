@@ -389,7 +389,6 @@ class Engine(Services):
         self.load_on_demand = load_on_demand
         self._lock = threading.RLock()
         self._extra_paths: Dict[str, Path] = {}
-        self._stderr_threads: List[threading.Thread] = []
         self.started = False
 
     # ------------------------------------------------------------ lifecycle
@@ -540,30 +539,11 @@ class Engine(Services):
         model.start_workers()
 
     def _stub(self, model: Model, stub_name: str, model_py: str, decoupled: bool) -> StubProcess:
-        import subprocess
-        stderr = None if self.interactive else subprocess.PIPE
-        stub = StubProcess(self.stub, model_py, stub_name, self, decoupled=decoupled, stderr=stderr,
+        stub = StubProcess(self.stub, model_py, stub_name, self, decoupled=decoupled,
+                           on_output=None if self.interactive else self.log.raw,
                            interactive=self.interactive)
         stub.model = model          # type: ignore[attr-defined]
-        if not self.interactive:
-            original = stub.launch
-
-            def launch() -> None:
-                try:
-                    original()
-                finally:
-                    if stub.proc is not None and stub.proc.stderr is not None:
-                        t = threading.Thread(target=self._drain, args=(stub.proc.stderr,),
-                                             daemon=True)
-                        t.start()
-                        self._stderr_threads.append(t)
-            stub.launch = launch    # type: ignore[assignment]
         return stub
-
-    def _drain(self, stream) -> None:
-        for raw in iter(stream.readline, b""):
-            self.log.raw(raw.decode("utf-8", "replace").rstrip("\n"))
-        stream.close()
 
     def unload(self, name: str, unload_dependents: bool = False) -> None:
         with self._lock:

@@ -159,7 +159,8 @@ class StubProcess:
     def __init__(self, command: StubCommand, model_path: str, stub_name: str, services: Services,
                  *, decoupled: bool = False, runtime_modeldir: str = "DEFAULT",
                  shm_size: Optional[int] = None, shm_growth: Optional[int] = None,
-                 stderr=None, parent_pid: Optional[int] = None, interactive: bool = False):
+                 on_output: Optional[Callable[[str], None]] = None,
+                 parent_pid: Optional[int] = None, interactive: bool = False):
         self.command = command
         self.name = stub_name
         self.services = services
@@ -182,7 +183,10 @@ class StubProcess:
         self.execute_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"stub-{stub_name}")
         self._monitor: Optional[threading.Thread] = None
-        self._stderr = stderr
+        # Each line the process writes to stdout or stderr goes to on_output (Triton's log gets
+        # those lines as they are); without it, the process inherits ours.
+        self._on_output = on_output
+        self._output_thread: Optional[threading.Thread] = None
         self._interactive = interactive
         self.closed = False
         self.dead_reason: Optional[str] = None
@@ -207,9 +211,16 @@ class StubProcess:
         self._monitor.start()
         env = dict(os.environ)
         env.update(self.command.env)
+        piped = self._on_output is not None
         self.proc = self.parent.launch(
-            self.argv, env=env, stdout=self._stderr, stderr=self._stderr,
+            self.argv, env=env, stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.STDOUT if piped else None,
             stdin=None if self._interactive else subprocess.DEVNULL)
+        if self._on_output is not None:
+            self._output_thread = threading.Thread(
+                target=self._drain_output, args=(self.proc.stdout, self._on_output), daemon=True,
+                name=f"output-{self.name}")
+            self._output_thread.start()
         deadline = time.monotonic() + FIRST_MESSAGE_TIMEOUT_S
         while True:
             h = self.q["parent_message_queue"].pop(0.2)
@@ -223,6 +234,12 @@ class StubProcess:
             if time.monotonic() > deadline:
                 raise StubFailed(f"Stub process '{self.name}' sent no start-up message within "
                                  f"{FIRST_MESSAGE_TIMEOUT_S:g} s.")
+
+    @staticmethod
+    def _drain_output(stream, on_output: Callable[[str], None]) -> None:
+        for raw in iter(stream.readline, b""):
+            on_output(raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
 
     # ------------------------------------------------------------------ pattern R
     def _send(self, command: int, args: int, owned: Owned) -> int:
