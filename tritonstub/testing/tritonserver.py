@@ -88,6 +88,22 @@ FATAL_LOG = re.compile(
     r"|corrupted double-linked list|munmap_chunk\(\): invalid|unaligned tcache chunk")
 
 
+
+def http_request(base: str, method: str, path: str, body: Optional[object] = None,
+                 timeout: float = _HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
+    """A raw HTTP request to ``base`` (``http://host:port``) with ``body`` as JSON; returns
+    (status, body). Connection errors give status 0."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
 class TritonServerError(TritonStubError):
     """tritonserver did not start, exited early, or a bounded wait on it ran out."""
 
@@ -476,16 +492,7 @@ class TritonServer:
     def http(self, method: str, path: str, body: Optional[object] = None,
              timeout: float = _HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
         """A raw HTTP request to the server; returns (status, body). Connection errors give status 0."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.http_base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data is not None else {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-        except (urllib.error.URLError, OSError):
-            return 0, b""
+        return http_request(self.http_base, method, path, body, timeout)
 
     def _http_status(self, method: str, path: str) -> int:
         return self.http(method, path, timeout=1.0)[0]
