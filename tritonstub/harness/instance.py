@@ -320,9 +320,11 @@ class StubProcess:
             owned.release(self.region)
 
     # ------------------------------------------------------------------ execute
-    def execute(self, batch: Sequence[Pending]) -> Optional[str]:
+    def execute(self, batch: Sequence[Pending], marks: Optional[List[int]] = None) -> Optional[str]:
         """One ExecuteRequest for ``batch``. Responses go to each Pending's ``on_response``;
-        returns the batch's error text (every request not yet final gets it) or None."""
+        returns the batch's error text (every request not yet final gets it) or None.
+        ``marks`` gets two ``monotonic_ns`` times: the request batch written and sent (end of
+        the inputs), and the stub's reply read (start of the outputs)."""
         owned = Owned()
         region = self.region
         for p in batch:
@@ -338,7 +340,11 @@ class StubProcess:
             rb = write_request_batch(region, handles, owned)
             try:
                 self._send(C.ExecuteRequest, rb, owned)
+                if marks is not None:
+                    marks.append(time.monotonic_ns())
                 reply = self._receive()
+                if marks is not None:
+                    marks.append(time.monotonic_ns())
             except PeerGone:
                 raise self._gone() from None
             try:
