@@ -47,8 +47,8 @@ NEWER = "python_backend r25.02-r25.03 (Triton 2.55-2.56)"
 OURS = "python_backend r24.10-r25.01 (Triton 2.51-2.54)"
 #: An era this tritonstub does not speak (the refusal answers the auto-complete of this r24.10
 #: parent with the number its first command had, whatever era the override claims).
-UNSPOKEN = "r23.10"
-UNSPOKEN_TEXT = "python_backend r23.10-r23.11 (Triton 2.39-2.40)"
+UNSPOKEN = "r23.09"
+UNSPOKEN_TEXT = "python_backend r23.09 (Triton 2.38)"
 
 
 def spec(name: str, stub: str, **parameters: str) -> ModelSpec:
