@@ -9,7 +9,8 @@ that answers in another era's layout corrupts the parent's memory: a r24.10 stub
 tritonserver segfault on its first response. So the stub finds out which era its parent speaks
 before it answers anything, and refuses the eras it cannot speak.
 
-What the stub can rely on whatever the era (python_backend r23.07 to r26.07): argv, the IPC control
+What the stub can rely on whatever the era (python_backend r23.07 to r26.07): argv (argv[9] is
+the model's platform before r23.10, the runtime model directory after), the IPC control
 block, the message queues, the "health thread started" message, IPCMessageShm, StringShm and
 the PbMap of the InitializeRequest, and AutoCompleteResponseShm / InitializeResponseShm. So the
 decision can wait for the parent's first command (AutoCompleteRequest or InitializeRequest), whose
@@ -23,6 +24,8 @@ How the era is decided (:func:`decide`), first match wins:
    added or dropped a Triton API import or a message text, and dynamic-symbol names and
    read-only strings survive ``strip``. The markers (:data:`MARKERS`) were checked on the pip
    builds of Triton 2.36 ... 2.51 and on parents built from python_backend r25.02 ... r26.07;
+   those of r23.08, r23.09 and r23.11 (no pip build) come from the sources, their edges checked
+   on the 2.36, 2.39 and 2.41 builds;
 3. nothing else: a parent whose library cannot be read is not guessed at.
 
 ``TRITON_SERVER_VERSION`` / ``NVIDIA_TRITON_SERVER_VERSION`` (set in NGC images) are a
