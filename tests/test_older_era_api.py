@@ -85,3 +85,21 @@ def test_r23_07_refuses_cancellation_error_codes_and_trace(era_runtime):
     error = pb.TritonError("plain")
     assert (error.message(), error.code()) == ("plain", pb.TritonError.INTERNAL)
     assert pb.InferenceResponse(error=error).has_error()
+
+
+def test_argv9_before_r23_10_is_the_platform(tmp_path, capfd):
+    from tritonstub.stub.stub import StubArgs, runtime_modeldir
+    lib = tmp_path / "python"
+    handler = lib / "platform_handlers" / "tensorflow_savedmodel"
+    handler.mkdir(parents=True)
+    (handler / "model.py").write_text("")
+    argv = ["stub", "/m/1/model.py", "prefix1", "1048576", "1048576", "1", str(lib), "336", "m_0_0"]
+    # r23.07-r23.09: the config's platform, NONE for none; r23.10+: DEFAULT or a directory
+    assert StubArgs.parse(argv + ["NONE"]).runtime_modeldir == "DEFAULT"
+    assert StubArgs.parse(argv + ["DEFAULT"]).runtime_modeldir == "DEFAULT"
+    assert StubArgs.parse(argv + ["/opt/backends/mine"]).runtime_modeldir == "/opt/backends/mine"
+    assert runtime_modeldir("tensorflow_savedmodel", str(lib)) == str(handler)
+    # a platform without a handler: the model file, with the C++ stub's warning
+    assert runtime_modeldir("onnxruntime_onnx", str(lib)) == "DEFAULT"
+    assert "Unable to find model(handler) '%s/platform_handlers/onnxruntime_onnx/model.py' for " \
+           "platform field 'onnxruntime_onnx'" % lib in capfd.readouterr().err
