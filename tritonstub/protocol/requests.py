@@ -35,7 +35,9 @@ _I_VERSION, _I_FLAGS, _I_TIMEOUT = _RI["model_version"], _RI["flags"], _RI["time
 _I_ADDR, _I_FACTORY = _RI["address"], _RI["response_factory_address"]
 _I_PMT, _I_PMD = _RI["preferred_memory_type"], _RI["preferred_memory_device_id"]
 _TRACE_POINTER = L.TRACE_IS_POINTER            # before r24.03: a raw pointer, no context
-_I_TRACE = _RI["trace" if _TRACE_POINTER else "trace_shm_handle"]
+_HAS_TRACE = L.HAS_TRACE                        # r23.07: no trace at all
+_TRACE_FIELD = "trace" if _TRACE_POINTER else "trace_shm_handle"
+_I_TRACE = _RI[_TRACE_FIELD] if _HAS_TRACE else None
 #: r24.03: the correlation id is a u64 in the struct and the three strings are embedded after
 #: the handle arrays; r24.04+: handles to a CorrelationIdShm and three standalone strings.
 _INLINE = L.INLINE_REQUEST_STRINGS
@@ -43,6 +45,10 @@ _I_CORR = _RI["correlation_id"] if _INLINE else _RI["correlation_id_shm_handle"]
 _I_NAME, _I_ID, _I_PARAMS = ((None, None, None) if _INLINE else (
     _RI["model_name_shm_handle"], _RI["request_id_shm_handle"], _RI["parameters_shm_handle"]))
 _EMBEDDED = L.StringShm.struct
+#: r23.11+: the request carries release flags (rescheduling); r23.10 and before have none.
+HAS_RELEASE_FLAGS = "request_release_flags" in _R.fields
+_RELEASE = {"request_release_flags": L.TRITONSERVER_REQUEST_RELEASE_ALL} if HAS_RELEASE_FLAGS \
+    else {}
 _I_DECOUPLED = _RI["is_decoupled"]
 _STRING_ID = int(L.CorrelationIdDataType.STRING)
 _UINT64_ID = int(L.CorrelationIdDataType.UINT64)
@@ -174,7 +180,7 @@ def read_request(heap, h: int, factory: RequestFactory = DATA_FACTORY):
         id_string, id_uint, id_type = L.CorrelationIdShm.struct.unpack_from(heap.buf, cp)
         corr = string(id_string) if id_type == _STRING_ID else id_uint
     trace = factory.default_trace
-    th = f[_I_TRACE]
+    th = f[_I_TRACE] if _HAS_TRACE else 0
     if _TRACE_POINTER:
         if th:
             trace = factory.trace(th, "")
@@ -273,8 +279,8 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
     head = _R.size + 8 * (n_out + n_in)
     h = heap.construct(head + sum(_EMBEDDED.size + len(t) for t in texts))
     owned.append(h)
-    trace = int(req.trace_address) if _TRACE_POINTER else \
-        _write_trace(heap, req.trace_address, req.trace_context or "", owned)
+    trace = {} if not _HAS_TRACE else {_TRACE_FIELD: int(req.trace_address)} if _TRACE_POINTER \
+        else {_TRACE_FIELD: _write_trace(heap, req.trace_address, req.trace_context or "", owned)}
     p = h + H
     _R.pack(heap.buf, p, correlation_id=int(req.correlation_id or 0), input_count=n_in,
             requested_output_count=n_out, model_version=int(req.model_version),
@@ -283,8 +289,7 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
             is_decoupled=bool(req.is_decoupled), timeout=int(req.timeout),
             preferred_memory_type=int(req.preferred_memory_type),
             preferred_memory_device_id=int(req.preferred_memory_device_id),
-            request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
-            **{"trace" if _TRACE_POINTER else "trace_shm_handle": trace})
+            **_RELEASE, **trace)
     write_handles(heap, p + _R.size, out_handles + in_handles)
     off = head
     for t in texts:
@@ -296,9 +301,15 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
 
 
 def write_release_flags(heap, request_handle: int, flags: int) -> None:
-    """InferRequest::SetReleaseFlags: the parent reads them back after execute."""
+    """InferRequest::SetReleaseFlags: the parent reads them back after execute (r23.11+)."""
+    if not HAS_RELEASE_FLAGS:
+        from ..errors import ProtocolError
+        raise ProtocolError(f"request release flags need python_backend r23.11 or later "
+                            f"(Triton 2.40+); this parent speaks {L.VERSION}")
     _R.set(heap.buf, request_handle + H, "request_release_flags", int(flags))
 
 
 def read_release_flags(heap, request_handle: int) -> int:
+    if not HAS_RELEASE_FLAGS:
+        return L.TRITONSERVER_REQUEST_RELEASE_ALL
     return _R.get(heap.buf, heap.payload(request_handle), "request_release_flags")
