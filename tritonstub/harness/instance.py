@@ -242,9 +242,18 @@ class StubProcess:
         stream.close()
 
     # ------------------------------------------------------------------ pattern R
+    def _handoff(self, what: str, value: int = 0, reply: Optional[Tuple[object, int]] = None) -> int:
+        """Called just before the parent hands the stub something it wrote: ``what`` is
+        "command" (``value``: the message handle pushed on stub_message_queue), "release" (the
+        0 pushed after a reply), "reply" (``reply``: the layout and payload of a pattern B/D
+        answer, just filled), "bls" (the InferExecResponse message handle) or "stream" (an
+        InferStreamExecResponse message handle). Returns the value to hand over. Nothing
+        happens here; the fuzz test (tritonstub.testing.fuzz) corrupts what the parent wrote."""
+        return value
+
     def _send(self, command: int, args: int, owned: Owned) -> int:
         msg, _, _ = control.write_ipc_message(self.region, command, args, owned)
-        handshake.push(self.q["stub_message_queue"], msg, self.alive)
+        handshake.push(self.q["stub_message_queue"], self._handoff("command", msg), self.alive)
         return msg
 
     def _receive(self, health_checked: bool = True, limit_s: Optional[float] = None) -> int:
@@ -271,7 +280,8 @@ class StubProcess:
     def _release(self) -> None:
         """The release 0 after every reply (the stub then drops its reply objects)."""
         try:
-            handshake.push(self.q["stub_message_queue"], L.DUMMY_MESSAGE, self.alive)
+            handshake.push(self.q["stub_message_queue"], self._handoff("release", L.DUMMY_MESSAGE),
+                           self.alive)
         except PeerGone:
             pass
 
@@ -479,7 +489,12 @@ class StubProcess:
                 rounds: int = 2) -> None:
         box = control.mailbox(layout, payload)
         mu, cv = handshake.sync_objects(self.region, box.mutex, box.cond)
-        handshake.answer_flag(self.region, mu, cv, box.flag, self.alive, write, rounds)
+
+        def fill() -> None:
+            if write is not None:
+                write()
+            self._handoff("reply", reply=(layout, payload))
+        handshake.answer_flag(self.region, mu, cv, box.flag, self.alive, fill, rounds)
 
     def _on_log(self, h: int, msg: control.IPCMessage) -> None:
         rec = control.read_log_message(self.region, msg.args)
@@ -700,7 +715,7 @@ class StubProcess:
                 batch = write_response_batch(region, write_response(region, reply_value, owned),
                                              owned)
             reply, _, _ = control.write_ipc_message(region, C.InferExecResponse, batch, owned)
-            control.set_response_handle(region, h, reply)
+            control.set_response_handle(region, h, self._handoff("bls", reply))
             mu.lock()
             try:
                 cv.notify_all()
@@ -721,8 +736,8 @@ class StubProcess:
                 sync_sizes=(libc.MUTEX_SIZE, libc.COND_SIZE))
             mu, cv = handshake.sync_objects(region, region.payload(mu_h), region.payload(cv_h), True)
             flag = control.mailbox(L.ResponseBatch, region.payload(batch)).flag
-            handshake.start_flag(region, self.q["parent_to_stub_mq"], msg, mu, cv, flag,
-                                 self.alive, rounds=1)
+            handshake.start_flag(region, self.q["parent_to_stub_mq"], self._handoff("stream", msg),
+                                 mu, cv, flag, self.alive, rounds=1)
         except PeerGone:
             pass
         finally:

@@ -168,6 +168,10 @@ def _unpack(data):
     return items
 
 
+#: What :func:`deserialize_bytes` raises for data that does not frame its elements.
+BYTES_DECODE_ERRORS = (struct.error, ValueError)
+
+
 def deserialize_bytes(buf, shape=None):
     """Decode the BYTES wire format into an object array of ``bytes``.
 

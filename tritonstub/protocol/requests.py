@@ -306,7 +306,9 @@ def write_release_flags(heap, request_handle: int, flags: int) -> None:
         from ..errors import ProtocolError
         raise ProtocolError(f"request release flags need python_backend r23.11 or later "
                             f"(Triton 2.40+); this parent speaks {L.VERSION}")
-    _R.set(heap.buf, request_handle + H, "request_release_flags", int(flags))
+    # A write into the parent's block: the handle must be a whole request object.
+    _R.set(heap.buf, heap.object_payload(request_handle, _R.size), "request_release_flags",
+           int(flags))
 
 
 def read_release_flags(heap, request_handle: int) -> int:

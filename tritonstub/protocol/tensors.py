@@ -29,6 +29,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from . import current
+from .dtypes import BYTES, RAW_DTYPE
 from .scalars import Owned
 
 L = current()
@@ -94,9 +95,11 @@ def read_tensor(heap, handle: int) -> RawTensor:
     m = _M.read(heap.buf, mp)
     mtype, mtype_id, nbytes = m["memory_type"], m["memory_type_id"], m["byte_size"]
     if mtype == _MEM_GPU:
+        _check_dims(handle, name, dtype, dims, nbytes)
         return RawTensor(name, dtype, tuple(dims), b"", mtype, mtype_id)
     d = mp + _M.size
     heap.ensure_mapped(d, nbytes)
+    _check_dims(handle, name, dtype, dims, nbytes)
     # One copy into fresh, writable memory; numpy's copy is several times faster than
     # bytearray() for large tensors.
     data = np.frombuffer(heap.buf, np.uint8, count=nbytes, offset=d).copy() if nbytes \
@@ -104,6 +107,26 @@ def read_tensor(heap, handle: int) -> RawTensor:
     return RawTensor(name, dtype, tuple(dims), data, mtype, mtype_id)
 
 
+def _check_dims(handle: int, name: str, dtype: int, dims, nbytes: int) -> None:
+    """The shape must be one the data can fill: no negative dim, and for a fixed-size dtype
+    exactly ``product(dims) * itemsize`` bytes (what Triton checks of every input)."""
+    from ..errors import ProtocolError
+    if any(x < 0 for x in dims):
+        raise ProtocolError(f"tensor '{name}' at handle {handle} has a negative dim: "
+                            f"{list(dims)}")
+    itemsize = _ITEMSIZE.get(dtype)
+    if itemsize is None:
+        return                  # BYTES (its own framing is checked when decoded) or unknown
+    count = 1
+    for x in dims:
+        count *= x
+    if count * itemsize != nbytes:
+        raise ProtocolError(f"tensor '{name}' at handle {handle}: dims {list(dims)} of "
+                            f"{itemsize}-byte elements need {count * itemsize} bytes, its "
+                            f"memory holds {nbytes}")
+
+
+_ITEMSIZE = {code: dt.itemsize for code, dt in RAW_DTYPE.items() if code != BYTES}
 _DIMS_NAME: dict = {}
 
 
@@ -145,6 +168,8 @@ def read_tensor_fast(buf, cap: int, handle: int, numeric: dict, new_tensor):
     dims = v[:ndims]
     count = 1
     for x in dims:
+        if x < 0:
+            return None
         count *= x
     if m[_M_TYPE] != _MEM_CPU or d + nbytes > cap or count <= 0 or count * np_dtype.itemsize != nbytes:
         return None

@@ -204,8 +204,7 @@ class ShmRuntime(Runtime):
                 error = stub.error_text(e)
         owned = Owned()
         error_handle = write_string(region, error, owned) if error is not None else 0
-        mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
-                                        region.payload(msg.response_cond))
+        mu, cv = handshake.peer_sync_objects(region, msg.response_mutex, msg.response_cond)
         box = control.mailbox(M, payload)
         handshake.answer_flag(
             region, mu, cv, box.flag, stub.parent_alive,
@@ -293,11 +292,10 @@ class ShmRuntime(Runtime):
         """CUDAPoolInitializeRequest (pattern C′): answer with an error so the parent moves on."""
         region = self.stub.region
         M = L.CUDAMemPoolMessage
-        box = control.mailbox(M, region.payload(msg.args))
+        box = control.mailbox(M, region.object_payload(msg.args, M.size))
         owned = Owned()
         error = write_string(region, "GPU tensors are not supported by tritonstub yet", owned)
-        mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
-                                        region.payload(msg.response_cond))
+        mu, cv = handshake.peer_sync_objects(region, msg.response_mutex, msg.response_cond)
         handshake.answer_flag(
             region, mu, cv, box.flag, self.stub.parent_alive,
             lambda: control.write_reply(region, box.payload, M, has_error=True,

@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..errors import TritonStubError
+from ..errors import ShmError, TritonStubError
 from .. import protocol
 from ..ipc import handshake
 from ..ipc.handshake import PeerGone
@@ -222,7 +222,15 @@ class Stub:
         handle = self.pop_command()
         if handle == L.DUMMY_MESSAGE:
             return False
-        cmd, args = self.wire.control.read_command(self.region, handle)
+        try:
+            cmd, args = self.wire.control.read_command(self.region, handle)
+        except ShmError as e:
+            # Nothing to answer: we cannot tell what the parent asked. Stop (the parent sees
+            # the stub gone) rather than leave it waiting for an answer that never comes.
+            stub_log(ERROR, f"tritonstub: the server's command message {handle} is malformed: "
+                            f"{e}. The stub stops; the server reports it as not healthy.",
+                     filename="tritonstub")
+            raise StubExit(1) from None
         if self.era is None:
             refused = self.check_era(cmd, args)
             if refused is not None:
@@ -236,6 +244,8 @@ class Stub:
         if cmd == C.InitializeRequest:
             return self.handle_initialize(args)
         if cmd == C.FinalizeRequest:
+            # We write our answer into the parent's message: it must be a whole one.
+            self.region.object_payload(handle, self.wire.tables.IPCMessageShm.size)
             self.board.set_finalizing()       # the parent owns every factory from here on
             if self.runtime is not None:
                 self.runtime.clear_response_iterators()
@@ -260,11 +270,16 @@ class Stub:
         run_command returns."""
         from . import era_check
         config_json = None
-        if cmd == C.InitializeRequest:
-            config_json = self.wire.control.read_initialize_request(self.region, args) \
-                .get("model_config")
-        elif cmd in _AUTO_COMPLETE_REQUESTS:
-            config_json = self.wire.control.read_auto_complete_request(self.region, args)
+        try:
+            if cmd == C.InitializeRequest:
+                config_json = self.wire.control.read_initialize_request(self.region, args) \
+                    .get("model_config")
+            elif cmd in _AUTO_COMPLETE_REQUESTS:
+                config_json = self.wire.control.read_auto_complete_request(self.region, args)
+        except ShmError:
+            # Decided without the config; the request's handler reads it again and answers
+            # with the error.
+            config_json = None
         self.era = era_check.decide(config_json, self.args.parent_pid, self.args.python_lib)
         if self.era.supported:
             # The one place a version is chosen: the tables of the era we speak. Nothing has
@@ -400,13 +415,21 @@ class Stub:
         if self.runtime is not None:
             self.runtime.stop_workers()
 
-    def shutdown(self, unlink: bool) -> None:
-        """Drop queue references, stop the heartbeat, unmap; unlink if we own the name."""
+    def shutdown(self, unlink: bool, unmap: bool = True) -> None:
+        """Drop queue references, stop the heartbeat, unmap; unlink if we own the name.
+
+        ``unmap=False`` after a failure: our threads (the parent->stub monitor, the worker, a
+        model's) may still be inside a pthread call on the region, and unmapping it under them
+        is a SIGSEGV; the process is about to exit, which unmaps it anyway."""
         if self.heartbeat_pid:
             heartbeat.stop(self.heartbeat_pid)
             self.heartbeat_pid = 0
         region = getattr(self, "region", None)
         if region is None:
+            return
+        if not unmap:
+            if unlink:
+                region.unlink()
             return
         for q in self.queues.values():
             try:
@@ -461,6 +484,13 @@ def main(argv: List[str]) -> int:
         code = stub.run()
     except StubExit as e:
         code = e.code
+    except ShmError as e:
+        # A handle, offset or length from the server that does not fit the region, where no
+        # answer can carry the error: say so and stop, releasing what we held (below).
+        stub_log(ERROR, f"tritonstub: a message from the server is malformed: {e}. The stub "
+                        "stops; the server reports it as not healthy.", filename="tritonstub")
+        code = 1
+        stub.heartbeat_pid = 0
     except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent
         stub_log(ERROR, "tritonstub internal error:\n" + traceback.format_exc(), filename="tritonstub")
         code = 1
@@ -470,7 +500,8 @@ def main(argv: List[str]) -> int:
     # With the parent gone nobody else will unlink the region (the C++ stub unlinks it on parent
     # death too): our heartbeat helper would, but we may notice first and stop the helper.
     parent_gone = not stub.parent_alive()
-    stub.shutdown(unlink=(stub.delete_region and code == 0) or parent_gone)
+    stub.shutdown(unlink=(stub.delete_region and code == 0) or parent_gone,
+                  unmap=code == 0 or stub.runtime is None)
     return code
 
 
