@@ -33,7 +33,8 @@ except AttributeError:  # pragma: no cover - old glibc only
     _pthread_name = ctypes.util.find_library("pthread") or "libpthread.so.0"
     _pthread = ctypes.CDLL(_pthread_name, use_errno=True)
 # The same library, for the calls that never block: the GIL stays held (see the docstring).
-_nonblocking = ctypes.PyDLL(_pthread_name, use_errno=True)
+# PyPy's ctypes has no PyDLL (and its own GIL handling): plain bindings there.
+_nonblocking = getattr(ctypes, "PyDLL", ctypes.CDLL)(_pthread_name, use_errno=True)
 
 PTHREAD_PROCESS_SHARED = 1
 PTHREAD_MUTEX_ROBUST = 1
