@@ -22,8 +22,10 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import current
 from .dtypes import NUMERIC_RAW_DTYPES
-from .scalars import Owned, read_handles, string_reader, write_handles, write_string
-from .tensors import RawTensor, read_tensor, read_tensor_fast, write_tensor
+from .scalars import (Owned, pack_string, read_handles, string_reader, write_handles,
+                      write_string)
+from .tensors import (RawTensor, pack_tensor, read_tensor, read_tensor_fast, tensor_head,
+                      tensor_parts, write_tensor)
 
 L = current()
 H = L.OWNERSHIP_HEADER
@@ -241,16 +243,57 @@ def write_request(heap, req: RequestData, owned: Owned) -> int:
     """InferRequest::SaveToSharedMemory (BLS requests; the harness's execute requests)."""
     if _INLINE:
         return _write_request_inline(heap, req, owned)
-    in_handles = [write_tensor(heap, t.name, t.dtype, t.dims, t.data, owned) for t in req.inputs]
-    n_out, n_in = len(req.requested_output_names), len(in_handles)
-    h = heap.construct(_R.size + 8 * (n_out + n_in))
-    owned.append(h)
-    out_handles = [write_string(heap, n, owned) for n in req.requested_output_names]
-    corr = _write_correlation_id(heap, req.correlation_id, owned)
-    model_name = write_string(heap, req.model_name, owned)
-    request_id = write_string(heap, req.request_id, owned)
-    params = write_string(heap, req.parameters, owned)
-    trace = _write_trace(heap, req.trace_address, req.trace_context or "", owned)
+    # Every block in one Construct run (one hold of the allocator's lock), in the order the
+    # objects were always built: the same handles as one Construct each, for a fraction of
+    # the Python.
+    corr = req.correlation_id
+    corr_is_str = isinstance(corr, str)
+    def enc(text) -> bytes:             # as write_string encodes
+        return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+    tensors = []
+    sizes = []
+    for t in req.inputs:
+        bname, mv = tensor_parts(t.name, t.data)
+        head = tensor_head(len(t.dims), len(bname))
+        tensors.append((head, bname, int(t.dtype), t.dims, mv, len(mv)))
+        sizes.append(head.size + len(mv))
+    n_out, n_in = len(req.requested_output_names), len(tensors)
+    sizes.append(_R.size + 8 * (n_out + n_in))
+    strings = [enc(n) for n in req.requested_output_names]
+    strings.append(enc(corr if corr_is_str else ""))
+    strings += [enc(req.model_name), enc(req.request_id), enc(req.parameters),
+                enc(req.trace_context or "")]
+    string_size = L.StringShm.size
+    for i, data in enumerate(strings):
+        sizes += (string_size, len(data))
+        if i == n_out:
+            sizes.append(L.CorrelationIdShm.size)       # after the id's string
+    sizes.append(L.InferenceTraceShm.size)              # after the trace context's string
+    handles = heap.construct_many(sizes)
+    owned.extend(handles)
+    buf = heap.buf
+    in_handles = handles[:n_in]
+    for th, (head, bname, dtype, dims, mv, nbytes) in zip(in_handles, tensors):
+        pack_tensor(buf, th, head, bname, dtype, dims, mv, nbytes)
+    h = handles[n_in]
+    k = n_in + 1
+    string_handles = []
+    for i, data in enumerate(strings):
+        pack_string(buf, handles[k], handles[k + 1], data)
+        string_handles.append(handles[k])
+        k += 2
+        if i == n_out:
+            corr_h = handles[k]
+            L.CorrelationIdShm.pack(buf, corr_h + H, id_string_shm_handle=string_handles[-1],
+                                    id_uint=0 if corr_is_str else int(corr),
+                                    id_type=_STRING_ID if corr_is_str else _UINT64_ID)
+            k += 1
+    trace = handles[k]
+    L.InferenceTraceShm.pack(buf, trace + H, trace_context_shm_handle=string_handles[-1],
+                             triton_trace=int(req.trace_address))
+    out_handles = string_handles[:n_out]
+    corr = corr_h
+    model_name, request_id, params = string_handles[n_out + 1:n_out + 4]
     p = h + H
     _R.pack(heap.buf, p, input_count=n_in, requested_output_count=n_out,
             model_version=int(req.model_version), flags=int(req.flags), address=req.address,
