@@ -55,8 +55,10 @@ def result(request):
 
 def test_the_harness_spoke_the_era_it_selected(result):
     assert result["era"] in ("r24.10", "r25.02", "r25.04", "r26.03")
-    # every launch met the r25.08 rule (the engine gives the first message 10 s), with room
-    assert result["load_s"] < 60
+    # Every launch met the r25.08 rule: the engine fails a stub whose first message takes
+    # over 10 s (FIRST_MESSAGE_TIMEOUT_S), and every model served. (No bound on the whole
+    # load's wall time: on a loaded 2-core machine it passed 60 s.)
+    assert result["plain"]["outputs"]
 
 
 def test_plain_responses_work_in_every_era(result):
