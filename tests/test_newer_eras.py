@@ -55,9 +55,10 @@ def result(request):
 
 def test_the_harness_spoke_the_era_it_selected(result):
     assert result["era"] in ("r24.10", "r25.02", "r25.04", "r26.03")
-    # Every launch met the r25.08 rule: the engine fails a stub whose first message takes
-    # over 10 s (FIRST_MESSAGE_TIMEOUT_S), and every model served. (No bound on the whole
-    # load's wall time: on a loaded 2-core machine it passed 60 s.)
+    # Every model served (the engine fails a stub whose first message takes over
+    # FIRST_MESSAGE_TIMEOUT_S). The r25.08 parent's 10 s first-message rule is a time, so it
+    # is measured (benchmarks/harness_latency.py: launch to first response), not asserted: a
+    # bound on this load's wall time failed at load average 20.
     assert result["plain"]["outputs"]
 
 
