@@ -159,7 +159,8 @@ class StubProcess:
     def __init__(self, command: StubCommand, model_path: str, stub_name: str, services: Services,
                  *, decoupled: bool = False, runtime_modeldir: str = "DEFAULT",
                  shm_size: Optional[int] = None, shm_growth: Optional[int] = None,
-                 stderr=None, parent_pid: Optional[int] = None, interactive: bool = False):
+                 on_output: Optional[Callable[[str], None]] = None,
+                 parent_pid: Optional[int] = None, interactive: bool = False):
         self.command = command
         self.name = stub_name
         self.services = services
@@ -182,7 +183,10 @@ class StubProcess:
         self.execute_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"stub-{stub_name}")
         self._monitor: Optional[threading.Thread] = None
-        self._stderr = stderr
+        # Each line the process writes to stdout or stderr goes to on_output (Triton's log gets
+        # those lines as they are); without it, the process inherits ours.
+        self._on_output = on_output
+        self._output_thread: Optional[threading.Thread] = None
         self._interactive = interactive
         self.closed = False
         self.dead_reason: Optional[str] = None
@@ -207,9 +211,16 @@ class StubProcess:
         self._monitor.start()
         env = dict(os.environ)
         env.update(self.command.env)
+        piped = self._on_output is not None
         self.proc = self.parent.launch(
-            self.argv, env=env, stdout=self._stderr, stderr=self._stderr,
+            self.argv, env=env, stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.STDOUT if piped else None,
             stdin=None if self._interactive else subprocess.DEVNULL)
+        if self._on_output is not None:
+            self._output_thread = threading.Thread(
+                target=self._drain_output, args=(self.proc.stdout, self._on_output), daemon=True,
+                name=f"output-{self.name}")
+            self._output_thread.start()
         deadline = time.monotonic() + FIRST_MESSAGE_TIMEOUT_S
         while True:
             h = self.q["parent_message_queue"].pop(0.2)
@@ -223,6 +234,12 @@ class StubProcess:
             if time.monotonic() > deadline:
                 raise StubFailed(f"Stub process '{self.name}' sent no start-up message within "
                                  f"{FIRST_MESSAGE_TIMEOUT_S:g} s.")
+
+    @staticmethod
+    def _drain_output(stream, on_output: Callable[[str], None]) -> None:
+        for raw in iter(stream.readline, b""):
+            on_output(raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
 
     # ------------------------------------------------------------------ pattern R
     def _handoff(self, what: str, value: int = 0, reply: Optional[Tuple[object, int]] = None) -> int:
@@ -313,9 +330,11 @@ class StubProcess:
             owned.release(self.region)
 
     # ------------------------------------------------------------------ execute
-    def execute(self, batch: Sequence[Pending]) -> Optional[str]:
+    def execute(self, batch: Sequence[Pending], marks: Optional[List[int]] = None) -> Optional[str]:
         """One ExecuteRequest for ``batch``. Responses go to each Pending's ``on_response``;
-        returns the batch's error text (every request not yet final gets it) or None."""
+        returns the batch's error text (every request not yet final gets it) or None.
+        ``marks`` gets two ``monotonic_ns`` times: the request batch written and sent (end of
+        the inputs), and the stub's reply read (start of the outputs)."""
         owned = Owned()
         region = self.region
         for p in batch:
@@ -331,7 +350,11 @@ class StubProcess:
             rb = write_request_batch(region, handles, owned)
             try:
                 self._send(C.ExecuteRequest, rb, owned)
+                if marks is not None:
+                    marks.append(time.monotonic_ns())
                 reply = self._receive()
+                if marks is not None:
+                    marks.append(time.monotonic_ns())
             except PeerGone:
                 raise self._gone() from None
             try:

@@ -211,7 +211,9 @@ class Heap:
             buf = self.buf
             seg = self.segment
             reuse = self._reuse
-            for handle in handles:
+            # Last constructed first: each block then merges with the free block after it,
+            # which in the steady state is the only free block (segment: replace_sole).
+            for handle in reversed(handles):
                 block = seg.block_of(handle)       # an allocated block, or BadHandle: never
                 rc = _REF.unpack_from(buf, handle)[0]   # write into a free block's tree hook
                 if rc == 0:

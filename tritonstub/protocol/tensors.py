@@ -44,10 +44,13 @@ _U64 = struct.Struct("<Q")
 # The field orders the precompiled structs below rely on, checked at import.
 assert _T.names == ("memory", "dtype", "dims_count")
 assert L.StringShm.names == ("data", "length")
-assert _M.names == ("gpu_pointer_offset", "use_cuda_shared_pool", "cuda_pool_offset",
-                    "memory_type", "memory_type_id", "byte_size", "memory_release_id")
+# MemoryShm changed with the CUDA memory pool (r23.11): its fields are found by name, and a CPU
+# tensor's MemoryShm is written as (fields before byte_size, byte_size, fields after it).
 _M_TYPE = _M.names.index("memory_type")
 _M_SIZE = _M.names.index("byte_size")
+_M_CPU = tuple(_MEM_CPU if n == "memory_type" else False if _M.fields[n].type == "bool" else 0
+               for n in _M.names)
+_M_BEFORE, _M_AFTER = _M_CPU[:_M_SIZE], _M_CPU[_M_SIZE + 1:]
 
 
 @dataclass
@@ -208,7 +211,7 @@ def pack_tensor(buf, handle: int, head: struct.Struct, bname: bytes, dtype: int,
     """Fill a Construct'ed tensor block (still private to us: no lock needed)."""
     p = handle + H
     head.pack_into(buf, p, 0, dtype, len(dims), *dims, 0, len(bname), bname,
-                   0, False, 0, _MEM_CPU, 0, nbytes, 0)
+                   *_M_BEFORE, nbytes, *_M_AFTER)
     if nbytes:
         d = p + head.size
         buf[d:d + nbytes] = payload

@@ -59,13 +59,19 @@ class ShmRuntime(Runtime):
     def start_workers(self) -> None:
         self.worker.start()
         from . import bls
-        handlers = {
-            int(C.InferStreamExecResponse): lambda h, msg: bls.on_stream_response(self, h, msg),
-            int(C.CUDAPoolInitializeRequest): self._refuse_cuda_pool,
-        }
-        if "user_model_readiness" in self.features:
-            handlers[int(C.UserModelReadinessRequest)] = self._user_model_readiness
-        self.monitor = Monitor(self.stub, handlers)
+        def stream_response(h, msg):
+            bls.on_stream_response(self, h, msg)
+        if L.PARENT_TO_STUB_COMMANDS:
+            handlers = {
+                int(C.InferStreamExecResponse): stream_response,
+                int(C.CUDAPoolInitializeRequest): self._refuse_cuda_pool,
+            }
+            if "user_model_readiness" in self.features:
+                handlers[int(C.UserModelReadinessRequest)] = self._user_model_readiness
+            self.monitor = Monitor(self.stub, handlers)
+        else:
+            # r23.10 and before: every message is a BLS stream response, its command unset
+            self.monitor = Monitor(self.stub, {}, default=stream_response)
         self.monitor.start()
 
     def stop_workers(self) -> None:
@@ -111,11 +117,16 @@ class ShmRuntime(Runtime):
         def send():
             self.messenger.response_send(request_address, factory_address, data,
                                          L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-            if L.STUB_DELETES_FACTORY_ON_FINAL:
+            if L.STUB_DELETES_FACTORY_ON_FINAL and L.STUB_RELEASES_FACTORIES:
                 self.messenger.cleanup(C.DecoupledResponseFactoryCleanup, factory_address)
         self.worker.submit(send)
 
     def factory_cleanup(self, factory_address: int) -> None:
+        if not L.STUB_RELEASES_FACTORIES:
+            # r23.10 and before: the parent deletes every factory itself (on FINAL, after a
+            # failed execute); the C++ stub of those releases never sends a cleanup for one.
+            self.stub.board.discard(factory_address)
+            return
         if factory_address and self.worker.running:
             self.worker.submit(lambda: self.messenger.cleanup(
                 C.DecoupledResponseFactoryCleanup, factory_address))

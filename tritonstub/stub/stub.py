@@ -45,7 +45,7 @@ from ..protocol import eras
 from . import heartbeat, salvage
 from .exc_text import error_text, register_boundary
 from . import log as sites
-from .log import ERROR, INFO, stub_log
+from .log import ERROR, INFO, WARNING, stub_log
 
 # Until the parent's first command tells us its era, only what every era shares: the control
 # block, the queues, the start-up messages (protocol.COMMON). The era's own tables and codecs
@@ -74,7 +74,27 @@ class StubArgs:
     @classmethod
     def parse(cls, argv: List[str]) -> "StubArgs":
         return cls(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6],
-                   int(argv[7]), argv[8], argv[9] if len(argv) > 9 else "DEFAULT")
+                   int(argv[7]), argv[8], runtime_modeldir(argv[9] if len(argv) > 9 else "",
+                                                           argv[6]))
+
+
+def runtime_modeldir(arg9: str, python_lib: str) -> str:
+    """argv[9] as the runtime model directory of r23.10+ (``DEFAULT`` or a directory).
+
+    Before r23.10 it was the model config's ``platform``, ``NONE`` for none; the C++ stub then
+    ran ``<argv[6]>/platform_handlers/<platform>/model.py`` if that file exists, else the
+    model file (argv[1]) with a warning. Neither a platform name nor NONE contains a '/', and
+    r23.10+ passes DEFAULT or an absolute path, so the value says which it is."""
+    if arg9 in ("", "DEFAULT", "NONE"):
+        return "DEFAULT"
+    if "/" not in arg9:
+        handler = os.path.join(python_lib, "platform_handlers", arg9)
+        if os.path.isfile(os.path.join(handler, "model.py")):
+            return handler
+        stub_log(WARNING, f"Unable to find model(handler) '{handler}/model.py' for platform "
+                          f"field '{arg9}'", filename="tritonstub")
+        return "DEFAULT"
+    return arg9
 
 
 class StubExit(Exception):
@@ -220,7 +240,7 @@ class Stub:
             return False
         C = self.C
         if cmd == C.AutoCompleteRequest:
-            return self.handle_auto_complete(args)
+            return self.handle_auto_complete(args, response_command=int(C.AutoCompleteResponse))
         if cmd == C.InitializeRequest:
             return self.handle_initialize(args)
         if cmd == C.FinalizeRequest:
