@@ -486,27 +486,16 @@ class Fuzzer:
 
     # ------------------------------------------------------------------ one stub
     def _stub(self, name: str) -> FuzzStub:
-        stub = FuzzStub(self.command, self.model_py, name, self.services, stderr=subprocess.PIPE,
-                        mutator=self.mutator, tally=self.tally)
+        lines: List[str] = []       # what the process writes to stdout and stderr
+        stub = FuzzStub(self.command, self.model_py, name, self.services,
+                        on_output=lines.append, mutator=self.mutator, tally=self.tally)
+        stub._lines = lines          # type: ignore[attr-defined]
         return stub
-
-    def _drain(self, stub: FuzzStub) -> List[str]:
-        lines: List[str] = []
-
-        def run():
-            for raw in iter(stub.proc.stderr.readline, b""):
-                lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-            stub.proc.stderr.close()
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        stub._drain_thread = t     # type: ignore[attr-defined]
-        stub._lines = lines        # type: ignore[attr-defined]
-        return lines
 
     def _judge_end(self, stub: FuzzStub, lines: List[str], how: str) -> None:
         """The stub is gone (or given up on): crash, traceback or a clean exit."""
         rc = stub.proc.returncode if stub.proc is not None else None
-        t = getattr(stub, "_drain_thread", None)
+        t = stub._output_thread
         if t is not None:
             t.join(5)
         text = "\n".join(lines[-60:])
@@ -550,11 +539,8 @@ class Fuzzer:
         how = "exit"
         try:
             stub.enabled = False
-            try:
-                stub.launch()
-            finally:
-                if stub.proc is not None and stub.proc.stderr is not None:
-                    lines = self._drain(stub)
+            lines = stub._lines
+            stub.launch()
             stub.enabled = self.rng.random() < self.initialize_share
             stub.round_mutations = []
             try:
@@ -593,11 +579,8 @@ class Fuzzer:
         how = "exit"
         try:
             stub.enabled = False
-            try:
-                stub.launch()
-            finally:
-                if stub.proc is not None and stub.proc.stderr is not None:
-                    lines = self._drain(stub)
+            lines = stub._lines
+            stub.launch()
             stub.enabled = True
             try:
                 stub.auto_complete(self.config_json, limit_s=HANG_S)
@@ -628,7 +611,7 @@ class Fuzzer:
                         stub.proc.wait(10)
                     except subprocess.TimeoutExpired:
                         pass
-                    t = getattr(stub, "_drain_thread", None)
+                    t = stub._output_thread
                     if t is not None:
                         t.join(5)
                     stacks = "\n".join(getattr(stub, "_lines", [])[-80:])
