@@ -469,6 +469,7 @@ class Fuzzer:
         #: costs a relaunch).
         self.initialize_share = 0.3
         self.verbose = verbose
+        self.regions: List[str] = []      # the name of every region made, for leak checks
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="tritonstub-fuzz-"))
         model = self.dir / "fuzz"
@@ -490,6 +491,7 @@ class Fuzzer:
         stub = FuzzStub(self.command, self.model_py, name, self.services,
                         on_output=lines.append, mutator=self.mutator, tally=self.tally)
         stub._lines = lines          # type: ignore[attr-defined]
+        self.regions.append(stub.region.name)
         return stub
 
     def _judge_end(self, stub: FuzzStub, lines: List[str], how: str) -> None:
