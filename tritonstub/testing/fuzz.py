@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
@@ -59,7 +58,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -396,7 +395,8 @@ class FuzzStub(StubProcess):
                     for f in layout.fields.values()
                     if f.type in ("mutex", "cond") or f.name in ("waiting_on_stub",
                                                                  "is_stub_turn")]
-            what_done = self.mutator.corrupt_span(region.buf, payload, layout.size, cap, other, skip)
+            what_done = self.mutator.corrupt_span(region.buf, payload, layout.size, cap, other,
+                                                  skip)
             if what_done:
                 note = f"{kind} fields {what_done}"
         else:
@@ -684,7 +684,8 @@ class Fuzzer:
 
     def progress(self) -> str:
         t = self.tally
-        return (f"{time.strftime('%H:%M:%S')} {t.total} mutations, {t.rounds} rounds, {t.launches} launches; verdicts "
+        return (f"{time.strftime('%H:%M:%S')} {t.total} mutations, {t.rounds} rounds, "
+                f"{t.launches} launches; verdicts "
                 f"{dict(t.verdicts)}")
 
 
