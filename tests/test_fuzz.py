@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-from tritonstub.harness.instance import REGION_PREFIX
 from tritonstub.testing.fuzz import BAD, Fuzzer
 
 #: Kinds of message that every run corrupts (the lossy ones, a BLS stream's responses, are
@@ -46,4 +45,5 @@ def test_corrupt_parent_messages_get_clear_errors_and_leave_nothing(tmp_path):
     assert not missing, (missing, dict(tally.mutations))
     assert tally.verdicts["ok"] > 100, dict(tally.verdicts)
     assert _stub_pids(str(tmp_path)) == []
-    assert [n for n in os.listdir("/dev/shm") if n.startswith(REGION_PREFIX)] == []
+    assert len(fuzzer.regions) == tally.launches
+    assert [n for n in fuzzer.regions if os.path.exists(f"/dev/shm/{n}")] == []

@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..errors import ShmError, TritonStubError
+from ..errors import BadHandle, ShmError, TritonStubError
 from .. import protocol
 from ..ipc import handshake
 from ..ipc.handshake import PeerGone
@@ -485,10 +485,13 @@ def main(argv: List[str]) -> int:
     except StubExit as e:
         code = e.code
     except ShmError as e:
-        # A handle, offset or length from the server that does not fit the region, where no
-        # answer can carry the error: say so and stop, releasing what we held (below).
-        stub_log(ERROR, f"tritonstub: a message from the server is malformed: {e}. The stub "
-                        "stops; the server reports it as not healthy.", filename="tritonstub")
+        # A handle, offset or length from the server that does not fit the region (or the
+        # region itself failing), where no answer can carry the error: say so and stop,
+        # releasing what we held (below).
+        what = ("a message from the server is malformed" if isinstance(e, BadHandle)
+                else "the shared-memory region failed")
+        stub_log(ERROR, f"tritonstub: {what}: {e}. The stub stops; the server reports it as "
+                        "not healthy.", filename="tritonstub")
         code = 1
         stub.heartbeat_pid = 0
     except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
@@ -59,7 +58,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -396,7 +395,8 @@ class FuzzStub(StubProcess):
                     for f in layout.fields.values()
                     if f.type in ("mutex", "cond") or f.name in ("waiting_on_stub",
                                                                  "is_stub_turn")]
-            what_done = self.mutator.corrupt_span(region.buf, payload, layout.size, cap, other, skip)
+            what_done = self.mutator.corrupt_span(region.buf, payload, layout.size, cap, other,
+                                                  skip)
             if what_done:
                 note = f"{kind} fields {what_done}"
         else:
@@ -469,6 +469,7 @@ class Fuzzer:
         #: costs a relaunch).
         self.initialize_share = 0.3
         self.verbose = verbose
+        self.regions: List[str] = []      # the name of every region made, for leak checks
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="tritonstub-fuzz-"))
         model = self.dir / "fuzz"
@@ -486,27 +487,17 @@ class Fuzzer:
 
     # ------------------------------------------------------------------ one stub
     def _stub(self, name: str) -> FuzzStub:
-        stub = FuzzStub(self.command, self.model_py, name, self.services, stderr=subprocess.PIPE,
-                        mutator=self.mutator, tally=self.tally)
+        lines: List[str] = []       # what the process writes to stdout and stderr
+        stub = FuzzStub(self.command, self.model_py, name, self.services,
+                        on_output=lines.append, mutator=self.mutator, tally=self.tally)
+        stub._lines = lines          # type: ignore[attr-defined]
+        self.regions.append(stub.region.name)
         return stub
-
-    def _drain(self, stub: FuzzStub) -> List[str]:
-        lines: List[str] = []
-
-        def run():
-            for raw in iter(stub.proc.stderr.readline, b""):
-                lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-            stub.proc.stderr.close()
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        stub._drain_thread = t     # type: ignore[attr-defined]
-        stub._lines = lines        # type: ignore[attr-defined]
-        return lines
 
     def _judge_end(self, stub: FuzzStub, lines: List[str], how: str) -> None:
         """The stub is gone (or given up on): crash, traceback or a clean exit."""
         rc = stub.proc.returncode if stub.proc is not None else None
-        t = getattr(stub, "_drain_thread", None)
+        t = stub._output_thread
         if t is not None:
             t.join(5)
         text = "\n".join(lines[-60:])
@@ -550,11 +541,8 @@ class Fuzzer:
         how = "exit"
         try:
             stub.enabled = False
-            try:
-                stub.launch()
-            finally:
-                if stub.proc is not None and stub.proc.stderr is not None:
-                    lines = self._drain(stub)
+            lines = stub._lines
+            stub.launch()
             stub.enabled = self.rng.random() < self.initialize_share
             stub.round_mutations = []
             try:
@@ -593,11 +581,8 @@ class Fuzzer:
         how = "exit"
         try:
             stub.enabled = False
-            try:
-                stub.launch()
-            finally:
-                if stub.proc is not None and stub.proc.stderr is not None:
-                    lines = self._drain(stub)
+            lines = stub._lines
+            stub.launch()
             stub.enabled = True
             try:
                 stub.auto_complete(self.config_json, limit_s=HANG_S)
@@ -628,7 +613,7 @@ class Fuzzer:
                         stub.proc.wait(10)
                     except subprocess.TimeoutExpired:
                         pass
-                    t = getattr(stub, "_drain_thread", None)
+                    t = stub._output_thread
                     if t is not None:
                         t.join(5)
                     stacks = "\n".join(getattr(stub, "_lines", [])[-80:])
@@ -699,7 +684,8 @@ class Fuzzer:
 
     def progress(self) -> str:
         t = self.tally
-        return (f"{time.strftime('%H:%M:%S')} {t.total} mutations, {t.rounds} rounds, {t.launches} launches; verdicts "
+        return (f"{time.strftime('%H:%M:%S')} {t.total} mutations, {t.rounds} rounds, "
+                f"{t.launches} launches; verdicts "
                 f"{dict(t.verdicts)}")
 
 
@@ -716,6 +702,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--rounds-per-stub", type=int, default=1000)
     ap.add_argument("--auto-complete-every", type=int, default=10,
                     help="an auto-complete stub every N launches (0: none)")
+    ap.add_argument("--initialize-share", type=float, default=0.3,
+                    help="the share of launches whose InitializeRequest is corrupted (each failed "
+                         "initialize costs a relaunch; 1 with --rounds-per-stub 3 "
+                         "--auto-complete-every 1 exercises the start-up messages)")
     ap.add_argument("--json", help="write the tally and findings to this file")
     ap.add_argument("-v", "--verbose", action="store_true", help="a progress line per stub")
     args = ap.parse_args(argv)
@@ -723,6 +713,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fuzzer = Fuzzer(args.mutations, args.seed, args.rate, args.rounds_per_stub,
                     args.auto_complete_every, log=lambda s: print(s, flush=True),
                     verbose=args.verbose)
+    fuzzer.initialize_share = args.initialize_share
     tally = fuzzer.run()
     took = time.monotonic() - started
     print(f"done in {took:.0f} s: {fuzzer.progress()}")

@@ -8,7 +8,8 @@ C++ stub's: ``numpy_to_triton_dtype`` below.
 import numpy as _np
 
 from ...protocol.dtypes import (BF16 as _BF16, BYTES as _BYTES,
-                                BYTES_DECODE_ERRORS as _BYTES_DECODE_ERRORS, NUMPY_CHAIN as _NP_CHAIN,
+                                BYTES_DECODE_ERRORS as _BYTES_DECODE_ERRORS,
+                                NUMPY_CHAIN as _NP_CHAIN,
                                 NUMPY_TO_TRITON as _NP_TO_TRITON, RAW_DTYPE as _RAW_DTYPE,
                                 TRITON_TO_NUMPY as _TRITON_TO_NP, deserialize_bytes,
                                 serialize_bytes)
