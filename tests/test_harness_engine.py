@@ -73,6 +73,12 @@ def test_models_load_and_failures_have_tritons_reason(engine):
     assert reason.rstrip().endswith("/badinit/1/model.py(3): initialize")
 
 
+def test_what_a_model_prints_reaches_the_log_as_raw_lines(engine):
+    raw = [r.message for r in engine.log.records if not r.level]
+    assert "echo stdout from echo_0" in raw
+    assert "echo stderr from echo_0" in raw
+
+
 def test_initialize_args_and_config(engine):
     resp = _one(engine, "echo", {"IN": np.zeros((1, 2), np.float32)})
     info = json.loads(resp["INFO"][0, 0])

@@ -55,8 +55,11 @@ def result(request):
 
 def test_the_harness_spoke_the_era_it_selected(result):
     assert result["era"] in ("r24.10", "r25.02", "r25.04", "r26.03")
-    # every launch met the r25.08 rule (the engine gives the first message 10 s), with room
-    assert result["load_s"] < 60
+    # Every model served (the engine fails a stub whose first message takes over
+    # FIRST_MESSAGE_TIMEOUT_S). The r25.08 parent's 10 s first-message rule is a time, so it
+    # is measured (benchmarks/harness_latency.py: launch to first response), not asserted: a
+    # bound on this load's wall time failed at load average 20.
+    assert result["plain"]["outputs"]
 
 
 def test_plain_responses_work_in_every_era(result):

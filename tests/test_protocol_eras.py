@@ -12,8 +12,11 @@ import pytest
 from tritonstub.protocol import eras
 from tritonstub.stub import era_check
 
+SPAWN_CHILD = "TRITONSERVER_InferenceTraceSpawnChildTrace"
+ONE_MB_TEXT = "requires at least 1 MB of shared memory"
 IS_CANCELLED = "TRITONBACKEND_RequestIsCancelled"
 SET_BOOL = "TRITONSERVER_InferenceRequestSetBoolParameter"
+TIMEOUT_US = "TRITONBACKEND_InferenceRequestTimeoutMicroseconds"
 TRACE_CONTEXT = "TRITONSERVER_InferenceTraceContext"
 CORRELATION_STRING = "TRITONBACKEND_RequestCorrelationIdString"
 METRIC_OBSERVE = "TRITONSERVER_MetricObserve"
@@ -21,32 +24,39 @@ RESPONSE_DELETE = "TRITONBACKEND_ResponseDelete"
 STRING_PARAMETER = "TRITONBACKEND_ResponseSetStringParameter"
 REQUEST_CANCEL = "TRITONSERVER_InferenceRequestCancel"
 IS_READY_TEXT = "Timed out waiting for user-defined is_ready() response"
+TEXTS = (ONE_MB_TEXT, IS_READY_TEXT)
 
-#: (Triton, symbols its libtriton_python.so imports among the markers, the era)
+R2310_MARKERS = [SPAWN_CHILD, ONE_MB_TEXT, IS_CANCELLED]
+R2312_MARKERS = R2310_MARKERS + [SET_BOOL, TIMEOUT_US, RESPONSE_DELETE]
+R2404_MARKERS = R2312_MARKERS + [TRACE_CONTEXT, CORRELATION_STRING]
+R2410_MARKERS = R2404_MARKERS + [METRIC_OBSERVE]
+
+#: (Triton, symbols its libtriton_python.so imports among the markers, the era). 2.37, 2.38 and
+#: 2.40 have no pip build: their sets come from the python_backend sources (r23.08: the child
+#: trace of a BLS request; r23.09: the 1 MB shared-memory minimum; r23.11: BLS parameters).
 LIBRARIES = [
     ("2.36", [], "r23.07"),
-    ("2.39", [IS_CANCELLED], "r23.10"),
-    ("2.41", [IS_CANCELLED, SET_BOOL, RESPONSE_DELETE], "r23.12"),
-    ("2.43", [IS_CANCELLED, SET_BOOL, RESPONSE_DELETE], "r23.12"),
-    ("2.44", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, RESPONSE_DELETE], "r24.03"),
-    ("2.45", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, CORRELATION_STRING, RESPONSE_DELETE], "r24.04"),
-    ("2.47", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, CORRELATION_STRING], "r24.06"),
-    ("2.49", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, CORRELATION_STRING, METRIC_OBSERVE], "r24.08"),
-    ("2.51", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, CORRELATION_STRING, METRIC_OBSERVE,
-              RESPONSE_DELETE], "r24.10"),
-    ("2.55", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, CORRELATION_STRING, METRIC_OBSERVE,
-              RESPONSE_DELETE, STRING_PARAMETER], "r25.02"),
-    ("2.57", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, CORRELATION_STRING, METRIC_OBSERVE,
-              RESPONSE_DELETE, STRING_PARAMETER, REQUEST_CANCEL], "r25.04"),
-    ("2.71", [IS_CANCELLED, SET_BOOL, TRACE_CONTEXT, CORRELATION_STRING, METRIC_OBSERVE,
-              RESPONSE_DELETE, STRING_PARAMETER, REQUEST_CANCEL, IS_READY_TEXT], "r26.03"),
+    ("2.37", [SPAWN_CHILD], "r23.08"),
+    ("2.38", [SPAWN_CHILD, ONE_MB_TEXT], "r23.09"),
+    ("2.39", R2310_MARKERS, "r23.10"),
+    ("2.40", R2310_MARKERS + [SET_BOOL, RESPONSE_DELETE], "r23.11"),
+    ("2.41", R2312_MARKERS, "r23.12"),
+    ("2.43", R2312_MARKERS, "r23.12"),
+    ("2.44", R2312_MARKERS + [TRACE_CONTEXT], "r24.03"),
+    ("2.45", R2404_MARKERS, "r24.04"),
+    ("2.47", [m for m in R2404_MARKERS if m != RESPONSE_DELETE], "r24.06"),
+    ("2.49", [m for m in R2410_MARKERS if m != RESPONSE_DELETE], "r24.08"),
+    ("2.51", R2410_MARKERS, "r24.10"),
+    ("2.55", R2410_MARKERS + [STRING_PARAMETER], "r25.02"),
+    ("2.57", R2410_MARKERS + [STRING_PARAMETER, REQUEST_CANCEL], "r25.04"),
+    ("2.71", R2410_MARKERS + [STRING_PARAMETER, REQUEST_CANCEL, IS_READY_TEXT], "r26.03"),
 ]
 
 
 def fake_library(markers) -> bytes:
     """An ELF-ish blob: symbol names NUL-separated as in .dynstr, texts as in .rodata."""
-    names = b"\0".join(m.encode() for m in markers if not m.startswith("Timed out"))
-    texts = b"".join(b"\0" + m.encode() + b"\0" for m in markers if m.startswith("Timed out"))
+    names = b"\0".join(m.encode() for m in markers if m not in TEXTS)
+    texts = b"".join(b"\0" + m.encode() + b"\0" for m in markers if m in TEXTS)
     return b"\x7fELF" + bytes(64) + b"\0TRITONBACKEND_ModelInitialize\0" + names + b"\0" + texts + b"pad"
 
 
@@ -61,7 +71,7 @@ def test_fingerprint_tells_every_era(triton, markers, expected):
 
 def test_symbol_markers_match_whole_names_only():
     # A longer symbol that starts with a marker's name is not that marker.
-    blob = fake_library([IS_CANCELLED, SET_BOOL, RESPONSE_DELETE]) + b"\0TRITONSERVER_InferenceTraceContextX\0"
+    blob = fake_library(R2312_MARKERS) + b"\0TRITONSERVER_InferenceTraceContextX\0"
     assert eras.fingerprint(blob).era.name == "r23.12"
 
 
@@ -83,7 +93,7 @@ def test_release_of_triton_version(version, release):
 
 
 @pytest.mark.parametrize("release, era_name", [
-    ("r23.08", "r23.07"), ("r24.10", "r24.10"), ("r24.11", "r24.10"), ("25.01", "r24.10"),
+    ("r23.08", "r23.08"), ("r23.11", "r23.11"), ("r24.01", "r23.12"), ("r24.10", "r24.10"), ("r24.11", "r24.10"), ("25.01", "r24.10"),
     ("r25.03", "r25.02"), ("r25.04", "r25.04"), ("r26.02", "r25.04"), ("r26.07", "r26.03"),
     ("r22.01", "r23.07"),
 ])
@@ -106,9 +116,9 @@ def test_eras_cover_every_release_once():
     assert "r24.10" in eras.SUPPORTED
 
 
-R2410 = ("/x/libtriton_python.so", fake_library(LIBRARIES[8][1]))
-R2502 = ("/x/libtriton_python.so", fake_library(LIBRARIES[9][1]))
-R2310 = ("/x/libtriton_python.so", fake_library(LIBRARIES[1][1]))
+R2410 = ("/x/libtriton_python.so", fake_library(R2410_MARKERS))
+R2502 = ("/x/libtriton_python.so", fake_library(R2410_MARKERS + [STRING_PARAMETER]))
+R2309 = ("/x/libtriton_python.so", fake_library([SPAWN_CHILD, ONE_MB_TEXT]))
 
 
 def test_decision_from_the_fingerprint_with_an_agreeing_version():
@@ -122,24 +132,24 @@ def test_decision_from_the_fingerprint_with_an_agreeing_version():
 
 
 def test_the_library_decides_over_a_disagreeing_version():
-    d = eras.decide(None, R2310, {"NVIDIA_TRITON_SERVER_VERSION": "24.10"})
-    assert d.era.name == "r23.10" and not d.supported
+    d = eras.decide(None, R2309, {"NVIDIA_TRITON_SERVER_VERSION": "24.10"})
+    assert d.era.name == "r23.09" and not d.supported
     assert d.warnings == ["NVIDIA_TRITON_SERVER_VERSION=24.10 suggests python_backend "
                           "r24.10-r25.01 (Triton 2.51-2.54); the library decides"]
     text = d.refusal()
-    assert text.startswith("the parent speaks the protocol of python_backend r23.10-r23.11 "
-                           "(Triton 2.39-2.40), which this tritonstub does not speak (decided "
-                           f"from the fingerprint of /x/libtriton_python.so: has {IS_CANCELLED} "
-                           f"(since r23.10), lacks {SET_BOOL} (since r23.12)). ")
+    assert text.startswith("the parent speaks the protocol of python_backend r23.09 "
+                           "(Triton 2.38), which this tritonstub does not speak (decided "
+                           f"from the fingerprint of /x/libtriton_python.so: has {ONE_MB_TEXT} "
+                           f"(since r23.09), lacks {IS_CANCELLED} (since r23.10)). ")
     assert f"tritonstub speaks {eras.supported_text()}." in text
     assert "Use the C++ triton_python_backend_stub of your Triton release" in text
     assert 'key: "TRITONSTUB_PROTOCOL" value: { string_value: "r24.10" }' in text
     assert text.endswith("the library decides")
 
 
-@pytest.mark.parametrize("index", [8, 9, 10, 11])
-def test_every_newer_era_is_spoken(index):
-    triton, markers, expected = LIBRARIES[index]
+@pytest.mark.parametrize("triton", ["2.51", "2.55", "2.57", "2.71"])
+def test_every_newer_era_is_spoken(triton):
+    markers, expected = next((m, e) for t, m, e in LIBRARIES if t == triton)
     d = eras.decide(None, ("/x/libtriton_python.so", fake_library(markers)), {})
     assert d.supported and d.era.name == expected
 
@@ -151,8 +161,8 @@ def test_an_override_wins_and_the_disagreement_is_reported():
     forced = eras.decide(("r26.07", "environment"), R2410, {})
     assert forced.era.name == "r26.03" and forced.supported
     assert len(forced.warnings) == 1 and "the override wins" in forced.warnings[0]
-    refused = eras.decide(("23.10", "environment"), R2410, {})
-    assert refused.era.name == "r23.10" and not refused.supported
+    refused = eras.decide(("23.09", "environment"), R2410, {})
+    assert refused.era.name == "r23.09" and not refused.supported
     assert eras.decide(("auto", "environment"), R2410, {}).source.startswith("the fingerprint")
 
 

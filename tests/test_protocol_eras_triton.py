@@ -4,7 +4,9 @@ answering anything in the wrong layout, and the server stays up; the override wo
 Every era newer than r24.10 is now spoken, and a parent can only be made to look newer (bytes
 appended to a copy of the real r24.10 library: the dynamic loader ignores them, the fingerprint
 sees a r25.02 library), so the refusal is driven here by the override naming an era we do not
-speak; the fingerprint's refusals are seen live on the older Tritons (test_older_tritons.py).
+speak. Every older Triton with a pip build is spoken too (test_older_tritons.py); the eras the
+fingerprint refuses (r23.08, r23.09, r23.11: Triton 2.37, 2.38, 2.40, no pip build) are checked
+on libraries made of their markers (test_protocol_eras.py).
 The library that looks like r25.02 shows the override winning over the fingerprint: forced to
 r24.10, our stub serves the real r24.10 parent. The C++ stub, which never looks, serves the same
 model from the same backend.
@@ -47,8 +49,8 @@ NEWER = "python_backend r25.02-r25.03 (Triton 2.55-2.56)"
 OURS = "python_backend r24.10-r25.01 (Triton 2.51-2.54)"
 #: An era this tritonstub does not speak (the refusal answers the auto-complete of this r24.10
 #: parent with the number its first command had, whatever era the override claims).
-UNSPOKEN = "r23.10"
-UNSPOKEN_TEXT = "python_backend r23.10-r23.11 (Triton 2.39-2.40)"
+UNSPOKEN = "r23.09"
+UNSPOKEN_TEXT = "python_backend r23.09 (Triton 2.38)"
 
 
 def spec(name: str, stub: str, **parameters: str) -> ModelSpec:

@@ -246,3 +246,31 @@ def test_64kib_heap_allocation_failures(bshm, seed):
     run_profile(pair, 5000, size, 0.6, grow=False)
     print(f"allocation failures {pair.ooms}")
     assert pair.ooms >= 100, pair.ooms
+
+
+@pytest.mark.parametrize("seed", [401, 402])
+def test_stack_order_frees_one_free_block(bshm, seed):
+    """The stub's steady state: a few objects built from the region's one free block and freed
+    last-built first (Heap.release_many), so every free merges with the only free node (the
+    replace_sole path of deallocation), and the mirror case (freed first-built first: the
+    block merges with a free block before it that is the only node). Both sides in lockstep,
+    buffers identical after every round."""
+    rng = random.Random(seed)
+    pair = Pair(bshm, rng, 256 * KiB, 256 * KiB)
+    base = [pair.allocate(rng.randint(1, 300), False) for _ in range(5)]   # long-lived objects
+    sole_rounds = 0
+    for r in range(300):
+        n = rng.randint(1, 6)
+        hs = [pair.allocate(rng.choice([24, 56, 100, 300, 2000]), rng.random() < 0.3)
+              for _ in range(n)]
+        if pair.seg.check().free_blocks == 1:
+            sole_rounds += 1
+        for h in (reversed(hs) if r % 3 else hs):
+            if h is not None:
+                pair.deallocate(h)
+        if r % 50 == 49:
+            pair.assert_identical()
+    for h in base:
+        pair.deallocate(h)
+    pair.assert_identical()
+    assert sole_rounds > 100, sole_rounds

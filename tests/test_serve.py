@@ -216,3 +216,64 @@ def test_http_client_gone_mid_generate_stream_cancels_the_model(served):
     finally:
         c.stop_stream()
         c.close()
+
+
+SPREAD_MODEL = '''
+import os
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    """Each execute marks its instance as busy, then waits (at most 60 s) until both instances
+    are busy at once: it returns only when two requests run in parallel."""
+
+    def initialize(self, args):
+        self.name = args["model_instance_name"]
+        self.busy = os.path.join(args["model_repository"], "busy")
+
+    def execute(self, requests):
+        open(os.path.join(self.busy, self.name), "w").close()
+        deadline = time.monotonic() + 60
+        while len(os.listdir(self.busy)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        together = len(os.listdir(self.busy)) >= 2
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "INSTANCE", np.array([f"{self.name} together={together}".encode()], dtype=object))])
+            for _ in requests]
+'''
+SPREAD_CONFIG = '''
+backend: "python"
+max_batch_size: 0
+instance_group [ { kind: KIND_CPU count: 2 } ]
+input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "INSTANCE" data_type: TYPE_STRING dims: [ 1 ] } ]
+'''
+
+
+def test_requests_spread_over_the_instances_of_a_group(tmp_path):
+    """Two concurrent requests to a model with two instances run at the same time, one on each
+    instance (as Triton's scheduler gives a request to an idle instance)."""
+    repo = tmp_path / "repo"
+    (repo / "spread" / "1").mkdir(parents=True)
+    (repo / "spread" / "busy").mkdir()
+    (repo / "spread" / "1" / "model.py").write_text(SPREAD_MODEL)
+    (repo / "spread" / "config.pbtxt").write_text(SPREAD_CONFIG)
+    got: "queue.Queue[object]" = queue.Queue()
+    with ServeProcess(repo, log_dir=tmp_path / "log") as server:
+        g = tritonclient_grpc.InferenceServerClient(server.grpc_url)
+        try:
+            for i in range(2):
+                x = tritonclient_grpc.InferInput("X", [1], "INT32")
+                x.set_data_from_numpy(np.array([i], dtype=np.int32))
+                g.async_infer("spread", [x], lambda result, error: got.put(error or result),
+                              client_timeout=120)
+            answers = sorted(got.get(timeout=120).as_numpy("INSTANCE")[0].decode()
+                             for _ in range(2))
+        finally:
+            g.close()
+    # the group is named spread_0 (the model name and its index), its instances spread_0_<i>
+    assert answers == ["spread_0_0 together=True", "spread_0_1 together=True"]
+    assert server.returncode == 0 and server.leaked_regions == [] and server.orphans == []

@@ -5,8 +5,8 @@ texts and the same status codes. One test per model of conformance/models used h
 (and the examples' decoupled ``countdown``); each runs its cases against both servers and
 compares the outcomes whole.
 
-Known differences are not compared (docs/serve.md lists them): statistics durations, server
-extensions, rapidjson's wording inside JSON parse errors, /metrics.
+Known differences are not compared (docs/serve.md lists them): the statistics' times (whether
+a phase was timed is compared), server extensions, rapidjson's wording inside JSON parse errors, /metrics.
 """
 from __future__ import annotations
 
@@ -543,3 +543,43 @@ def test_models_that_fail_to_load_same_as_triton(triton_reference, tmp_path):
             assert ours.leaked_regions == [] and ours.orphans == []
     finally:
         triton.stop()
+
+
+def _stats(server, model):
+    got = raw_http(_h(server), "GET", f"/v2/models/{model}/stats")
+    assert got["status"] == 200, got
+    (entry,) = got["body"]["model_stats"]
+    return entry
+
+
+def _stats_delta(before, after):
+    """What a batch of requests added: counts exactly; each duration as ``ns > 0`` (the
+    servers' times differ, whether a phase was timed must not)."""
+    def phases(stats):
+        return {k: (v["count"], v["ns"]) for k, v in stats.items()}
+    b, a = phases(before["inference_stats"]), phases(after["inference_stats"])
+    inference = {k: {"count": a[k][0] - b[k][0], "timed": a[k][1] > b[k][1]} for k in a}
+    batches = {}
+    for row in after["batch_stats"]:
+        old = next((r for r in before["batch_stats"] if r["batch_size"] == row["batch_size"]), None)
+        batches[row["batch_size"]] = {
+            k: {"count": row[k]["count"] - (old[k]["count"] if old else 0),
+                "timed": row[k]["ns"] > (old[k]["ns"] if old else 0)}
+            for k in ("compute_input", "compute_infer", "compute_output")}
+    return {"inference_count": after["inference_count"] - before["inference_count"],
+            "execution_count": after["execution_count"] - before["execution_count"],
+            "last_inference_moved": after["last_inference"] > before["last_inference"],
+            "inference_stats": inference, "batch_stats": batches}
+
+
+def test_statistics_count_and_time_what_triton_does(servers):
+    """The statistics extension after the same requests (three that succeed, one whose
+    execute raises): the same counts on both servers, and the same phases timed."""
+    spec = {"IN": ("FP32", np.array([1, 2], dtype=np.float32))}
+
+    def run(s):
+        before = _stats(s, "exec_errors")
+        for mode in ("ok", "ok", "ok", "raise"):
+            infer("http", _h(s), "exec_errors", spec, parameters={"mode": mode})
+        return _stats_delta(before, _stats(s, "exec_errors"))
+    compare(servers, {"exec_errors stats": run})

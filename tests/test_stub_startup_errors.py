@@ -205,10 +205,11 @@ def _children(pid: int):
         return []
 
 
-def test_a_command_handle_outside_the_region_ends_the_stub_with_an_internal_error(parent, model_dir):
-    """A handle the stub cannot read (here: past the end of the region) is a broken parent or a
-    bug of ours: the stub logs it with its traceback and exits 1, its heartbeat helper follows
-    it, and the parent's region is left to the parent."""
+def test_a_command_handle_outside_the_region_ends_the_stub_with_a_clear_error(parent, model_dir):
+    """A command handle the stub cannot read (here: past the end of the region) is a broken
+    parent: nothing can be answered, so the stub says which handle and why in one error line (no
+    traceback: it is not a bug of ours) and exits 1, its heartbeat helper follows it, and the
+    parent's region is left to the parent."""
     proc = _launch(parent, model_dir)
     _started(parent, proc)
     helpers = _children(proc.pid)
@@ -216,8 +217,10 @@ def test_a_command_handle_outside_the_region_ends_the_stub_with_an_internal_erro
     assert parent.queues["stub_message_queue"].push(parent.region.capacity + 4096, 5)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
-    assert "tritonstub:0]  tritonstub internal error:\nTraceback" in err, err
-    assert "lies outside the" in err, err
+    handle = parent.region.capacity + 4096
+    assert f"tritonstub: the server's command message {handle} is malformed:" in err, err
+    assert "lies outside the" in err and "The stub stops" in err, err
+    assert "Traceback" not in err and "internal error" not in err, err
     wait_for(lambda: not os.path.exists(f"/proc/{helpers[0]}") or
              open(f"/proc/{helpers[0]}/stat").read().split(") ")[1][0] in "ZX",
              10.0, "the heartbeat helper gone")

@@ -39,10 +39,13 @@ def test_the_common_structs_and_constants_agree_in_every_era(era):
     for const in ("OWNERSHIP_HEADER", "SHM_MUTEX_NAME", "TOTAL_SIZE_NAME", "QUEUE_FIELDS",
                   "DUMMY_MESSAGE", "MESSAGE_QUEUE_ELEMENT", "DEFAULT_MESSAGE_QUEUE_SIZE"):
         assert getattr(base, const) == getattr(other, const), const
-    for cmd in ("ExecuteRequest", "ExecuteResponse", "InitializeRequest", "InitializeResponse",
-                "AutoCompleteRequest", "AutoCompleteResponse", "FinalizeRequest",
-                "FinalizeResponse"):
+    for cmd in ("ExecuteRequest", "ExecuteResponse", "InitializeRequest", "InitializeResponse"):
         assert other.PYTHONSTUB_CommandType[cmd] == base.PYTHONSTUB_CommandType[cmd], cmd
+    # the auto-complete request is read before the era is known, by its number in each era
+    from tritonstub.protocol import eras
+    C = other.PYTHONSTUB_CommandType
+    assert C.AutoCompleteRequest == eras.era(era).auto_complete_request
+    assert C.AutoCompleteResponse == C.AutoCompleteRequest + 1
 
 
 def test_each_newer_era_is_its_predecessor_plus_a_diff():
@@ -108,7 +111,8 @@ def test_responses_round_trip_in_every_era(heap, era):
         ("OUT", 11, (4,), out.tobytes())]
     assert (got.id, got.is_last_response) == (77, False)
     assert got.parameters == (params if R.HAS_PARAMETERS else "{}")
-    assert R.read_response(heap, bad).error == (3, "no")
+    # before r23.09 an error carries no code: it reads back as INTERNAL (1)
+    assert R.read_response(heap, bad).error == ((3 if c.tables.ERRORS_CARRY_CODES else 1), "no")
     assert R.read_response(heap, bad).id == 78
     # the ExecuteResponse block: a returned response with parameters, one without, one saved
     block = R.write_execute_response(heap, [
@@ -118,7 +122,7 @@ def test_responses_round_trip_in_every_era(heap, era):
     first, second, third, fourth = result.responses
     assert first.parameters == (params if R.HAS_PARAMETERS else "{}")
     assert second.parameters == "{}" and second.outputs == []
-    assert third.error == (3, "no") and fourth is None
+    assert third.error == ((3 if c.tables.ERRORS_CARRY_CODES else 1), "no") and fourth is None
     if R.HAS_PARAMETERS:
         # what the C++ parent loads: a standalone PbString behind ResponseShm.parameters
         p = heap.payload(R.read_execute_response.__globals__["read_handles"](
@@ -170,7 +174,85 @@ def test_the_older_eras_are_their_successor_minus_a_diff(heap):
     owned.release(heap)
 
 
-@pytest.mark.parametrize("era", ["r23.12", "r24.03", "r24.10"])
+def test_r23_10_is_r23_12_minus_a_diff(heap):
+    r23_10, r23_12 = protocol.tables("r23.10"), protocol.tables("r23.12")
+    C10, C12 = r23_10.PYTHONSTUB_CommandType, r23_12.PYTHONSTUB_CommandType
+    # no CUDAPoolInitializeRequest (4) nor InferStreamExecResponse (11), one cleanup command
+    assert "CUDAPoolInitializeRequest" not in C10.__members__
+    assert "InferStreamExecResponse" not in C10.__members__
+    assert C10.CleanupRequest == C10.BLSDecoupledInferPayloadCleanup == 15
+    assert [(c.name, c.value) for c in C10][-1] == ("IsRequestCancelled", 26)
+    assert (C10.FinalizeRequest, C10.AutoCompleteRequest, C10.LogRequest,
+            C10.MetricFamilyRequestNew) == (4, 12, 14, 16)
+    assert (C12.FinalizeRequest, C12.AutoCompleteRequest, C12.LogRequest,
+            C12.MetricFamilyRequestNew) == (5, 14, 16, 19)
+    # InferRequestShm: int32 timeout @52, no release flags, 80 bytes
+    assert _fields(r23_10.InferRequestShm)["timeout"] == ("i32", 52)
+    assert _fields(r23_12.InferRequestShm)["timeout"] == ("u64", 56)
+    assert "request_release_flags" not in r23_10.InferRequestShm.fields
+    assert (r23_10.InferRequestShm.size, r23_12.InferRequestShm.size) == (80, 96)
+    assert _fields(r23_10.InferRequestShm)["trace"] == ("intptr", 72)
+    # MemoryShm before the CUDA pool
+    assert _fields(r23_10.MemoryShm) == {
+        "gpu_pointer_offset": ("u64", 0), "memory_type": ("enum", 8),
+        "memory_type_id": ("i64", 16), "byte_size": ("u64", 24),
+        "is_cuda_handle_set": ("bool", 32), "memory_release_id": ("u64", 40)}
+    assert (r23_10.MemoryShm.size, r23_12.MemoryShm.size) == (48, 56)
+    # the parent owns response factories; its parent_to_stub messages carry no command
+    assert (r23_10.STUB_RELEASES_FACTORIES, r23_10.STUB_DELETES_FACTORY_ON_FINAL,
+            r23_10.PARENT_TO_STUB_COMMANDS) == (False, False, False)
+    assert (r23_12.STUB_RELEASES_FACTORIES, r23_12.STUB_DELETES_FACTORY_ON_FINAL,
+            r23_12.PARENT_TO_STUB_COMMANDS) == (True, True, True)
+    # a tensor in r23.10: byte size @24 of its MemoryShm, data right after the 48 bytes
+    c = protocol.codecs("r23.10")
+    owned = c.scalars.Owned()
+    x = np.arange(5, dtype=np.int32)
+    h = c.tensors.write_tensor(heap, "T", 8, (5,), x.tobytes(), owned)
+    mp = heap.payload(h) + r23_10.TensorShm.size + 8 + r23_10.StringShm.size + 1
+    assert r23_10.MemoryShm.get(heap.buf, mp, "byte_size") == 20
+    assert r23_10.MemoryShm.get(heap.buf, mp, "memory_type") == 0
+    assert bytes(heap.buf[mp + 48:mp + 68]) == x.tobytes()
+    assert bytes(memoryview(c.tensors.read_tensor(heap, h).data).cast("B")) == x.tobytes()
+    # no release flags to write: a clear error; reading them says RELEASE_ALL
+    from tritonstub.errors import ProtocolError
+    rh = c.requests.write_request(heap, c.requests.RequestData(inputs=[], requested_output_names=[]),
+                                  owned)
+    assert c.requests.read_release_flags(heap, rh) == r23_10.TRITONSERVER_REQUEST_RELEASE_ALL
+    with pytest.raises(ProtocolError, match="r23.11 or later"):
+        c.requests.write_release_flags(heap, rh, 2)
+    owned.release(heap)
+
+
+def test_r23_07_is_r23_10_minus_a_diff(heap):
+    r23_07, r23_10 = protocol.tables("r23.07"), protocol.tables("r23.10")
+    C7, C10 = r23_07.PYTHONSTUB_CommandType, r23_10.PYTHONSTUB_CommandType
+    # no IsRequestCancelled; every other command keeps its r23.10 number
+    assert "IsRequestCancelled" not in C7.__members__ and C10.IsRequestCancelled == 26
+    assert {c.name: c.value for c in C7} == {c.name: c.value for c in C10
+                                             if c.name != "IsRequestCancelled"}
+    assert C7.BLSDecoupledInferPayloadCleanup == C7.CleanupRequest == 15
+    # no trace in the request: the first 72 bytes of r23.10's
+    assert _fields(r23_07.InferRequestShm) == {
+        k: v for k, v in _fields(r23_10.InferRequestShm).items() if k != "trace"}
+    assert (r23_07.InferRequestShm.size, r23_10.InferRequestShm.size) == (72, 80)
+    assert not hasattr(r23_07, "PbErrorShm") and not hasattr(r23_07, "IsCancelledMessage")
+    assert (r23_07.ERRORS_CARRY_CODES, r23_10.ERRORS_CARRY_CODES) == (False, True)
+    c = protocol.codecs("r23.07")
+    owned = c.scalars.Owned()
+    # an error is the bare message string; its code does not travel (the parent says INTERNAL)
+    bad = c.responses.write_response(heap, c.responses.ResponseData(error=(3, "no"), id=5), owned)
+    eh = r23_07.ResponseShm.get(heap.buf, heap.payload(bad), "error")
+    assert c.scalars.read_string(heap, eh) == "no"
+    assert c.responses.read_response(heap, bad).error == (1, "no")
+    # a request without a trace: read back with the factory's default
+    rh = c.requests.write_request(heap, c.requests.RequestData(
+        inputs=[], requested_output_names=["O"], model_name="m", trace_address=99), owned)
+    got = c.requests.read_request(heap, rh)
+    assert (got.model_name, list(got.requested_output_names), got.trace_address) == ("m", ["O"], 0)
+    owned.release(heap)
+
+
+@pytest.mark.parametrize("era", ["r23.07", "r23.10", "r23.12", "r24.03", "r24.10"])
 def test_requests_round_trip_with_embedded_or_standalone_strings(heap, era):
     c = protocol.codecs(era)
     R = c.requests
@@ -187,7 +269,7 @@ def test_requests_round_trip_with_embedded_or_standalone_strings(heap, era):
     assert got.requested_output_names == ["A", "B"] or tuple(got.requested_output_names) == \
         ("A", "B")
     assert bytes(memoryview(got.inputs[0].data).cast("B")) == x.tobytes()
-    if era in ("r23.12", "r24.03"):
+    if era in ("r23.07", "r23.10", "r23.12", "r24.03"):
         assert c.tables.InferRequestShm.get(heap.buf, heap.payload(h), "correlation_id") == 42
         from tritonstub.errors import ProtocolError
         with pytest.raises(ProtocolError, match="r24.04 or later"):

@@ -22,9 +22,6 @@ STRUCT_ALLOWED = {
     # backend's copy is missing: it reproduces the stock BYTES helpers, errors included, and
     # must not depend on tritonstub internals.
     "stub/tpbu_fallback/triton_python_backend_utils.py",
-    # KServe v2's binary tensor encoding (the network wire of `tritonstub serve`, not the
-    # shared-memory one): 4-byte length prefixes walked with the core's checks and texts.
-    "serve/convert.py",
 }
 
 

@@ -189,3 +189,17 @@ def test_a_command_handle_outside_the_heap_is_refused(heap, handle):
     with pytest.raises(BadHandle) as e:
         control.read_command(heap, handle)
     assert str(handle) in str(e.value) or "outside" in str(e.value)
+
+
+@pytest.mark.parametrize("dims", [(5,), (-4,), (3,), (-1, -4), (2, 3), (1 << 62, 4)])
+def test_a_tensor_whose_dims_do_not_fit_its_data_is_refused(heap, dims):
+    """Four INT32s (16 bytes) under dims that need another size, or a negative dim: refused
+    with a ProtocolError that names the tensor (not a numpy error); the fast reader declines."""
+    data = np.arange(4, dtype=np.int32).reshape((4,) if len(dims) == 1 else (2, 2))
+    h = tensors.write_tensor(heap, "IN", 8, data.shape, bytearray(data.tobytes()), Owned())
+    for i, d in enumerate(dims):
+        heap.buf[h + H + L.TensorShm.size + 8 * i:h + H + L.TensorShm.size + 8 * i + 8] = \
+            int(d).to_bytes(8, "little", signed=True)
+    with pytest.raises(ProtocolError, match="tensor 'IN'"):
+        tensors.read_tensor(heap, h)
+    assert tensors.read_tensor_fast(heap.buf, heap.capacity, h, _numeric(), lambda *a: a) is None

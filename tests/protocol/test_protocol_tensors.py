@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from tritonstub.ipc.heap import Heap
 from tritonstub.protocol import responses
 from tritonstub.protocol.dtypes import (BF16, BYTES, NUMERIC_RAW_DTYPES, RAW_DTYPE, TRITON_DTYPES,
-                                        deserialize_bytes, serialize_bytes)
+                                        deserialize_bytes, pack_bytes, serialize_bytes,
+                                        walk_bytes)
 from tritonstub.protocol.responses import ResponseData, Returned
 from tritonstub.protocol.scalars import Owned
 from tritonstub.protocol.tensors import read_tensor, read_tensor_fast, write_tensor
@@ -88,3 +89,28 @@ def test_response_round_trip_both_writers(outputs, ident, last):
         assert [(n, c, d, bytes(x)) for n, c, d, x in got.outputs] == outs
     owned.release(HEAP)
     assert HEAP.free_memory() == EMPTY
+
+
+
+def _objects(items):
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=40), st.integers(min_value=1, max_value=7))
+def test_walk_bytes_finds_every_indicator_and_stops_at_a_short_tail(items, cut):
+    raw = pack_bytes(items)
+    assert raw == serialize_bytes(_objects(items))
+    walked = list(walk_bytes(raw))
+    assert [n for _, n in walked] == [len(x) for x in items]
+    assert [raw[off + 4:off + 4 + n] for off, n in walked] == items
+    # Truncated: every indicator but the last fits; the last is short or runs past the end.
+    short = raw[:max(0, len(raw) - cut)]
+    tail = list(walk_bytes(short))
+    assert all(off + 4 + n <= len(short) for off, n in tail[:-1])
+    if tail:
+        off, n = tail[-1]
+        assert (n is None and len(short) - off < 4) or off + 4 + n > len(short) or \
+            tail == walked[:len(tail)]

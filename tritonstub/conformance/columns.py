@@ -22,8 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -93,21 +91,6 @@ def find_reference():
 # ---- served endpoints -------------------------------------------------------------------------
 
 
-def _http(base: str, method: str, path: str, body=None, timeout: float = 30.0) -> Tuple[int, bytes]:
-    import json
-
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
 def _error_text(body: bytes) -> str:
     import json
 
@@ -126,7 +109,9 @@ class Served:
     repo: Path
 
     def http(self, method: str, path: str, body=None, timeout: float = 30.0) -> Tuple[int, bytes]:
-        return _http(f"http://{self.http_url}", method, path, body, timeout)
+        from tritonstub.testing.tritonserver import http_request
+
+        return http_request(f"http://{self.http_url}", method, path, body, timeout)
 
     def load(self, name: str, timeout: float) -> Tuple[int, str]:
         status, body = self.http("POST", f"/v2/repository/models/{name}/load", {}, timeout=timeout)

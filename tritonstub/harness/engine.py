@@ -197,6 +197,77 @@ class _Work:
     pending: Pending
     batch_size: int
     model_version: str
+    queued_ns: int = field(default_factory=time.monotonic_ns)
+    counted: bool = False          # in the statistics already (a request counts once)
+    # set by Model.run: the execute's start, end of inputs, start of outputs, end
+    marks: Optional[Sequence[int]] = None
+
+
+_DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
+              "cache_hit", "cache_miss")
+
+
+class Statistics:
+    """One model's statistics as Triton's statistics extension reports them (core
+    ``infer_stats.cc``): per request, ``success`` (count, and ns from queued to the final
+    response) with its ``queue``, ``compute_input``, ``compute_infer`` and ``compute_output``
+    shares and ``inference_count`` (its batch size), or ``fail``; per execute,
+    ``execution_count`` and ``batch_stats`` by batch size. Times come from one execute's marks: start, request
+    batch sent to the stub, reply read, responses handed on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.inference = {k: {"count": 0, "ns": 0} for k in _DURATIONS}
+        self.batches: Dict[int, Dict[str, Dict[str, int]]] = {}
+        self.executions = 0
+        self.inferences = 0
+        self.last_inference_ms = 0
+
+    def executed(self, batch_size: int, marks: Sequence[int]) -> None:
+        if len(marks) != 4:
+            return                     # the stub failed before it answered: no execution
+        start, sent, replied, end = marks
+        with self._lock:
+            self.executions += 1
+            self.last_inference_ms = int(time.time() * 1000)
+            row = self.batches.setdefault(batch_size, {k: {"count": 0, "ns": 0} for k in (
+                "compute_input", "compute_infer", "compute_output")})
+            for key, ns in (("compute_input", sent - start), ("compute_infer", replied - sent),
+                            ("compute_output", end - replied)):
+                row[key]["count"] += 1
+                row[key]["ns"] += ns
+
+    def request_done(self, work: "_Work", ok: bool) -> None:
+        """``work`` ended: its final response (``ok``), or its first error."""
+        now = time.monotonic_ns()
+        with self._lock:
+            if work.counted:
+                return
+            work.counted = True
+            key = "success" if ok else "fail"
+            self.inference[key]["count"] += 1
+            self.inference[key]["ns"] += now - work.queued_ns
+            if ok:
+                self.inferences += max(work.batch_size, 1)   # successful inferences only
+            if ok and work.marks is not None and len(work.marks) >= 3:
+                # a response sent during execute comes before the execute's end mark
+                start, sent, replied = work.marks[:3]
+                end = work.marks[3] if len(work.marks) > 3 else now
+                for k, ns in (("queue", start - work.queued_ns), ("compute_input", sent - start),
+                              ("compute_infer", replied - sent), ("compute_output", end - replied)):
+                    self.inference[k]["count"] += 1
+                    self.inference[k]["ns"] += ns
+
+    def as_json(self, name: str, version: str) -> dict:
+        with self._lock:
+            return {"name": name, "version": version,
+                    "last_inference": self.last_inference_ms,
+                    "inference_count": self.inferences, "execution_count": self.executions,
+                    "inference_stats": json.loads(json.dumps(self.inference)),
+                    "response_stats": {},
+                    "batch_stats": [dict(batch_size=size, **json.loads(json.dumps(row)))
+                                    for size, row in sorted(self.batches.items())],
+                    "memory_usage": []}
 
 
 # ---------------------------------------------------------------------------- models
@@ -215,7 +286,7 @@ class Model:
         self.queue: "queue.Queue[Optional[_Work]]" = queue.Queue()
         self.workers: List[threading.Thread] = []
         self.function: Optional[Callable] = None
-        self.stats = {"success": 0, "fail": 0, "executions": 0, "inferences": 0}
+        self.stats = Statistics()
         self.sequences: set = set()
         self.sequence_lock = threading.Lock()
         self.next_sequence_id = 1       # iterative_sequence: IDs for requests without one
@@ -271,9 +342,27 @@ class Model:
                 "outputs": tensors(self.config.get("output", []))}
 
     def statistics(self) -> dict:
-        return dict(self.stats, name=self.name, version=self.version)
+        """Triton's ``model_stats`` entry of this model (statistics extension)."""
+        return self.stats.as_json(self.name, self.version)
 
     # ------------------------------------------------------------ scheduling
+    def work(self, call: Call, data: RequestData, batch_size: int) -> _Work:
+        """``call`` ready for the queue: what the stub sends for it becomes the call's
+        responses, as it sent them (a default model that uses its sender gives a response, then
+        FINAL alone: Triton's stream shows the first as not final and drops the second; a unary
+        front end takes the one response, serve/dataplane.py), counted in the statistics."""
+        version, rid = self.version, call.request.request_id
+        work = _Work(call, None, batch_size, version)   # type: ignore[arg-type]
+
+        def on_stub_response(resp: Optional[ResponseData], final: bool) -> None:
+            out = convert.response_from_data(resp, self.name, version, rid, final)
+            if final or out.error is not None:
+                self.stats.request_done(work, out.error is None)
+            call._add(out)
+
+        work.pending = call.pending = Pending(call.request, data, on_stub_response)
+        return work
+
     def start_workers(self) -> None:
         for stub in self.instances:
             t = threading.Thread(target=self._worker, args=(stub,), daemon=True,
@@ -317,8 +406,9 @@ class Model:
     def run(self, stub: StubProcess, batch: List[_Work]) -> None:
         """One execute on ``stub`` for ``batch`` (also used by :meth:`Engine.execute`)."""
         pendings = [w.pending for w in batch]
-        self.stats["executions"] += 1
-        self.stats["inferences"] += sum(max(w.batch_size, 1) for w in batch)
+        marks = [time.monotonic_ns()]
+        for w in batch:
+            w.marks = marks
         if self.engine.log.verbose:
             self.engine.log.write(int(L.LogLevel.VERBOSE), "python_be.cc", 1305,
                                   f"model {self.name}, instance {stub.name}, executing "
@@ -328,10 +418,13 @@ class Model:
             with stub.execute_lock:      # one execute at a time per stub (Engine.execute too)
                 if stub.dead_reason is not None:
                     raise StubFailed(stub.dead_reason)
-                error = stub.execute(pendings)
+                error = stub.execute(pendings, marks)
         except StubFailed as e:
             stub.dead_reason = f"Stub process '{stub.name}' is not healthy."
             error = str(e)
+        if len(marks) == 3:
+            marks.append(time.monotonic_ns())
+        self.stats.executed(sum(max(w.batch_size, 1) for w in batch), marks)
         if error is not None:
             # The core answers every request that has no FINAL yet with the batch's error.
             for p in pendings:
@@ -399,7 +492,6 @@ class Engine(Services):
         self.load_on_demand = load_on_demand
         self._lock = threading.RLock()
         self._extra_paths: Dict[str, Path] = {}
-        self._stderr_threads: List[threading.Thread] = []
         self.started = False
 
     # ------------------------------------------------------------ lifecycle
@@ -553,31 +645,11 @@ class Engine(Services):
         model.start_workers()
 
     def _stub(self, model: Model, stub_name: str, model_py: str, decoupled: bool) -> StubProcess:
-        import subprocess
-        stderr = None if self.interactive else subprocess.PIPE
-        stub = StubProcess(self.stub, model_py, stub_name, self, decoupled=decoupled, stderr=stderr,
+        stub = StubProcess(self.stub, model_py, stub_name, self, decoupled=decoupled,
+                           on_output=None if self.interactive else self.log.raw,
                            interactive=self.interactive)
         stub.model = model          # type: ignore[attr-defined]
-        if not self.interactive:
-            original = stub.launch
-
-            def launch() -> None:
-                try:
-                    original()
-                finally:
-                    # the stub's stdout and stderr share one pipe (StubProcess.launch)
-                    out = None if stub.proc is None else (stub.proc.stdout or stub.proc.stderr)
-                    if out is not None:
-                        t = threading.Thread(target=self._drain, args=(out,), daemon=True)
-                        t.start()
-                        self._stderr_threads.append(t)
-            stub.launch = launch    # type: ignore[assignment]
         return stub
-
-    def _drain(self, stream) -> None:
-        for raw in iter(stream.readline, b""):
-            self.log.raw(raw.decode("utf-8", "replace").rstrip("\n"))
-        stream.close()
 
     def unload(self, name: str, unload_dependents: bool = False) -> None:
         with self._lock:
@@ -680,23 +752,8 @@ class Engine(Services):
         outputs = request.requested_outputs or [o["name"] for o in model.config.get("output", [])]
         data = convert.request_data(request, outputs, -1 if not request.model_version
                                     else int(request.model_version))
-        version = model.version
-        rid = request.request_id
-
-        def on_stub_response(resp: Optional[ResponseData], final: bool) -> None:
-            # Every response as the stub sent it: a default model that uses its sender gives a
-            # response, then FINAL alone (Triton's stream shows the first as not final and drops
-            # the second; a unary front end takes the one response: serve/dataplane.py).
-            out = convert.response_from_data(resp, model.name, version, rid, final)
-            if out.error is None and final:
-                model.stats["success"] += 1
-            elif out.error is not None:
-                model.stats["fail"] += 1
-            call._add(out)
-
-        pending = Pending(request, data, on_stub_response)
-        call.pending = pending
-        model.queue.put(_Work(call, pending, batch_size, version))
+        work = model.work(call, data, batch_size)
+        model.queue.put(work)
         return call
 
     def infer(self, request: InferRequest, timeout_s: Optional[float] = None) -> List[InferResponse]:
@@ -723,12 +780,8 @@ class Engine(Services):
             outputs = request.requested_outputs or [o["name"] for o in model.config.get("output", [])]
             data = convert.request_data(request, outputs, -1)
 
-            def on_stub_response(resp, final, call=call, rid=request.request_id):
-                call._add(convert.response_from_data(resp, model.name, model.version, rid, final))
-            pending = Pending(request, data, on_stub_response)
-            call.pending = pending
             calls.append(call)
-            work.append(_Work(call, pending, batch_size, model.version))
+            work.append(model.work(call, data, batch_size))
         model.run(model.instances[0], work)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for call in calls:

@@ -159,7 +159,8 @@ class StubProcess:
     def __init__(self, command: StubCommand, model_path: str, stub_name: str, services: Services,
                  *, decoupled: bool = False, runtime_modeldir: str = "DEFAULT",
                  shm_size: Optional[int] = None, shm_growth: Optional[int] = None,
-                 stderr=None, parent_pid: Optional[int] = None, interactive: bool = False):
+                 on_output: Optional[Callable[[str], None]] = None,
+                 parent_pid: Optional[int] = None, interactive: bool = False):
         self.command = command
         self.name = stub_name
         self.services = services
@@ -182,7 +183,10 @@ class StubProcess:
         self.execute_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"stub-{stub_name}")
         self._monitor: Optional[threading.Thread] = None
-        self._stderr = stderr
+        # Each line the process writes to stdout or stderr goes to on_output (Triton's log gets
+        # those lines as they are); without it, the process inherits ours.
+        self._on_output = on_output
+        self._output_thread: Optional[threading.Thread] = None
         self._interactive = interactive
         self.closed = False
         self.dead_reason: Optional[str] = None
@@ -207,11 +211,16 @@ class StubProcess:
         self._monitor.start()
         env = dict(os.environ)
         env.update(self.command.env)
-        # One pipe for both, as the stub's stdout and stderr both reach tritonserver's log.
+        piped = self._on_output is not None
         self.proc = self.parent.launch(
-            self.argv, env=env, stdout=self._stderr,
-            stderr=subprocess.STDOUT if self._stderr == subprocess.PIPE else self._stderr,
+            self.argv, env=env, stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.STDOUT if piped else None,
             stdin=None if self._interactive else subprocess.DEVNULL)
+        if self._on_output is not None:
+            self._output_thread = threading.Thread(
+                target=self._drain_output, args=(self.proc.stdout, self._on_output), daemon=True,
+                name=f"output-{self.name}")
+            self._output_thread.start()
         deadline = time.monotonic() + FIRST_MESSAGE_TIMEOUT_S
         while True:
             h = self.q["parent_message_queue"].pop(0.2)
@@ -226,10 +235,25 @@ class StubProcess:
                 raise StubFailed(f"Stub process '{self.name}' sent no start-up message within "
                                  f"{FIRST_MESSAGE_TIMEOUT_S:g} s.")
 
+    @staticmethod
+    def _drain_output(stream, on_output: Callable[[str], None]) -> None:
+        for raw in iter(stream.readline, b""):
+            on_output(raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
+
     # ------------------------------------------------------------------ pattern R
+    def _handoff(self, what: str, value: int = 0, reply: Optional[Tuple[object, int]] = None) -> int:
+        """Called just before the parent hands the stub something it wrote: ``what`` is
+        "command" (``value``: the message handle pushed on stub_message_queue), "release" (the
+        0 pushed after a reply), "reply" (``reply``: the layout and payload of a pattern B/D
+        answer, just filled), "bls" (the InferExecResponse message handle) or "stream" (an
+        InferStreamExecResponse message handle). Returns the value to hand over. Nothing
+        happens here; the fuzz test (tritonstub.testing.fuzz) corrupts what the parent wrote."""
+        return value
+
     def _send(self, command: int, args: int, owned: Owned) -> int:
         msg, _, _ = control.write_ipc_message(self.region, command, args, owned)
-        handshake.push(self.q["stub_message_queue"], msg, self.alive)
+        handshake.push(self.q["stub_message_queue"], self._handoff("command", msg), self.alive)
         return msg
 
     def _receive(self, health_checked: bool = True, limit_s: Optional[float] = None) -> int:
@@ -256,7 +280,8 @@ class StubProcess:
     def _release(self) -> None:
         """The release 0 after every reply (the stub then drops its reply objects)."""
         try:
-            handshake.push(self.q["stub_message_queue"], L.DUMMY_MESSAGE, self.alive)
+            handshake.push(self.q["stub_message_queue"], self._handoff("release", L.DUMMY_MESSAGE),
+                           self.alive)
         except PeerGone:
             pass
 
@@ -305,9 +330,11 @@ class StubProcess:
             owned.release(self.region)
 
     # ------------------------------------------------------------------ execute
-    def execute(self, batch: Sequence[Pending]) -> Optional[str]:
+    def execute(self, batch: Sequence[Pending], marks: Optional[List[int]] = None) -> Optional[str]:
         """One ExecuteRequest for ``batch``. Responses go to each Pending's ``on_response``;
-        returns the batch's error text (every request not yet final gets it) or None."""
+        returns the batch's error text (every request not yet final gets it) or None.
+        ``marks`` gets two ``monotonic_ns`` times: the request batch written and sent (end of
+        the inputs), and the stub's reply read (start of the outputs)."""
         owned = Owned()
         region = self.region
         for p in batch:
@@ -323,7 +350,11 @@ class StubProcess:
             rb = write_request_batch(region, handles, owned)
             try:
                 self._send(C.ExecuteRequest, rb, owned)
+                if marks is not None:
+                    marks.append(time.monotonic_ns())
                 reply = self._receive()
+                if marks is not None:
+                    marks.append(time.monotonic_ns())
             except PeerGone:
                 raise self._gone() from None
             try:
@@ -458,7 +489,12 @@ class StubProcess:
                 rounds: int = 2) -> None:
         box = control.mailbox(layout, payload)
         mu, cv = handshake.sync_objects(self.region, box.mutex, box.cond)
-        handshake.answer_flag(self.region, mu, cv, box.flag, self.alive, write, rounds)
+
+        def fill() -> None:
+            if write is not None:
+                write()
+            self._handoff("reply", reply=(layout, payload))
+        handshake.answer_flag(self.region, mu, cv, box.flag, self.alive, fill, rounds)
 
     def _on_log(self, h: int, msg: control.IPCMessage) -> None:
         rec = control.read_log_message(self.region, msg.args)
@@ -679,7 +715,7 @@ class StubProcess:
                 batch = write_response_batch(region, write_response(region, reply_value, owned),
                                              owned)
             reply, _, _ = control.write_ipc_message(region, C.InferExecResponse, batch, owned)
-            control.set_response_handle(region, h, reply)
+            control.set_response_handle(region, h, self._handoff("bls", reply))
             mu.lock()
             try:
                 cv.notify_all()
@@ -700,8 +736,8 @@ class StubProcess:
                 sync_sizes=(libc.MUTEX_SIZE, libc.COND_SIZE))
             mu, cv = handshake.sync_objects(region, region.payload(mu_h), region.payload(cv_h), True)
             flag = control.mailbox(L.ResponseBatch, region.payload(batch)).flag
-            handshake.start_flag(region, self.q["parent_to_stub_mq"], msg, mu, cv, flag,
-                                 self.alive, rounds=1)
+            handshake.start_flag(region, self.q["parent_to_stub_mq"], self._handoff("stream", msg),
+                                 mu, cv, flag, self.alive, rounds=1)
         except PeerGone:
             pass
         finally:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
+from . import libc
 from .sync import Condition, Mutex
 
 WAIT_SLICE_S = 1.0
@@ -48,11 +49,20 @@ class PeerGone(Exception):
 def sync_objects(heap, mutex_offset: int, cond_offset: int, initialize: bool = False):
     """The Mutex and Condition at two byte offsets of ``heap`` (initialised when asked: the
     starter of a message does that, on memory it has just Construct'ed)."""
-    mu, cv = Mutex(heap.addr(mutex_offset)), Condition(heap.addr(cond_offset))
+    mu = Mutex(heap.addr(mutex_offset, libc.MUTEX_SIZE))
+    cv = Condition(heap.addr(cond_offset, libc.COND_SIZE))
     if initialize:
         mu.initialize()
         cv.initialize()
     return mu, cv
+
+
+def peer_sync_objects(heap, mutex_handle: int, cond_handle: int):
+    """The Mutex and Condition the peer Construct'ed for a message it sent us (an inline
+    message's ``response_mutex`` / ``response_cond``): each handle must start an allocated block
+    big enough, or BadHandle (a pthread call on a corrupt handle would write anywhere)."""
+    return sync_objects(heap, heap.object_payload(mutex_handle, libc.MUTEX_SIZE),
+                        heap.object_payload(cond_handle, libc.COND_SIZE))
 
 
 def push(mq, handle: int, alive: Alive) -> None:

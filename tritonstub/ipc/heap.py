@@ -61,11 +61,12 @@ class Heap:
         self._anchor = ctypes.c_char.from_buffer(buf)
         return self
 
-    def addr(self, offset: int) -> int:
-        """Absolute address of a byte offset (mutexes, conditions and semaphores live there)."""
-        if offset < 0 or offset >= self.capacity:
-            raise BadHandle(f"offset {offset} lies outside the {self.capacity}-byte heap",
-                            region=self.name, offset=offset)
+    def addr(self, offset: int, nbytes: int = 1) -> int:
+        """Absolute address of a byte offset (mutexes, conditions and semaphores live there);
+        the ``nbytes`` from there must lie inside the buffer too (a pthread call reads them)."""
+        if offset < 0 or offset + nbytes > self.capacity:
+            raise BadHandle(f"[{offset}, {offset + nbytes}) lies outside the {self.capacity}-byte "
+                            "heap", region=self.name, offset=offset)
         return ctypes.addressof(self._anchor) + offset
 
     # ------------------------------------------------------------------ hooks (see Region)
@@ -210,7 +211,9 @@ class Heap:
             buf = self.buf
             seg = self.segment
             reuse = self._reuse
-            for handle in handles:
+            # Last constructed first: each block then merges with the free block after it,
+            # which in the steady state is the only free block (segment: replace_sole).
+            for handle in reversed(handles):
                 block = seg.block_of(handle)       # an allocated block, or BadHandle: never
                 rc = _REF.unpack_from(buf, handle)[0]   # write into a free block's tree hook
                 if rc == 0:
@@ -252,6 +255,21 @@ class Heap:
         """A Construct'ed object: inside the buffer and an allocated block (lock held)."""
         self._check_handle(handle, HEADER)
         self.segment.usable_size(handle)   # raises BadHandle unless an allocated block starts here
+
+    def object_payload(self, handle: int, nbytes: int) -> int:
+        """The payload of an object the peer hands us and we will *write* into (a flag, a mutex,
+        a condition): the handle must start an allocated block with room for ``nbytes``, so a
+        corrupt handle can neither reach past the mapping nor overwrite the allocator's own
+        words (a free block's tree hooks, a block header). Reads need only :meth:`payload`."""
+        self._enter()
+        try:
+            self._check_handle(handle, HEADER + nbytes)
+            if self.segment.usable_size(handle) < HEADER + nbytes:
+                raise BadHandle(f"the object at handle {handle} is smaller than the {nbytes} "
+                                "bytes it must hold", region=self.name, offset=handle)
+        finally:
+            self._exit()
+        return handle + HEADER
 
     def payload(self, handle: int) -> int:
         """Offset of the object behind a Construct'ed handle (handle + 16), bounds-checked."""

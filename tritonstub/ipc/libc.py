@@ -3,8 +3,16 @@
 Boost.Interprocess 1.79 on Linux builds its primitives directly on glibc objects placed in the
 shared segment (interprocess_mutex = pthread_mutex_t, interprocess_condition = pthread_cond_t,
 interprocess_semaphore = sem_t). We call the same functions on the same addresses, so C++ and
-Python lock each other out exactly. ctypes releases the GIL around every foreign call, so a
-Python thread blocked in ``sem_wait`` does not stop the others.
+Python lock each other out exactly.
+
+The GIL. A ctypes function of a ``CDLL`` releases the GIL around the call, so a thread blocked
+in ``sem_wait`` does not stop the others; but taking the GIL back costs a hand-off when another
+thread holds it, and a thread that asks for it waits up to a whole switch interval (5 ms) while
+the holder runs Python. With several model threads sending responses, every unlock, post and
+notify of a handshake paid that wait: a GIL convoy. The calls that cannot block (try-lock,
+unlock, semaphore try-wait and post, condition signal and broadcast: at most a futex wake) are
+therefore bound a second time through ``PyDLL``, which keeps the GIL across the call; only the
+calls that may wait (lock, timed lock, waits) let it go.
 
 Only this module (and region.py for mmap addresses) touches ctypes.
 """
@@ -20,9 +28,13 @@ _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 try:  # glibc < 2.34 keeps the pthread functions in libpthread
     _libc.pthread_mutexattr_setrobust
     _pthread = _libc
+    _pthread_name = "libc.so.6"
 except AttributeError:  # pragma: no cover - old glibc only
-    _pthread = ctypes.CDLL(ctypes.util.find_library("pthread") or "libpthread.so.0",
-                           use_errno=True)
+    _pthread_name = ctypes.util.find_library("pthread") or "libpthread.so.0"
+    _pthread = ctypes.CDLL(_pthread_name, use_errno=True)
+# The same library, for the calls that never block: the GIL stays held (see the docstring).
+# PyPy's ctypes has no PyDLL (and its own GIL handling): plain bindings there.
+_nonblocking = getattr(ctypes, "PyDLL", ctypes.CDLL)(_pthread_name, use_errno=True)
 
 PTHREAD_PROCESS_SHARED = 1
 PTHREAD_MUTEX_ROBUST = 1
@@ -60,10 +72,10 @@ pthread_mutexattr_setrobust = _proto(_pthread, "pthread_mutexattr_setrobust", _v
 pthread_mutexattr_destroy = _proto(_pthread, "pthread_mutexattr_destroy", _vp)
 pthread_mutex_init = _proto(_pthread, "pthread_mutex_init", _vp, _vp)
 pthread_mutex_lock = _proto(_pthread, "pthread_mutex_lock", _vp)
-pthread_mutex_trylock = _proto(_pthread, "pthread_mutex_trylock", _vp)
+pthread_mutex_trylock = _proto(_nonblocking, "pthread_mutex_trylock", _vp)
 pthread_mutex_timedlock = _proto(_pthread, "pthread_mutex_timedlock", _vp, _tsp)
-pthread_mutex_unlock = _proto(_pthread, "pthread_mutex_unlock", _vp)
-pthread_mutex_consistent = _proto(_pthread, "pthread_mutex_consistent", _vp)
+pthread_mutex_unlock = _proto(_nonblocking, "pthread_mutex_unlock", _vp)
+pthread_mutex_consistent = _proto(_nonblocking, "pthread_mutex_consistent", _vp)
 
 pthread_condattr_init = _proto(_pthread, "pthread_condattr_init", _vp)
 pthread_condattr_setpshared = _proto(_pthread, "pthread_condattr_setpshared", _vp, ctypes.c_int)
@@ -71,15 +83,15 @@ pthread_condattr_destroy = _proto(_pthread, "pthread_condattr_destroy", _vp)
 pthread_cond_init = _proto(_pthread, "pthread_cond_init", _vp, _vp)
 pthread_cond_wait = _proto(_pthread, "pthread_cond_wait", _vp, _vp)
 pthread_cond_timedwait = _proto(_pthread, "pthread_cond_timedwait", _vp, _vp, _tsp)
-pthread_cond_signal = _proto(_pthread, "pthread_cond_signal", _vp)
-pthread_cond_broadcast = _proto(_pthread, "pthread_cond_broadcast", _vp)
+pthread_cond_signal = _proto(_nonblocking, "pthread_cond_signal", _vp)
+pthread_cond_broadcast = _proto(_nonblocking, "pthread_cond_broadcast", _vp)
 
 sem_init = _proto(_pthread, "sem_init", _vp, ctypes.c_int, ctypes.c_uint)
 sem_wait = _proto(_pthread, "sem_wait", _vp)
-sem_trywait = _proto(_pthread, "sem_trywait", _vp)
+sem_trywait = _proto(_nonblocking, "sem_trywait", _vp)
 sem_timedwait = _proto(_pthread, "sem_timedwait", _vp, _tsp)
-sem_post = _proto(_pthread, "sem_post", _vp)
-sem_getvalue = _proto(_pthread, "sem_getvalue", _vp, ctypes.POINTER(ctypes.c_int))
+sem_post = _proto(_nonblocking, "sem_post", _vp)
+sem_getvalue = _proto(_nonblocking, "sem_getvalue", _vp, ctypes.POINTER(ctypes.c_int))
 
 
 def get_errno() -> int:

@@ -268,11 +268,13 @@ class Region(Heap):
             with self.locked():
                 pass
 
-    def addr(self, offset: int) -> int:
-        """Absolute address of a byte offset (for ctypes: mutexes, conditions, semaphores)."""
-        if offset < 0 or offset >= self.capacity:
-            raise BadHandle(f"offset {offset} lies outside the {self.capacity}-byte mapping",
-                            region=self.name, offset=offset)
+    def addr(self, offset: int, nbytes: int = 1) -> int:
+        """Absolute address of a byte offset (for ctypes: mutexes, conditions, semaphores);
+        the ``nbytes`` from there must lie inside the mapping too (a pthread call reads them:
+        one byte past the end is a SIGSEGV)."""
+        if offset < 0 or offset + nbytes > self.capacity:
+            raise BadHandle(f"[{offset}, {offset + nbytes}) lies outside the {self.capacity}-byte "
+                            "mapping", region=self.name, offset=offset)
         return self.base + offset
 
     # ------------------------------------------------------------------ closing

@@ -639,23 +639,34 @@ class ManagedSegment:
         nx = b + size * _UNIT_W
         nxw = Q[nx + 1]
         target = b
-        if not w & PREV_ALLOCATED:
+        prev_free = not w & PREV_ALLOCATED
+        next_free = not nxw & ALLOCATED
+        # The free block it merges with is the tree's only node (a region whose free space is
+        # one block, freed last-allocated first: release_many's order): erase + insert of the
+        # only node is replace_sole, the same words in one step (see CompactRBTree).
+        sole = prev_free != next_free and Q[_FREE_COUNT_W] == 1
+        if prev_free:
             pb = b - Q[b] * _UNIT_W
             if pb < _FIRST_W:
                 self._corrupt("prev_size points before the first block", b * 8)
             Q[pb + 1] += size                      # pb.size += b.size (no carry: size < 2^62)
-            tree.erase(pb + _HOOK_W)
+            if not sole:
+                tree.erase(pb + _HOOK_W)
             target = pb
-        if not nxw & ALLOCATED:
+        if next_free:
             Q[target + 1] += nxw & SIZE_MASK
-            tree.erase(nx + _HOOK_W)
+            if not sole:
+                tree.erase(nx + _HOOK_W)
         tw = Q[target + 1] & CLEAR_ALLOCATED       # mark_free(target)
         Q[target + 1] = tw
         tsize = tw & SIZE_MASK
         tn = target + tsize * _UNIT_W
         Q[tn + 1] &= CLEAR_PREV_ALLOCATED
         Q[tn] = tsize
-        self._insert_upper(target + _HOOK_W, tsize)
+        if sole:
+            tree.replace_sole(target + _HOOK_W if prev_free else nx + _HOOK_W, target + _HOOK_W)
+        else:
+            self._insert_upper(target + _HOOK_W, tsize)
 
     def block_of(self, offset: int) -> int:
         """Validate ``offset`` as deallocate does; the token it returns is for

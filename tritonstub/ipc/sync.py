@@ -33,10 +33,13 @@ class Mutex:
 
     def lock(self, timeout: Optional[float] = None) -> None:
         """Lock; with ``timeout`` (seconds) raise IPCTimeout when it runs out."""
-        if timeout is None:
-            rc = libc.pthread_mutex_lock(self.addr)
-        else:
-            rc = libc.pthread_mutex_timedlock(self.addr, libc.deadline(timeout))
+        # A free mutex is taken without letting the GIL go (libc.py); only a wait releases it.
+        rc = libc.pthread_mutex_trylock(self.addr)
+        if rc == errno.EBUSY:
+            if timeout is None:
+                rc = libc.pthread_mutex_lock(self.addr)
+            else:
+                rc = libc.pthread_mutex_timedlock(self.addr, libc.deadline(timeout))
         if rc == 0:
             return
         self._fail(rc, "lock")

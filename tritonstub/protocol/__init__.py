@@ -47,7 +47,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Dict, Optional
 
 #: era name -> module holding its layout tables
-TABLES: Dict[str, str] = {"r23.12": "r23_12", "r24.03": "r24_03", "r24.04": "r24_04", "r24.06": "r24_06", "r24.08": "r24_08", "r24.10": "r24_10", "r25.02": "r25_02", "r25.04": "r25_04",
+TABLES: Dict[str, str] = {"r23.07": "r23_07", "r23.10": "r23_10", "r23.12": "r23_12", "r24.03": "r24_03", "r24.04": "r24_04", "r24.06": "r24_06", "r24.08": "r24_08", "r24.10": "r24_10", "r25.02": "r25_02", "r25.04": "r25_04",
                           "r26.03": "r26_03"}
 DEFAULT_ERA = "r24.10"
 
@@ -55,7 +55,7 @@ DEFAULT_ERA = "r24.10"
 #: may only add a field in what was padding, as r26.03 does in IPCControlShm), so that code
 #: which runs before the era is known may use them through :func:`common`.
 COMMON = ("AllocatedShmOwnership", "IPCControlShm", "MessageQueueShm", "IPCMessageShm",
-          "StringShm", "DictShm", "PairShm", "PbErrorShm", "InitializeResponseShm",
+          "StringShm", "DictShm", "PairShm", "InitializeResponseShm",
           "AutoCompleteResponseShm", "SendMessageBase", "LogSendMessage")
 
 #: The modules that bind tables at import (loaded once per era by :func:`codecs`), in the order

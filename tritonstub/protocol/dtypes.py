@@ -105,6 +105,34 @@ def serialize_bytes(arr):
     return _pack(_bytes_items(arr))
 
 
+def pack_bytes(items):
+    """The BYTES wire format of a list of ``bytes`` elements (``b""`` for none): what
+    :func:`serialize_bytes` writes, for a caller that already holds the elements."""
+    return _pack(items) if items else b""
+
+
+def walk_bytes(buf):
+    """Walk the length indicators of a BYTES buffer without copying an element.
+
+    Yields ``(offset, length)`` for each indicator, ``offset`` being where the indicator
+    starts (its element's bytes start at ``offset + 4``). Where fewer than 4 bytes remain,
+    yields ``(offset, None)`` and stops. The caller decides what a short buffer or an element
+    running past the end means (a validator counts, a decoder refuses); the walk stops after an
+    element that runs past the end.
+    """
+    view = memoryview(buf).cast("B")
+    size = len(view)
+    offset = 0
+    unpack = _U32_STRUCT.unpack_from
+    while offset < size:
+        if offset + 4 > size:
+            yield offset, None
+            return
+        (length,) = unpack(view, offset)
+        yield offset, length
+        offset += 4 + length
+
+
 def _unpack_error(offset, need, size):
     return struct.error(
         "unpack_from requires a buffer of at least %d bytes for unpacking %d bytes at offset %d "
@@ -138,6 +166,10 @@ def _unpack(data):
     if offset > size:
         raise _unpack_error(start, length, size)
     return items
+
+
+#: What :func:`deserialize_bytes` raises for data that does not frame its elements.
+BYTES_DECODE_ERRORS = (struct.error, ValueError)
 
 
 def deserialize_bytes(buf, shape=None):

@@ -9,7 +9,8 @@ that answers in another era's layout corrupts the parent's memory: a r24.10 stub
 tritonserver segfault on its first response. So the stub finds out which era its parent speaks
 before it answers anything, and refuses the eras it cannot speak.
 
-What the stub can rely on whatever the era (python_backend r23.07 to r26.07): argv, the IPC control
+What the stub can rely on whatever the era (python_backend r23.07 to r26.07): argv (argv[9] is
+the model's platform before r23.10, the runtime model directory after), the IPC control
 block, the message queues, the "health thread started" message, IPCMessageShm, StringShm and
 the PbMap of the InitializeRequest, and AutoCompleteResponseShm / InitializeResponseShm. So the
 decision can wait for the parent's first command (AutoCompleteRequest or InitializeRequest), whose
@@ -23,6 +24,8 @@ How the era is decided (:func:`decide`), first match wins:
    added or dropped a Triton API import or a message text, and dynamic-symbol names and
    read-only strings survive ``strip``. The markers (:data:`MARKERS`) were checked on the pip
    builds of Triton 2.36 ... 2.51 and on parents built from python_backend r25.02 ... r26.07;
+   those of r23.08, r23.09 and r23.11 (no pip build) come from the sources, their edges checked
+   on the 2.36, 2.39 and 2.41 builds;
 3. nothing else: a parent whose library cannot be read is not guessed at.
 
 ``TRITON_SERVER_VERSION`` / ``NVIDIA_TRITON_SERVER_VERSION`` (set in NGC images) are a
@@ -63,9 +66,15 @@ class Era:
 
 #: Oldest first. Two eras never share a release; every release from r23.07 on is in one.
 ERAS: Tuple[Era, ...] = (
-    Era("r23.07", "r23.09", "2.36-2.38", "argv[9] is the platform; no request cancellation", 12),
-    Era("r23.10", "r23.11", "2.39-2.40", "IsRequestCancelled, error codes", 12),
-    Era("r23.12", "r24.02", "2.41-2.43", "command enum renumbered (CUDA pool, stream responses)", 14),
+    Era("r23.07", "r23.07", "2.36", "argv[9] is the platform ('NONE'); no request trace, errors "
+        "are bare strings, no request cancellation", 12),
+    Era("r23.08", "r23.08", "2.37", "InferRequestShm trace pointer", 12),
+    Era("r23.09", "r23.09", "2.38", "errors as PbErrorShm (error codes)", 12),
+    Era("r23.10", "r23.10", "2.39", "IsRequestCancelled", 12),
+    Era("r23.11", "r23.11", "2.40", "command enum renumbered (CUDA pool, stream responses), "
+        "request release flags, BLS parameters", 14),
+    Era("r23.12", "r24.02", "2.41-2.43", "u64 timeout; the stub deletes response factories "
+        "(two cleanup commands)", 14),
     Era("r24.03", "r24.03", "2.44", "InferRequestShm trace handle", 14),
     Era("r24.04", "r24.05", "2.45-2.46", "InferRequestShm handles for names and correlation ids", 14),
     Era("r24.06", "r24.07", "2.47-2.48", "every response through the response sender", 14),
@@ -78,10 +87,15 @@ ERAS: Tuple[Era, ...] = (
 _BY_NAME: Dict[str, Era] = {e.name: e for e in ERAS}
 
 #: The eras this tritonstub speaks.
-SUPPORTED: Tuple[str, ...] = ("r23.12", "r24.03", "r24.04", "r24.06", "r24.08", "r24.10", "r25.02", "r25.04", "r26.03")
+SUPPORTED: Tuple[str, ...] = ("r23.07", "r23.10", "r23.12", "r24.03", "r24.04", "r24.06", "r24.08", "r24.10", "r25.02", "r25.04", "r26.03")
 
 #: What an era adds to the model API (c_python_backend_utils), kept by every later era.
 API_FEATURES: Dict[str, Tuple[str, ...]] = {
+    "r23.08": ("request_trace",),           # InferenceRequest.trace(), InferenceRequest(trace=)
+    "r23.09": ("error_codes",),             # TritonError(message, code), codes on the wire
+    "r23.10": ("request_cancellation",),    # InferenceRequest.is_cancelled()
+    "r23.11": ("request_rescheduling",      # InferenceRequest.set_release_flags()
+               "bls_parameters"),           # InferenceRequest(parameters=) for BLS
     "r24.08": ("metric_histogram",),        # MetricFamily.HISTOGRAM, Metric.observe, buckets=
     "r25.02": ("response_parameters",),     # InferenceResponse(parameters=), .parameters()
     "r25.04": ("bls_cancel",),              # ResponseIterator.cancel()
@@ -93,6 +107,21 @@ def features(name: str) -> frozenset:
     """The model-API features of era ``name`` (those of API_FEATURES up to it)."""
     key = _key(name)
     return frozenset(f for e, fs in API_FEATURES.items() if _key(e) <= key for f in fs)
+
+
+def feature_era(feature: str) -> Era:
+    """The first era whose model API has ``feature``."""
+    for name, fs in API_FEATURES.items():
+        if feature in fs:
+            return era(name)
+    raise KeyError(feature)
+
+
+def needs(what: str, feature: str) -> str:
+    """The text of the error a model gets when its parent's era lacks ``feature``."""
+    e = feature_era(feature)
+    return (f"{what} needs python_backend {e.name} or later (Triton {e.tritons.split('-')[0]}+): "
+            f"this Triton's python backend speaks an older protocol")
 
 
 def era(name: str) -> Era:
@@ -211,8 +240,11 @@ def _sym(name: str, since: str) -> Marker:
 
 RESPONSE_DELETE = _sym("TRITONBACKEND_ResponseDelete", "")   # gone r24.06-r24.09 only
 MARKERS: Tuple[Marker, ...] = (
+    _sym("TRITONSERVER_InferenceTraceSpawnChildTrace", "r23.08"),
+    Marker(b"requires at least 1 MB of shared memory", "r23.09", False),
     _sym("TRITONBACKEND_RequestIsCancelled", "r23.10"),
-    _sym("TRITONSERVER_InferenceRequestSetBoolParameter", "r23.12"),
+    _sym("TRITONSERVER_InferenceRequestSetBoolParameter", "r23.11"),
+    _sym("TRITONBACKEND_InferenceRequestTimeoutMicroseconds", "r23.12"),
     _sym("TRITONSERVER_InferenceTraceContext", "r24.03"),
     _sym("TRITONBACKEND_RequestCorrelationIdString", "r24.04"),
     _sym("TRITONSERVER_MetricObserve", "r24.08"),
@@ -253,10 +285,16 @@ def fingerprint(data: bytes) -> Fingerprint:
     has_delete = RESPONSE_DELETE.found_in(data)
     present = [m for m in MARKERS if found[m.since]]
     absent = [m for m in MARKERS if not found[m.since]]
-    if not found["r23.10"]:
+    if not found["r23.08"]:
         name = "r23.07"
-    elif not found["r23.12"]:
+    elif not found["r23.09"]:
+        name = "r23.08"
+    elif not found["r23.10"]:
+        name = "r23.09"
+    elif not found["r23.11"]:
         name = "r23.10"
+    elif not found["r23.12"]:
+        name = "r23.11"
     elif not found["r24.03"]:
         name = "r23.12"
     elif not found["r24.04"]:

@@ -199,6 +199,8 @@ PairShm = StructLayout("PairShm", 16, [
     ("value", "handle", 8),
 ])
 
+#: (r23.07-r23.08: an error is a bare PbString, without a code)
+ERRORS_CARRY_CODES = True
 PbErrorShm = StructLayout("PbErrorShm", 16, [
     ("error_code", "enum", 0),
     ("message_shm_handle", "handle", 8),
@@ -240,6 +242,8 @@ RequestBatch = StructLayout("RequestBatch", 16, [
 INLINE_REQUEST_STRINGS = False
 #: (before r24.03 the trace was the server's raw pointer, without a context)
 TRACE_IS_POINTER = False
+#: (r23.07 has no trace in the request at all)
+HAS_TRACE = True
 
 InferRequestShm = StructLayout("InferRequestShm", 120, [
     ("input_count", "u32", 0),
@@ -292,6 +296,10 @@ ResponseBatch = StructLayout("ResponseBatch", 120, [
 RESPONSES_THROUGH_SENDER = False
 SENDS_ON_PARENT_MQ = False
 STUB_DELETES_FACTORY_ON_FINAL = False
+#: (r23.10 and before: the parent deletes every response factory; the stub never sends a cleanup)
+STUB_RELEASES_FACTORIES = True
+#: (r23.10 and before: the parent's messages on parent_to_stub_mq carry no command)
+PARENT_TO_STUB_COMMANDS = True
 EXECUTE_RESPONSE_SEPARATE = False
 NONE_RESPONSES_ALLOWED = True
 EXECUTE_ERROR_PREFIXED = True

@@ -22,8 +22,10 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import current
 from .dtypes import NUMERIC_RAW_DTYPES
-from .scalars import Owned, read_handles, string_reader, write_handles, write_string
-from .tensors import RawTensor, read_tensor, read_tensor_fast, write_tensor
+from .scalars import (Owned, pack_string, read_handles, string_reader, write_handles,
+                      write_string)
+from .tensors import (RawTensor, pack_tensor, read_tensor, read_tensor_fast, tensor_head,
+                      tensor_parts, write_tensor)
 
 L = current()
 H = L.OWNERSHIP_HEADER
@@ -35,7 +37,9 @@ _I_VERSION, _I_FLAGS, _I_TIMEOUT = _RI["model_version"], _RI["flags"], _RI["time
 _I_ADDR, _I_FACTORY = _RI["address"], _RI["response_factory_address"]
 _I_PMT, _I_PMD = _RI["preferred_memory_type"], _RI["preferred_memory_device_id"]
 _TRACE_POINTER = L.TRACE_IS_POINTER            # before r24.03: a raw pointer, no context
-_I_TRACE = _RI["trace" if _TRACE_POINTER else "trace_shm_handle"]
+_HAS_TRACE = L.HAS_TRACE                        # r23.07: no trace at all
+_TRACE_FIELD = "trace" if _TRACE_POINTER else "trace_shm_handle"
+_I_TRACE = _RI[_TRACE_FIELD] if _HAS_TRACE else None
 #: r24.03: the correlation id is a u64 in the struct and the three strings are embedded after
 #: the handle arrays; r24.04+: handles to a CorrelationIdShm and three standalone strings.
 _INLINE = L.INLINE_REQUEST_STRINGS
@@ -43,6 +47,10 @@ _I_CORR = _RI["correlation_id"] if _INLINE else _RI["correlation_id_shm_handle"]
 _I_NAME, _I_ID, _I_PARAMS = ((None, None, None) if _INLINE else (
     _RI["model_name_shm_handle"], _RI["request_id_shm_handle"], _RI["parameters_shm_handle"]))
 _EMBEDDED = L.StringShm.struct
+#: r23.11+: the request carries release flags (rescheduling); r23.10 and before have none.
+HAS_RELEASE_FLAGS = "request_release_flags" in _R.fields
+_RELEASE = {"request_release_flags": L.TRITONSERVER_REQUEST_RELEASE_ALL} if HAS_RELEASE_FLAGS \
+    else {}
 _I_DECOUPLED = _RI["is_decoupled"]
 _STRING_ID = int(L.CorrelationIdDataType.STRING)
 _UINT64_ID = int(L.CorrelationIdDataType.UINT64)
@@ -174,7 +182,7 @@ def read_request(heap, h: int, factory: RequestFactory = DATA_FACTORY):
         id_string, id_uint, id_type = L.CorrelationIdShm.struct.unpack_from(heap.buf, cp)
         corr = string(id_string) if id_type == _STRING_ID else id_uint
     trace = factory.default_trace
-    th = f[_I_TRACE]
+    th = f[_I_TRACE] if _HAS_TRACE else 0
     if _TRACE_POINTER:
         if th:
             trace = factory.trace(th, "")
@@ -235,16 +243,57 @@ def write_request(heap, req: RequestData, owned: Owned) -> int:
     """InferRequest::SaveToSharedMemory (BLS requests; the harness's execute requests)."""
     if _INLINE:
         return _write_request_inline(heap, req, owned)
-    in_handles = [write_tensor(heap, t.name, t.dtype, t.dims, t.data, owned) for t in req.inputs]
-    n_out, n_in = len(req.requested_output_names), len(in_handles)
-    h = heap.construct(_R.size + 8 * (n_out + n_in))
-    owned.append(h)
-    out_handles = [write_string(heap, n, owned) for n in req.requested_output_names]
-    corr = _write_correlation_id(heap, req.correlation_id, owned)
-    model_name = write_string(heap, req.model_name, owned)
-    request_id = write_string(heap, req.request_id, owned)
-    params = write_string(heap, req.parameters, owned)
-    trace = _write_trace(heap, req.trace_address, req.trace_context or "", owned)
+    # Every block in one Construct run (one hold of the allocator's lock), in the order the
+    # objects were always built: the same handles as one Construct each, for a fraction of
+    # the Python.
+    corr = req.correlation_id
+    corr_is_str = isinstance(corr, str)
+    def enc(text) -> bytes:             # as write_string encodes
+        return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+    tensors = []
+    sizes = []
+    for t in req.inputs:
+        bname, mv = tensor_parts(t.name, t.data)
+        head = tensor_head(len(t.dims), len(bname))
+        tensors.append((head, bname, int(t.dtype), t.dims, mv, len(mv)))
+        sizes.append(head.size + len(mv))
+    n_out, n_in = len(req.requested_output_names), len(tensors)
+    sizes.append(_R.size + 8 * (n_out + n_in))
+    strings = [enc(n) for n in req.requested_output_names]
+    strings.append(enc(corr if corr_is_str else ""))
+    strings += [enc(req.model_name), enc(req.request_id), enc(req.parameters),
+                enc(req.trace_context or "")]
+    string_size = L.StringShm.size
+    for i, data in enumerate(strings):
+        sizes += (string_size, len(data))
+        if i == n_out:
+            sizes.append(L.CorrelationIdShm.size)       # after the id's string
+    sizes.append(L.InferenceTraceShm.size)              # after the trace context's string
+    handles = heap.construct_many(sizes)
+    owned.extend(handles)
+    buf = heap.buf
+    in_handles = handles[:n_in]
+    for th, (head, bname, dtype, dims, mv, nbytes) in zip(in_handles, tensors):
+        pack_tensor(buf, th, head, bname, dtype, dims, mv, nbytes)
+    h = handles[n_in]
+    k = n_in + 1
+    string_handles = []
+    for i, data in enumerate(strings):
+        pack_string(buf, handles[k], handles[k + 1], data)
+        string_handles.append(handles[k])
+        k += 2
+        if i == n_out:
+            corr_h = handles[k]
+            L.CorrelationIdShm.pack(buf, corr_h + H, id_string_shm_handle=string_handles[-1],
+                                    id_uint=0 if corr_is_str else int(corr),
+                                    id_type=_STRING_ID if corr_is_str else _UINT64_ID)
+            k += 1
+    trace = handles[k]
+    L.InferenceTraceShm.pack(buf, trace + H, trace_context_shm_handle=string_handles[-1],
+                             triton_trace=int(req.trace_address))
+    out_handles = string_handles[:n_out]
+    corr = corr_h
+    model_name, request_id, params = string_handles[n_out + 1:n_out + 4]
     p = h + H
     _R.pack(heap.buf, p, input_count=n_in, requested_output_count=n_out,
             model_version=int(req.model_version), flags=int(req.flags), address=req.address,
@@ -273,8 +322,8 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
     head = _R.size + 8 * (n_out + n_in)
     h = heap.construct(head + sum(_EMBEDDED.size + len(t) for t in texts))
     owned.append(h)
-    trace = int(req.trace_address) if _TRACE_POINTER else \
-        _write_trace(heap, req.trace_address, req.trace_context or "", owned)
+    trace = {} if not _HAS_TRACE else {_TRACE_FIELD: int(req.trace_address)} if _TRACE_POINTER \
+        else {_TRACE_FIELD: _write_trace(heap, req.trace_address, req.trace_context or "", owned)}
     p = h + H
     _R.pack(heap.buf, p, correlation_id=int(req.correlation_id or 0), input_count=n_in,
             requested_output_count=n_out, model_version=int(req.model_version),
@@ -283,8 +332,7 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
             is_decoupled=bool(req.is_decoupled), timeout=int(req.timeout),
             preferred_memory_type=int(req.preferred_memory_type),
             preferred_memory_device_id=int(req.preferred_memory_device_id),
-            request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
-            **{"trace" if _TRACE_POINTER else "trace_shm_handle": trace})
+            **_RELEASE, **trace)
     write_handles(heap, p + _R.size, out_handles + in_handles)
     off = head
     for t in texts:
@@ -296,9 +344,17 @@ def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:
 
 
 def write_release_flags(heap, request_handle: int, flags: int) -> None:
-    """InferRequest::SetReleaseFlags: the parent reads them back after execute."""
-    _R.set(heap.buf, request_handle + H, "request_release_flags", int(flags))
+    """InferRequest::SetReleaseFlags: the parent reads them back after execute (r23.11+)."""
+    if not HAS_RELEASE_FLAGS:
+        from ..errors import ProtocolError
+        raise ProtocolError(f"request release flags need python_backend r23.11 or later "
+                            f"(Triton 2.40+); this parent speaks {L.VERSION}")
+    # A write into the parent's block: the handle must be a whole request object.
+    _R.set(heap.buf, heap.object_payload(request_handle, _R.size), "request_release_flags",
+           int(flags))
 
 
 def read_release_flags(heap, request_handle: int) -> int:
+    if not HAS_RELEASE_FLAGS:
+        return L.TRITONSERVER_REQUEST_RELEASE_ALL
     return _R.get(heap.buf, heap.payload(request_handle), "request_release_flags")

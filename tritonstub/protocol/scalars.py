@@ -137,8 +137,11 @@ def write_map(heap, mapping: Dict[str, object], owned: Owned) -> int:
 
 # ------------------------------------------------------------------ errors
 def write_error(heap, code: int, message: str, owned: Owned) -> int:
-    """PbError::SaveToSharedMemory: PbErrorShm {code, message StringShm}."""
+    """PbError::SaveToSharedMemory: PbErrorShm {code, message StringShm} (before r23.09: the
+    message string alone, the code dropped)."""
     mh = write_string(heap, message, owned)
+    if not L.ERRORS_CARRY_CODES:
+        return mh
     h = heap.construct(L.PbErrorShm.size)
     owned.append(h)
     L.PbErrorShm.write(heap.buf, h + H, error_code=int(code), message_shm_handle=mh)
@@ -146,7 +149,10 @@ def write_error(heap, code: int, message: str, owned: Owned) -> int:
 
 
 def read_error(heap, handle: int) -> Tuple[int, str]:
-    """PbError::LoadFromSharedMemory: (TRITONSERVER_Error_Code, message)."""
+    """PbError::LoadFromSharedMemory: (TRITONSERVER_Error_Code, message); before r23.09 the
+    handle names the message and the code is INTERNAL."""
+    if not L.ERRORS_CARRY_CODES:
+        return int(L.TRITONSERVER_Error_Code.INTERNAL), read_string(heap, handle)
     p = heap.payload(handle)
     heap.ensure_mapped(p, L.PbErrorShm.size)
     code = L.PbErrorShm.get(heap.buf, p, "error_code")

@@ -29,6 +29,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from . import current
+from .dtypes import BYTES, RAW_DTYPE
 from .scalars import Owned
 
 L = current()
@@ -43,10 +44,13 @@ _U64 = struct.Struct("<Q")
 # The field orders the precompiled structs below rely on, checked at import.
 assert _T.names == ("memory", "dtype", "dims_count")
 assert L.StringShm.names == ("data", "length")
-assert _M.names == ("gpu_pointer_offset", "use_cuda_shared_pool", "cuda_pool_offset",
-                    "memory_type", "memory_type_id", "byte_size", "memory_release_id")
+# MemoryShm changed with the CUDA memory pool (r23.11): its fields are found by name, and a CPU
+# tensor's MemoryShm is written as (fields before byte_size, byte_size, fields after it).
 _M_TYPE = _M.names.index("memory_type")
 _M_SIZE = _M.names.index("byte_size")
+_M_CPU = tuple(_MEM_CPU if n == "memory_type" else False if _M.fields[n].type == "bool" else 0
+               for n in _M.names)
+_M_BEFORE, _M_AFTER = _M_CPU[:_M_SIZE], _M_CPU[_M_SIZE + 1:]
 
 
 @dataclass
@@ -91,9 +95,11 @@ def read_tensor(heap, handle: int) -> RawTensor:
     m = _M.read(heap.buf, mp)
     mtype, mtype_id, nbytes = m["memory_type"], m["memory_type_id"], m["byte_size"]
     if mtype == _MEM_GPU:
+        _check_dims(handle, name, dtype, dims, nbytes)
         return RawTensor(name, dtype, tuple(dims), b"", mtype, mtype_id)
     d = mp + _M.size
     heap.ensure_mapped(d, nbytes)
+    _check_dims(handle, name, dtype, dims, nbytes)
     # One copy into fresh, writable memory; numpy's copy is several times faster than
     # bytearray() for large tensors.
     data = np.frombuffer(heap.buf, np.uint8, count=nbytes, offset=d).copy() if nbytes \
@@ -101,6 +107,26 @@ def read_tensor(heap, handle: int) -> RawTensor:
     return RawTensor(name, dtype, tuple(dims), data, mtype, mtype_id)
 
 
+def _check_dims(handle: int, name: str, dtype: int, dims, nbytes: int) -> None:
+    """The shape must be one the data can fill: no negative dim, and for a fixed-size dtype
+    exactly ``product(dims) * itemsize`` bytes (what Triton checks of every input)."""
+    from ..errors import ProtocolError
+    if any(x < 0 for x in dims):
+        raise ProtocolError(f"tensor '{name}' at handle {handle} has a negative dim: "
+                            f"{list(dims)}")
+    itemsize = _ITEMSIZE.get(dtype)
+    if itemsize is None:
+        return                  # BYTES (its own framing is checked when decoded) or unknown
+    count = 1
+    for x in dims:
+        count *= x
+    if count * itemsize != nbytes:
+        raise ProtocolError(f"tensor '{name}' at handle {handle}: dims {list(dims)} of "
+                            f"{itemsize}-byte elements need {count * itemsize} bytes, its "
+                            f"memory holds {nbytes}")
+
+
+_ITEMSIZE = {code: dt.itemsize for code, dt in RAW_DTYPE.items() if code != BYTES}
 _DIMS_NAME: dict = {}
 
 
@@ -142,6 +168,8 @@ def read_tensor_fast(buf, cap: int, handle: int, numeric: dict, new_tensor):
     dims = v[:ndims]
     count = 1
     for x in dims:
+        if x < 0:
+            return None
         count *= x
     if m[_M_TYPE] != _MEM_CPU or d + nbytes > cap or count <= 0 or count * np_dtype.itemsize != nbytes:
         return None
@@ -183,7 +211,7 @@ def pack_tensor(buf, handle: int, head: struct.Struct, bname: bytes, dtype: int,
     """Fill a Construct'ed tensor block (still private to us: no lock needed)."""
     p = handle + H
     head.pack_into(buf, p, 0, dtype, len(dims), *dims, 0, len(bname), bname,
-                   0, False, 0, _MEM_CPU, 0, nbytes, 0)
+                   *_M_BEFORE, nbytes, *_M_AFTER)
     if nbytes:
         d = p + head.size
         buf[d:d + nbytes] = payload

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import math
 import re
-import struct
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..protocol.dtypes import pack_bytes, serialize_bytes, walk_bytes
 from ..harness.types import DATATYPES, InferError, InferRequest, InferResponse, InferTensor
-
-_LEN = struct.Struct("<I")
 
 #: TRITONSERVER_Error_Code name -> grpc.StatusCode name (server grpc_utils.cc CodeToStatus).
 GRPC_CODES = {
@@ -95,33 +93,6 @@ def element_count(shape: Sequence[int]) -> int:
     return int(math.prod(int(d) for d in shape)) if len(shape) else 1
 
 
-def deserialize_bytes(raw: bytes) -> List[bytes]:
-    """4-byte-length-prefixed elements -> list of bytes (no count check)."""
-    out: List[bytes] = []
-    view = memoryview(raw)
-    off, n = 0, len(raw)
-    while off < n:
-        if off + 4 > n:
-            raise ValueError(f"incomplete length indicator at byte {off}")
-        (size,) = _LEN.unpack_from(view, off)
-        off += 4
-        if off + size > n:
-            raise ValueError(f"element at byte {off - 4} runs past the end")
-        out.append(bytes(view[off:off + size]))
-        off += size
-    return out
-
-
-def serialize_bytes(array: np.ndarray) -> bytes:
-    parts = []
-    for v in array.reshape(-1):
-        b = v if isinstance(v, (bytes, bytearray)) else (
-            v.encode() if isinstance(v, str) else bytes(v))
-        parts.append(_LEN.pack(len(b)))
-        parts.append(b)
-    return b"".join(parts)
-
-
 def decode_bytes(name: str, datatype: str, shape: Sequence[int], raw: bytes, *,
                  model_name: str, request_id: str = "") -> InferTensor:
     """One input's bytes -> an InferTensor of ``shape``. A byte count that does not fit raises
@@ -131,32 +102,28 @@ def decode_bytes(name: str, datatype: str, shape: Sequence[int], raw: bytes, *,
     count = element_count(shape)
     if datatype == "BYTES":
         # core ValidateBytesInputs: walks the length indicators and counts the elements
-        view = memoryview(raw)
-        off, n, found = 0, len(raw), 0
+        n, found = len(raw), 0
         elems: List[bytes] = []
-        while off < n:
-            if off + 4 > n:
+        for off, size in walk_bytes(raw):
+            if size is None:
                 raise DeferredInputError(
                     "INVALID_ARG",
                     f"{log_request(request_id)}incomplete string length indicator for inference "
                     f"input '{name}' for model '{model_name}', expecting 4 bytes but only "
                     f"{n - off} bytes available. Please make sure the string length indicator "
                     "is in one buffer.")
-            (size,) = _LEN.unpack_from(view, off)
             found += 1
             if found > count:
                 raise DeferredInputError(
                     "INVALID_ARG",
                     f"{log_request(request_id)}unexpected number of string elements {found} for "
                     f"inference input '{name}' for model '{model_name}', expecting {count}")
-            off += 4
-            if off + size > n:
+            if off + 4 + size > n:
                 raise DeferredInputError(
                     "INVALID_ARG",
                     f"{log_request(request_id)}expected {count} string elements for inference "
                     f"input '{name}' for model '{model_name}', got {found}")
-            elems.append(bytes(view[off:off + size]))
-            off += size
+            elems.append(bytes(raw[off + 4:off + 4 + size]))
         if found != count:
             raise DeferredInputError(
                 "INVALID_ARG",
@@ -477,9 +444,8 @@ def json_data_to_raw(name: str, datatype: str, shape: Sequence[int], data: Any) 
             if not isinstance(v, str):
                 raise InferError("INTERNAL", "Unable to parse 'data': attempt to access JSON "
                                              "non-string as string")
-            b = v.encode("utf-8", "surrogateescape")
-            parts.append(_LEN.pack(len(b)) + b)
-        return b"".join(parts)
+            parts.append(v.encode("utf-8", "surrogateescape"))
+        return pack_bytes(parts)
     if len(flat) > count:
         raise InferError("INTERNAL", "Unable to parse 'data': Shape does not match true shape "
                                      "of 'data' field")

@@ -58,28 +58,12 @@ def single_response(responses: List[InferResponse]) -> InferResponse:
     return real[0]
 
 
-_DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
-              "cache_hit", "cache_miss")
-
-
 def model_stats(stats: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """One model's ``statistics()`` -> Triton's ``model_stats`` entries. Takes Triton's JSON
-    as it is, or the engine's counters (``success``/``fail``/``executions``/``inferences``),
-    which carry no durations: every ``ns`` is then 0."""
+    """One model's ``statistics()`` (Triton's JSON: one ``model_stats`` entry, or the whole
+    answer) -> Triton's ``model_stats`` entries."""
     if "model_stats" in stats:
         return list(stats["model_stats"])
-    if "inference_stats" in stats:
-        return [dict(stats)]
-    zero = {"count": 0, "ns": 0}
-    infer = {k: dict(zero) for k in _DURATIONS}
-    infer["success"]["count"] = int(stats.get("success", 0))
-    infer["fail"]["count"] = int(stats.get("fail", 0))
-    return [{"name": stats.get("name", ""), "version": str(stats.get("version", "")),
-             "last_inference": int(stats.get("last_inference", 0)),
-             "inference_count": int(stats.get("inferences", 0)),
-             "execution_count": int(stats.get("executions", 0)),
-             "inference_stats": infer, "response_stats": {}, "batch_stats": [],
-             "memory_usage": []}]
+    return [dict(stats)]
 
 
 def statistics(engine, name: str, version: str) -> Dict[str, Any]:

@@ -18,6 +18,7 @@ is exhausted or dropped, command 17 tells the parent to release that payload.
 from __future__ import annotations
 
 from .. import protocol
+from ..errors import TritonStubError
 from ..ipc import handshake
 from ..ipc.handshake import PeerGone
 from ..protocol import control
@@ -63,11 +64,16 @@ def execute(rt, request, decoupled: bool):
             # wait for the notification (we hold the mutex since before the push, so it cannot
             # be missed), in one-second slices so a dead parent cannot keep us here.
             handshake.wait_notify(mu, cv, stub.parent_alive)
-            reply = control.read_response_handle(region, msg_h)
-            result = read_response_batch(region, control.read_command(region, reply)[1],
-                                         BLS_ERROR)
-            # data_load_complete: let the parent return and drop its references.
-            cv.notify_all()
+            try:
+                reply = control.read_response_handle(region, msg_h)
+                result = read_response_batch(region, control.read_command(region, reply)[1],
+                                             BLS_ERROR)
+            except TritonStubError as e:
+                result = f"BLS request failed: the server's reply is malformed: {e}"
+            finally:
+                # data_load_complete: let the parent return and drop its references (a reply
+                # we could not read included: the parent waits for this notify).
+                cv.notify_all()
         finally:
             mu.unlock()
         if isinstance(result, str):
@@ -87,8 +93,25 @@ def execute(rt, request, decoupled: bool):
 
 def on_stream_response(rt, handle: int, msg: control.IPCMessage) -> None:
     """ProcessBLSResponseDecoupled (monitor thread): queue the response, then release C″."""
-    from .bridge import error_response, make_response
     region = rt.stub.region
+    # Hold a reference on what we read and write into (the parent may release its own as soon
+    # as it sees the flag, or early if it is broken): a handle that is not an object is refused
+    # here, and none of them can be freed under us.
+    held = [h for h in (handle, msg.args, msg.response_mutex, msg.response_cond) if h]
+    for i, h in enumerate(held):
+        try:
+            region.load(h)
+        except BaseException:
+            region.release_many(held[:i])
+            raise
+    try:
+        _stream_response(rt, region, msg)
+    finally:
+        region.release_many(held)
+
+
+def _stream_response(rt, region, msg: control.IPCMessage) -> None:
+    from .bridge import error_response, make_response
     args = msg.args
     try:
         result = read_response_batch(region, args, BLS_ERROR)
@@ -98,7 +121,7 @@ def on_stream_response(rt, handle: int, msg: control.IPCMessage) -> None:
     warning = rt.bls_iterators.enqueue(resp)
     if warning:
         rt.log(SITE_FILE, 0, L.LogLevel.ERROR, f"tritonstub: {warning}")
-    mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
-                                    region.payload(msg.response_cond))
-    flag = control.mailbox(L.ResponseBatch, region.payload(args)).flag
+    # The parent's handles, and we write into what they name: checked as whole objects.
+    mu, cv = handshake.peer_sync_objects(region, msg.response_mutex, msg.response_cond)
+    flag = control.mailbox(L.ResponseBatch, region.object_payload(args, L.ResponseBatch.size)).flag
     handshake.answer_flag(region, mu, cv, flag, rt.stub.parent_alive, rounds=1)

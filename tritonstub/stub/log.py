@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from ..stublog import ERROR, INFO, format_line  # noqa: F401 - levels for the callers
+from ..stublog import ERROR, INFO, WARNING, format_line  # noqa: F401 - levels for the callers
 
 # Where the C++ stub logs each of its own messages (pb_stub.cc, r24.10). We report the same
 # source location so log scrapers and the differential tests see identical lines.

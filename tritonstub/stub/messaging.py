@@ -154,7 +154,7 @@ class Messenger:
         """SendCleanupId: BLS payload or response factory cleanup, inline mutex/condition."""
         if not ident:
             return
-        if command == C.DecoupledResponseFactoryCleanup:
+        if L.STUB_RELEASES_FACTORIES and command == C.DecoupledResponseFactoryCleanup:
             self.stub.board.discard(ident)
         region = self.region
         owned = Owned()
@@ -238,10 +238,12 @@ class Worker:
 class Monitor:
     """The parent->stub monitor thread (ParentToStubMQMonitor)."""
 
-    def __init__(self, stub, handlers: Dict[int, Callable[[int, control.IPCMessage], None]]):
+    def __init__(self, stub, handlers: Dict[int, Callable[[int, control.IPCMessage], None]],
+                 default: Optional[Callable[[int, control.IPCMessage], None]] = None):
         self.stub = stub
         self.mq = stub.queues["parent_to_stub_mq"]
         self.handlers = handlers
+        self.default = default       # for a command not in handlers (None: ignore it)
         self.done: Optional["threading.Lock"] = None
         self.running = False
 
@@ -261,7 +263,7 @@ class Monitor:
                 return
             try:
                 msg = control.read_ipc_message(region, h)
-                fn = self.handlers.get(msg.command)
+                fn = self.handlers.get(msg.command, self.default)
                 if fn is not None:
                     fn(h, msg)
             except Exception as e:  # noqa: BLE001

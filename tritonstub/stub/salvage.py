@@ -262,6 +262,8 @@ def _send_cleanups(stub, wire, factories: List[int]) -> int:
     # The era's codecs: the helper's own copy of the stub's state is from before the era was
     # decided (the fork), so the board says which era the stub spoke.
     control = wire.control
+    if not wire.tables.STUB_RELEASES_FACTORIES:
+        return 0            # r23.10 and before: the parent deletes response factories itself
     cleanup = wire.tables.PYTHONSTUB_CommandType.DecoupledResponseFactoryCleanup
     for factory in factories:
         owned = wire.scalars.Owned()

@@ -59,13 +59,19 @@ class ShmRuntime(Runtime):
     def start_workers(self) -> None:
         self.worker.start()
         from . import bls
-        handlers = {
-            int(C.InferStreamExecResponse): lambda h, msg: bls.on_stream_response(self, h, msg),
-            int(C.CUDAPoolInitializeRequest): self._refuse_cuda_pool,
-        }
-        if "user_model_readiness" in self.features:
-            handlers[int(C.UserModelReadinessRequest)] = self._user_model_readiness
-        self.monitor = Monitor(self.stub, handlers)
+        def stream_response(h, msg):
+            bls.on_stream_response(self, h, msg)
+        if L.PARENT_TO_STUB_COMMANDS:
+            handlers = {
+                int(C.InferStreamExecResponse): stream_response,
+                int(C.CUDAPoolInitializeRequest): self._refuse_cuda_pool,
+            }
+            if "user_model_readiness" in self.features:
+                handlers[int(C.UserModelReadinessRequest)] = self._user_model_readiness
+            self.monitor = Monitor(self.stub, handlers)
+        else:
+            # r23.10 and before: every message is a BLS stream response, its command unset
+            self.monitor = Monitor(self.stub, {}, default=stream_response)
         self.monitor.start()
 
     def stop_workers(self) -> None:
@@ -111,11 +117,16 @@ class ShmRuntime(Runtime):
         def send():
             self.messenger.response_send(request_address, factory_address, data,
                                          L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-            if L.STUB_DELETES_FACTORY_ON_FINAL:
+            if L.STUB_DELETES_FACTORY_ON_FINAL and L.STUB_RELEASES_FACTORIES:
                 self.messenger.cleanup(C.DecoupledResponseFactoryCleanup, factory_address)
         self.worker.submit(send)
 
     def factory_cleanup(self, factory_address: int) -> None:
+        if not L.STUB_RELEASES_FACTORIES:
+            # r23.10 and before: the parent deletes every factory itself (on FINAL, after a
+            # failed execute); the C++ stub of those releases never sends a cleanup for one.
+            self.stub.board.discard(factory_address)
+            return
         if factory_address and self.worker.running:
             self.worker.submit(lambda: self.messenger.cleanup(
                 C.DecoupledResponseFactoryCleanup, factory_address))
@@ -193,8 +204,7 @@ class ShmRuntime(Runtime):
                 error = stub.error_text(e)
         owned = Owned()
         error_handle = write_string(region, error, owned) if error is not None else 0
-        mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
-                                        region.payload(msg.response_cond))
+        mu, cv = handshake.peer_sync_objects(region, msg.response_mutex, msg.response_cond)
         box = control.mailbox(M, payload)
         handshake.answer_flag(
             region, mu, cv, box.flag, stub.parent_alive,
@@ -282,11 +292,10 @@ class ShmRuntime(Runtime):
         """CUDAPoolInitializeRequest (pattern C′): answer with an error so the parent moves on."""
         region = self.stub.region
         M = L.CUDAMemPoolMessage
-        box = control.mailbox(M, region.payload(msg.args))
+        box = control.mailbox(M, region.object_payload(msg.args, M.size))
         owned = Owned()
         error = write_string(region, "GPU tensors are not supported by tritonstub yet", owned)
-        mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
-                                        region.payload(msg.response_cond))
+        mu, cv = handshake.peer_sync_objects(region, msg.response_mutex, msg.response_cond)
         handshake.answer_flag(
             region, mu, cv, box.flag, self.stub.parent_alive,
             lambda: control.write_reply(region, box.payload, M, has_error=True,

@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..errors import TritonStubError
+from ..errors import BadHandle, ShmError, TritonStubError
 from .. import protocol
 from ..ipc import handshake
 from ..ipc.handshake import PeerGone
@@ -45,7 +45,7 @@ from ..protocol import eras
 from . import heartbeat, salvage
 from .exc_text import error_text, register_boundary
 from . import log as sites
-from .log import ERROR, INFO, stub_log
+from .log import ERROR, INFO, WARNING, stub_log
 
 # Until the parent's first command tells us its era, only what every era shares: the control
 # block, the queues, the start-up messages (protocol.COMMON). The era's own tables and codecs
@@ -74,7 +74,27 @@ class StubArgs:
     @classmethod
     def parse(cls, argv: List[str]) -> "StubArgs":
         return cls(argv[1], argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6],
-                   int(argv[7]), argv[8], argv[9] if len(argv) > 9 else "DEFAULT")
+                   int(argv[7]), argv[8], runtime_modeldir(argv[9] if len(argv) > 9 else "",
+                                                           argv[6]))
+
+
+def runtime_modeldir(arg9: str, python_lib: str) -> str:
+    """argv[9] as the runtime model directory of r23.10+ (``DEFAULT`` or a directory).
+
+    Before r23.10 it was the model config's ``platform``, ``NONE`` for none; the C++ stub then
+    ran ``<argv[6]>/platform_handlers/<platform>/model.py`` if that file exists, else the
+    model file (argv[1]) with a warning. Neither a platform name nor NONE contains a '/', and
+    r23.10+ passes DEFAULT or an absolute path, so the value says which it is."""
+    if arg9 in ("", "DEFAULT", "NONE"):
+        return "DEFAULT"
+    if "/" not in arg9:
+        handler = os.path.join(python_lib, "platform_handlers", arg9)
+        if os.path.isfile(os.path.join(handler, "model.py")):
+            return handler
+        stub_log(WARNING, f"Unable to find model(handler) '{handler}/model.py' for platform "
+                          f"field '{arg9}'", filename="tritonstub")
+        return "DEFAULT"
+    return arg9
 
 
 class StubExit(Exception):
@@ -202,7 +222,15 @@ class Stub:
         handle = self.pop_command()
         if handle == L.DUMMY_MESSAGE:
             return False
-        cmd, args = self.wire.control.read_command(self.region, handle)
+        try:
+            cmd, args = self.wire.control.read_command(self.region, handle)
+        except ShmError as e:
+            # Nothing to answer: we cannot tell what the parent asked. Stop (the parent sees
+            # the stub gone) rather than leave it waiting for an answer that never comes.
+            stub_log(ERROR, f"tritonstub: the server's command message {handle} is malformed: "
+                            f"{e}. The stub stops; the server reports it as not healthy.",
+                     filename="tritonstub")
+            raise StubExit(1) from None
         if self.era is None:
             refused = self.check_era(cmd, args)
             if refused is not None:
@@ -212,10 +240,12 @@ class Stub:
             return False
         C = self.C
         if cmd == C.AutoCompleteRequest:
-            return self.handle_auto_complete(args)
+            return self.handle_auto_complete(args, response_command=int(C.AutoCompleteResponse))
         if cmd == C.InitializeRequest:
             return self.handle_initialize(args)
         if cmd == C.FinalizeRequest:
+            # We write our answer into the parent's message: it must be a whole one.
+            self.region.object_payload(handle, self.wire.tables.IPCMessageShm.size)
             self.board.set_finalizing()       # the parent owns every factory from here on
             if self.runtime is not None:
                 self.runtime.clear_response_iterators()
@@ -240,11 +270,16 @@ class Stub:
         run_command returns."""
         from . import era_check
         config_json = None
-        if cmd == C.InitializeRequest:
-            config_json = self.wire.control.read_initialize_request(self.region, args) \
-                .get("model_config")
-        elif cmd in _AUTO_COMPLETE_REQUESTS:
-            config_json = self.wire.control.read_auto_complete_request(self.region, args)
+        try:
+            if cmd == C.InitializeRequest:
+                config_json = self.wire.control.read_initialize_request(self.region, args) \
+                    .get("model_config")
+            elif cmd in _AUTO_COMPLETE_REQUESTS:
+                config_json = self.wire.control.read_auto_complete_request(self.region, args)
+        except ShmError:
+            # Decided without the config; the request's handler reads it again and answers
+            # with the error.
+            config_json = None
         self.era = era_check.decide(config_json, self.args.parent_pid, self.args.python_lib)
         if self.era.supported:
             # The one place a version is chosen: the tables of the era we speak. Nothing has
@@ -380,13 +415,21 @@ class Stub:
         if self.runtime is not None:
             self.runtime.stop_workers()
 
-    def shutdown(self, unlink: bool) -> None:
-        """Drop queue references, stop the heartbeat, unmap; unlink if we own the name."""
+    def shutdown(self, unlink: bool, unmap: bool = True) -> None:
+        """Drop queue references, stop the heartbeat, unmap; unlink if we own the name.
+
+        ``unmap=False`` after a failure: our threads (the parent->stub monitor, the worker, a
+        model's) may still be inside a pthread call on the region, and unmapping it under them
+        is a SIGSEGV; the process is about to exit, which unmaps it anyway."""
         if self.heartbeat_pid:
             heartbeat.stop(self.heartbeat_pid)
             self.heartbeat_pid = 0
         region = getattr(self, "region", None)
         if region is None:
+            return
+        if not unmap:
+            if unlink:
+                region.unlink()
             return
         for q in self.queues.values():
             try:
@@ -441,6 +484,16 @@ def main(argv: List[str]) -> int:
         code = stub.run()
     except StubExit as e:
         code = e.code
+    except ShmError as e:
+        # A handle, offset or length from the server that does not fit the region (or the
+        # region itself failing), where no answer can carry the error: say so and stop,
+        # releasing what we held (below).
+        what = ("a message from the server is malformed" if isinstance(e, BadHandle)
+                else "the shared-memory region failed")
+        stub_log(ERROR, f"tritonstub: {what}: {e}. The stub stops; the server reports it as "
+                        "not healthy.", filename="tritonstub")
+        code = 1
+        stub.heartbeat_pid = 0
     except BaseException:  # noqa: BLE001 - a bug of ours: say so, do not hang the parent
         stub_log(ERROR, "tritonstub internal error:\n" + traceback.format_exc(), filename="tritonstub")
         code = 1
@@ -450,7 +503,8 @@ def main(argv: List[str]) -> int:
     # With the parent gone nobody else will unlink the region (the C++ stub unlinks it on parent
     # death too): our heartbeat helper would, but we may notice first and stop the helper.
     parent_gone = not stub.parent_alive()
-    stub.shutdown(unlink=(stub.delete_region and code == 0) or parent_gone)
+    stub.shutdown(unlink=(stub.delete_region and code == 0) or parent_gone,
+                  unmap=code == 0 or stub.runtime is None)
     return code
 
 

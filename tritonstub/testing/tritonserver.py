@@ -77,8 +77,9 @@ _GONE_TIMEOUT_S = 10.0
 #: How long stop() lets the stubs of a server that exited without finalizing them leave by
 #: themselves. Both stubs check their parent every 300 ms (the heartbeat period of r24.10);
 #: measured over 6 such exits: ours 0.00-0.28 s, the C++ stub 0.10-0.29 s after
-#: tritonserver was reaped. The rest is headroom for a loaded machine.
-STUB_EXIT_GRACE_S = 3.0
+#: tritonserver was reaped. The rest is headroom for a loaded machine (3 s was passed once at
+#: load average 18; the wait ends as soon as the stubs are gone).
+STUB_EXIT_GRACE_S = 10.0
 #: Lines tritonserver (or the C/C++ runtime in it) writes when the process is dying: its signal
 #: handler's "Signal (N) received." for SIGILL/SIGABRT/SIGBUS/SIGFPE/SIGSEGV (2 and 15 are the
 #: ordinary stop signals), glibc's heap-corruption aborts, and std::terminate.
@@ -87,6 +88,22 @@ FATAL_LOG = re.compile(
     r"|double free or corruption|free\(\): invalid|malloc\(\): |corrupted size vs\. prev_size"
     r"|corrupted double-linked list|munmap_chunk\(\): invalid|unaligned tcache chunk")
 
+
+
+def http_request(base: str, method: str, path: str, body: Optional[object] = None,
+                 timeout: float = _HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
+    """A raw HTTP request to ``base`` (``http://host:port``) with ``body`` as JSON; returns
+    (status, body). Connection errors give status 0."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
 
 class TritonServerError(TritonStubError):
     """tritonserver did not start, exited early, or a bounded wait on it ran out."""
@@ -476,16 +493,7 @@ class TritonServer:
     def http(self, method: str, path: str, body: Optional[object] = None,
              timeout: float = _HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
         """A raw HTTP request to the server; returns (status, body). Connection errors give status 0."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.http_base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data is not None else {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-        except (urllib.error.URLError, OSError):
-            return 0, b""
+        return http_request(self.http_base, method, path, body, timeout)
 
     def _http_status(self, method: str, path: str) -> int:
         return self.http(method, path, timeout=1.0)[0]

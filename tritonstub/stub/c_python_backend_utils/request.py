@@ -8,6 +8,7 @@ import json as _json
 
 from ..runtime import TritonModelException
 from ..runtime import current_runtime as _current_runtime
+from ...protocol.eras import needs as _needs
 from ._pybind import (_CAST_ERROR, _cv_bool, _cv_instance, _cv_int64, _cv_sequence, _cv_str,
                       _cv_uint32, _cv_uint64, _new_bare, _Reject, _REQUIRED, _Sig)
 from .response import (_CancelState, InferenceResponse, InferenceResponseSender, ResponseIterator,
@@ -65,6 +66,11 @@ class InferenceRequest:
             trace,
             parameters,
         ) = _REQUEST_SIG.bind(args, kwargs)
+        features = _current_runtime().features
+        if parameters is not None and "bls_parameters" not in features:
+            raise TypeError(_needs("InferenceRequest(parameters=...)", "bls_parameters"))
+        if trace is not _DEFAULT_TRACE and "request_trace" not in features:
+            raise TypeError(_needs("InferenceRequest(trace=...)", "request_trace"))
         parameters_text = _parameters_json(parameters)
         if isinstance(correlation_id, int):
             try:
@@ -246,6 +252,10 @@ class InferenceRequest:
         return self._parameters
 
     def trace(self):
+        if "request_trace" not in _current_runtime().features:
+            raise AttributeError(
+                "'c_python_backend_utils.InferenceRequest' object has no attribute 'trace' "
+                "(%s)" % _needs("InferenceRequest.trace()", "request_trace"))
         return self._trace
 
     def requested_output_names(self):
@@ -262,10 +272,18 @@ class InferenceRequest:
         A request built by the model (no parent addresses) answers False
         locally; the C++ stub asks the parent, which then throws.
         """
+        if "request_cancellation" not in _current_runtime().features:
+            raise AttributeError(
+                "'c_python_backend_utils.InferenceRequest' object has no attribute "
+                "'is_cancelled' (%s)" % _needs("is_cancelled()", "request_cancellation"))
         return self._cancel.query()
 
     def set_release_flags(self, *args, **kwargs):
         """``set_release_flags(flags)`` (positional only): e.g. RESCHEDULE for sequence batching."""
+        if "request_rescheduling" not in _current_runtime().features:
+            raise AttributeError(
+                "'c_python_backend_utils.InferenceRequest' object has no attribute "
+                "'set_release_flags' (%s)" % _needs("set_release_flags()", "request_rescheduling"))
         (flags,) = _SET_RELEASE_FLAGS_SIG.bind(args, kwargs, self)
         self._release_flags = flags
         setter = self._release_flags_setter

@@ -299,6 +299,11 @@ class InferenceResponseSender:
 
     def is_cancelled(self):
         """Whether the request was cancelled (the answer is cached once True)."""
+        if "request_cancellation" not in _current_runtime().features:
+            from ...protocol.eras import needs
+            raise AttributeError(
+                "'c_python_backend_utils.InferenceResponseSender' object has no attribute "
+                "'is_cancelled' (%s)" % needs("is_cancelled()", "request_cancellation"))
         return self._cancel.query()
 
     def __del__(self):

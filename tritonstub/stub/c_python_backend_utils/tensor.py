@@ -7,7 +7,9 @@ C++ stub's: ``numpy_to_triton_dtype`` below.
 """
 import numpy as _np
 
-from ...protocol.dtypes import (BF16 as _BF16, BYTES as _BYTES, NUMPY_CHAIN as _NP_CHAIN,
+from ...protocol.dtypes import (BF16 as _BF16, BYTES as _BYTES,
+                                BYTES_DECODE_ERRORS as _BYTES_DECODE_ERRORS,
+                                NUMPY_CHAIN as _NP_CHAIN,
                                 NUMPY_TO_TRITON as _NP_TO_TRITON, RAW_DTYPE as _RAW_DTYPE,
                                 TRITON_TO_NUMPY as _TRITON_TO_NP, deserialize_bytes,
                                 serialize_bytes)
@@ -152,13 +154,28 @@ class Tensor:
             raise TritonModelException("Tensor name cannot be an empty string.")
         if dtype == _BYTES:
             raw = data if type(data) is bytes else memoryview(data).cast("B").tobytes()
-            return cls._make(name, dtype, dims, deserialize_bytes(raw, dims), None, raw)
+            try:
+                items = deserialize_bytes(raw, dims)
+            except _BYTES_DECODE_ERRORS as e:
+                # The server's data does not frame the elements its dims promise.
+                raise TritonModelException(
+                    f"BYTES tensor '{name}' of dims {list(dims)}: its {len(raw)} bytes are not "
+                    f"that many length-prefixed elements ({e})") from None
+            return cls._make(name, dtype, dims, items, None, raw)
         raw_dtype = _RAW_DTYPE.get(dtype)
         if raw_dtype is None:
             raise TritonModelException("Dtype is invalid." if dtype == 0 else "Unsupported triton dtype.")
         count = 1
         for dim in dims:
             count *= dim
+        have = memoryview(data).nbytes
+        if count < 0 or count * raw_dtype.itemsize > have:
+            # No data behind the dims: a GPU tensor (tritonstub reads CPU memory only), or a
+            # malformed one from the server.
+            raise TritonModelException(
+                f"tensor '{name}' of dims {list(dims)} needs {count * raw_dtype.itemsize} bytes "
+                f"and has {have}" + (" (GPU tensors are not supported by tritonstub yet)"
+                                     if have == 0 else ""))
         array = _np.frombuffer(data, dtype=raw_dtype, count=count) if count else _np.empty(0, raw_dtype)
         array = array.reshape(dims)
         if copy:

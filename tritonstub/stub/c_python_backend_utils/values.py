@@ -3,6 +3,11 @@ from ._pybind import (_cv_instance, _cv_int64, _cv_str, _ErrorCode, MemoryType, 
                       _no_constructor, _REQUIRED, _Sig)
 
 
+def _features():
+    from ..runtime import current_runtime
+    return current_runtime().features
+
+
 class TritonError:
     """``TritonError(message, code=TritonError.INTERNAL)``: an error carried by a response.
 
@@ -14,6 +19,10 @@ class TritonError:
 
     def __init__(self, *args, **kwargs):
         message, code = _TRITON_ERROR_SIG.bind(args, kwargs)
+        if (len(args) > 1 or "code" in kwargs) and "error_codes" not in _features():
+            from ...protocol.eras import needs
+            raise TypeError(needs("TritonError(message, code)", "error_codes")
+                            + ", whose errors carry only a message")
         self._message = message
         self._code = code
 

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -8,6 +9,9 @@ class TritonPythonModel:
     def initialize(self, args):
         self.args = dict(args)
         pb_utils.Logger.log_info(f"echo ready as {args['model_instance_name']}")
+        # what a model prints reaches the log as raw lines, stdout and stderr alike
+        print(f"echo stdout from {args['model_instance_name']}", flush=True)
+        print(f"echo stderr from {args['model_instance_name']}", file=sys.stderr, flush=True)
 
     def execute(self, requests):
         out = []

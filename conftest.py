@@ -1,4 +1,5 @@
-"""Test-suite set-up that also works from a plain checkout (tritonstub not pip-installed).
+"""Set-up of both test trees (``tests/`` and the conformance suite's ``conformance/``) that also
+works from a plain checkout (tritonstub not pip-installed).
 
 The fixtures live in :mod:`tritonstub.testing.pytest_plugin`. When tritonstub is installed, pytest
 already loaded that module through the ``pytest11`` entry point ``tritonstub``. Listing it again
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 _PLUGIN = "tritonstub.testing.pytest_plugin"
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parent
 
 try:
     import tritonstub  # noqa: F401
