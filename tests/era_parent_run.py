@@ -29,7 +29,7 @@ def main(era: str, repository: str) -> dict:
                 "parameters": resp.parameters}
 
     t0 = time.monotonic()
-    with Engine(repository, stub="ours", log_stream=None) as engine:
+    with Engine(repository, stub="ours", log_stream=None, log_verbose=1) as engine:
         out["load_s"] = round(time.monotonic() - t0, 2)
         x = np.array([1.0, 2.5, -3.0, 41.0], np.float32)
         out["plain"] = one("params", {"IN": x})
@@ -39,10 +39,14 @@ def main(era: str, repository: str) -> dict:
         out["stream_cancel"] = one("caller", {"IN": np.array([40], np.int32)}, cancel=True)
         stub = engine.model("ready").instances[0]
         readiness = {}
+        engine_ready = {}
         for mode in (1, 0, -1, -2, 2):
             one("ready", {"IN": np.array([mode], np.int32)})
             readiness[str(mode)] = list(stub.user_model_readiness())
+            engine_ready[str(mode)] = engine.is_ready("ready")
         out["readiness"] = readiness
+        out["engine_ready"] = engine_ready
+        out["not_ready_lines"] = [line for line in engine.log_lines() if "is not ready" in line]
         out["log_errors"] = [line for line in engine.log_lines() if line.startswith("E")]
     return out
 

@@ -109,6 +109,24 @@ def test_user_model_readiness_from_r26_03(result):
     assert r["2"] == [True, None]
 
 
+def test_engine_is_ready_asks_the_model_from_r26_03(result):
+    """Engine.is_ready plays InferenceServer::ModelIsReady: from r26.03 the model's is_ready()
+    decides, and the reason it is not ready goes to the verbose log (server.cc)."""
+    ready = result["engine_ready"]
+    if result["era"] != "r26.03":
+        assert all(ready.values()) and result["not_ready_lines"] == []
+        return
+    assert ready == {"1": True, "0": False, "-1": False, "-2": False, "2": True}
+    reasons = [line.split("] ", 1)[1] for line in result["not_ready_lines"]]
+    assert all(" server.cc:479] " in line for line in result["not_ready_lines"])
+    assert reasons[0] == ('"Model \'ready\' version 1 is not ready: Model \'ready_0_0\' is not ready '
+                          '(user-defined check failed)."')
+    assert reasons[1].startswith('"Model \'ready\' version 1 is not ready: ValueError: not today')
+    assert reasons[2] == ('"Model \'ready\' version 1 is not ready: is_ready() must return a '
+                          'boolean value"')
+    assert len(reasons) == 3
+
+
 def test_the_first_message_comes_within_the_r25_08_limit_and_the_probe_exits_1(tmp_path):
     """r25.08+ parents give the stub 10 s for its first message ("health thread started");
     parents up to r25.07 run the stub without arguments first and want exit status 1."""

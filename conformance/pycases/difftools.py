@@ -14,10 +14,17 @@ A few C++ behaviours wreck the server they run in (a request that never gets a r
 the model from unloading, so tritonserver cannot stop cleanly; a stub that dies keeps the load
 hanging forever). Those ``_cpp`` variants are *quarantined*: they are served by a second,
 throwaway server whose leftovers are expected, checked to be exactly theirs, and cleaned up.
+
+The same cases also run on the **harness column**: ``tritonstub serve`` (the harness engine behind
+Triton's HTTP/gRPC API, :class:`HarnessServer`), one process per stub (``--stub cpp`` /
+``--stub ours``) over a copy of the repository. There a case's outcome must equal its outcome on
+tritonserver with the same stub: the harness claims to be the parent Triton is, so what a model
+observes and what a client gets back must not tell the two apart.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -262,6 +269,151 @@ def make_inputs(client_module, inputs: Mapping[str, InputValue]):
 
 
 # ---------------------------------------------------------------------------------------------
+# the harness column
+
+
+def _http(base: str, method: str, path: str, body: Optional[object] = None,
+          timeout: float = HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
+    """A raw HTTP request; (status, body); a connection error or timeout gives status 0 (as
+    :meth:`TritonServer.http`)."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+class HarnessServer:
+    """``tritonstub serve --stub STUB`` over ``repo``, with the part of :class:`TritonServer`'s
+    interface that cases use (addresses, ``http``, clients, ``model_status``, ``metrics``, the log).
+
+    Every model of the repository runs ``stub`` (the harness takes its stub from the command
+    line, not from the model directory as Triton does), so each stub gets its own process.
+    Explicit model control, like the tritonserver of the same module.
+    """
+
+    def __init__(self, repo: Path, stub: str, log_dir: Path, env: Mapping[str, Optional[str]], *,
+                 log_verbose: int = 1, stop_timeout: float = MAIN_EXIT_TIMEOUT_S + 15,
+                 cwd: Optional[Path] = None):
+        from tritonstub.testing.serve import ServeProcess
+
+        self.stub = stub
+        self.model_repository = repo
+        self.proc = ServeProcess(repo, "--stub", stub, "--model-control-mode", "explicit",
+                                 "--log-verbose", str(log_verbose), log_dir=log_dir,
+                                 startup_timeout=120.0, stop_timeout=stop_timeout, cwd=cwd)
+        # ServeProcess puts tritonstub's root on PYTHONPATH; the pinned variables go on top of
+        # that (None: unset), and the module's PYTHONPATH is added after the root.
+        merged = dict(self.proc.env)
+        for key, value in env.items():
+            if key == "PYTHONPATH":
+                merged[key] = os.pathsep.join([merged[key], value]) if value else merged[key]
+            elif value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        self.proc.env = merged
+        self._clients: list = []
+
+    def start(self) -> "HarnessServer":
+        self.proc.start()
+        return self
+
+    @property
+    def pid(self) -> Optional[int]:
+        return None if self.proc.proc is None else self.proc.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.proc is not None and self.proc.proc.poll() is None
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.proc.returncode
+
+    @property
+    def http_url(self) -> str:
+        return self.proc.http_url
+
+    @property
+    def grpc_url(self) -> str:
+        return self.proc.grpc_url
+
+    @property
+    def log(self) -> Path:
+        return self.proc.log
+
+    def http(self, method: str, path: str, body: Optional[object] = None,
+             timeout: float = HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
+        return _http(f"http://{self.http_url}", method, path, body, timeout)
+
+    def model_status(self, name: str) -> Optional[dict]:
+        status, body = self.http("POST", "/v2/repository/index", {})
+        if status != 200:
+            return None
+        entries = [e for e in json.loads(body) if e.get("name") == name]
+        return entries[0] if entries else None
+
+    def metrics(self) -> str:
+        status, body = self.http("GET", "/metrics")
+        if status != 200:
+            raise AssertionError(f"GET /metrics of tritonstub serve returned {status}: {body[:300]!r}")
+        return body.decode()
+
+    def http_client(self, **kwargs):
+        import tritonclient.http
+
+        client = tritonclient.http.InferenceServerClient(self.http_url, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def grpc_client(self, **kwargs):
+        import tritonclient.grpc
+
+        client = tritonclient.grpc.InferenceServerClient(self.grpc_url, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def log_text(self) -> str:
+        try:
+            return self.proc.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stub_launches(self) -> List[List[str]]:
+        return []
+
+    def stop(self) -> List[str]:
+        """Stop (SIGTERM: every model finalized); the problems found (none after a clean run)."""
+        while self._clients:
+            try:
+                self._clients.pop().close()
+            except Exception:  # noqa: BLE001 - a client that cannot close must not stop the clean-up
+                pass
+        status = self.proc.stop()
+        problems = []
+        if status != 0:
+            problems.append(f"tritonstub serve --stub {self.stub} (pid {self.pid}) exited with status "
+                            f"{status}; log {self.proc.log}:\n{self.log_tail(20)}")
+        if self.proc.orphans:
+            problems.append(f"tritonstub serve --stub {self.stub} left processes {self.proc.orphans} (killed)")
+        if self.proc.leaked_regions:
+            problems.append(f"tritonstub serve --stub {self.stub} left regions {self.proc.leaked_regions} (removed)")
+        return problems
+
+
+# ---------------------------------------------------------------------------------------------
 # the server pair
 
 
@@ -433,21 +585,27 @@ class DiffServers:
         self.log_verbose = log_verbose
         self.stubs = tuple(stubs)
         self.main_repo, self.quarantine_repo = build_repositories(workdir, models, reference, self.stubs)
-        roots = [self.main_repo] + ([self.quarantine_repo] if self.quarantine_repo else [])
+        self.harness_repo = workdir / "harness_repo"
+        roots = [self.main_repo, self.harness_repo] + ([self.quarantine_repo] if self.quarantine_repo else [])
         self.normaliser = Normaliser(names, roots)
         self.main: Optional[TritonServer] = None
         self.quarantine: Optional[TritonServer] = None
-        self.loads: Dict[str, Outcome] = {}
+        #: The harness column: one ``tritonstub serve`` per stub, started on first use.
+        self.harness: Dict[str, HarnessServer] = {}
+        self.loads: Dict[object, Outcome] = {}
         self._lock = threading.Lock()
         self._memo: Dict[tuple, Outcome] = {}
 
     # ---- servers --------------------------------------------------------------------------
 
-    def _server(self, repo: Path, tag: str, exit_timeout: int) -> TritonServer:
+    def _env(self) -> Dict[str, Optional[str]]:
         probe_dir = self.workdir / "pythonpath"
         probe_dir.mkdir(exist_ok=True)
         (probe_dir / f"{PYTHONPATH_PROBE}.py").write_text('"""Importable only through PYTHONPATH."""\n')
-        env = dict(SERVER_ENV, PYTHONPATH=str(probe_dir))
+        return dict(SERVER_ENV, PYTHONPATH=str(probe_dir))
+
+    def _server(self, repo: Path, tag: str, exit_timeout: int) -> TritonServer:
+        env = self._env()
         return TritonServer(repo, reference=self.reference, log_verbose=self.log_verbose,
                             log_dir=self.workdir / f"server-{tag}", exit_timeout=exit_timeout, env=env,
                             extra_args=["--model-control-mode=explicit"], startup_timeout=60.0)
@@ -468,36 +626,69 @@ class DiffServers:
                 self.quarantine = self._server(self.quarantine_repo, "quarantine", exit_timeout=1).start()
             return self.quarantine
 
-    def servers(self) -> List[TritonServer]:
-        return [s for s in (self.main, self.quarantine) if s is not None]
+    def harness_server(self, stub: str) -> HarnessServer:
+        """``tritonstub serve --stub <stub>`` over a copy of the repositories (started on first
+        use, with this stub's preloaded models loaded)."""
+        with self._lock:
+            server = self.harness.get(stub)
+            if server is not None:
+                return server
+            self.harness_repo.mkdir(exist_ok=True)
+            for model in self.models.values():
+                source = (self.quarantine_repo if stub == "cpp" and model.quarantine_cpp else self.main_repo)
+                built, copy = source / model.name(stub), self.harness_repo / model.name(stub)
+                if built.is_dir() and not copy.exists():
+                    shutil.copytree(built, copy)
+            # Launched as tritonserver is (TritonServer): the same environment, with the
+            # reference's library path, and the same working directory (the main server's).
+            env = self._env()
+            env["LD_LIBRARY_PATH"] = self.reference.env(dict(os.environ))["LD_LIBRARY_PATH"]
+            cwd = self.workdir / "server-main"
+            cwd.mkdir(exist_ok=True)
+            server = HarnessServer(self.harness_repo, stub, self.workdir / f"serve-{stub}", env,
+                                   log_verbose=self.log_verbose, cwd=cwd)
+            server.start()
+            self.harness[stub] = server     # only a started one: a failed start fails each test
+        preload = [self.target(m.base, stub, "harness") for m in self.models.values() if m.preload]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for target, outcome in zip(preload, pool.map(lambda t: t.load(), preload)):
+                with self._lock:
+                    self.loads[("harness", target.name)] = outcome
+        return server
 
-    def target(self, base: str, stub: str) -> Target:
+    def servers(self) -> List[Union[TritonServer, HarnessServer]]:
+        return [s for s in (self.main, self.quarantine, *self.harness.values()) if s is not None]
+
+    def target(self, base: str, stub: str, column: str = "triton") -> Target:
         model = self.models[base]
+        if column == "harness":
+            return Target(base, stub, model.name(stub), self.harness_server(stub), self.normaliser)
         quarantined = stub == "cpp" and model.quarantine_cpp
         server = self.quarantine_server() if quarantined else self.main
         return Target(base, stub, model.name(stub), server, self.normaliser)
 
-    def loaded(self, base: str, stub: str) -> Target:
+    @staticmethod
+    def _load_key(target: Target, column: str) -> object:
+        return target.name if column == "triton" else (column, target.name)
+
+    def loaded(self, base: str, stub: str, column: str = "triton") -> Target:
         """The target, loaded (lazily if not preloaded); fails the test if the load failed."""
-        target = self.target(base, stub)
-        with self._lock:
-            outcome = self.loads.get(target.name)
-        if outcome is None:
-            outcome = target.load()
-            with self._lock:
-                self.loads[target.name] = outcome
+        target = self.target(base, stub, column)
+        outcome = self.load_outcome(base, stub, column=column)
         if outcome.kind != "ok":
-            raise AssertionError(f"model {target.name} did not load: {outcome.describe()}")
+            raise AssertionError(f"model {target.name} did not load on the {column} column: {outcome.describe()}")
         return target
 
-    def load_outcome(self, base: str, stub: str, timeout_s: float = LOAD_TIMEOUT_S) -> Outcome:
-        target = self.target(base, stub)
+    def load_outcome(self, base: str, stub: str, timeout_s: float = LOAD_TIMEOUT_S,
+                     column: str = "triton") -> Outcome:
+        target = self.target(base, stub, column)
+        key = self._load_key(target, column)
         with self._lock:
-            outcome = self.loads.get(target.name)
+            outcome = self.loads.get(key)
         if outcome is None:
             outcome = target.load(timeout_s)
             with self._lock:
-                self.loads[target.name] = outcome
+                self.loads[key] = outcome
         return outcome
 
     def memo(self, key: tuple, compute: Callable[[], Outcome]) -> Outcome:
@@ -522,14 +713,17 @@ class DiffServers:
         stubs and regions.
         """
         problems = []
-        # Both at once. The quarantine server may ignore SIGTERM for good (a load that never
+        # All at once. The quarantine server may ignore SIGTERM for good (a load that never
         # ends), so it gets a short grace time before its process group is killed.
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=4) as pool:
             stops = [pool.submit(server.stop, timeout=timeout)
                      for server, timeout in ((self.quarantine, 2), (self.main, MAIN_EXIT_TIMEOUT_S + 15))
                      if server is not None]
+            harness = [pool.submit(server.stop) for server in self.harness.values()]
             for stop in stops:
                 stop.result()
+            for stop in harness:
+                problems += stop.result()
         if self.quarantine is not None:
             crash = self.quarantine.crash_report()
             if crash:
@@ -568,3 +762,9 @@ def result_outcome(target: "Target", out: Outcome) -> Outcome:
 def assert_same(cpp: Outcome, ours: Outcome) -> None:
     """The differential assertion: equal normalised outcomes, with both sides shown if not."""
     assert ours == cpp, (f"the stubs differ\n  C++ stub: {cpp.describe()}\n  our stub: {ours.describe()}")
+
+
+def assert_same_server(stub: str, triton: Outcome, harness: Outcome) -> None:
+    """The harness column's assertion: the harness gives what tritonserver gives (same stub)."""
+    assert harness == triton, (f"the harness differs from tritonserver ({stub} stub)\n"
+                               f"  tritonserver: {triton.describe()}\n  harness:      {harness.describe()}")

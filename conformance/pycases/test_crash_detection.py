@@ -20,6 +20,7 @@ COVERS = ["server crash detection"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT])
+@pytest.mark.server_specific("checks the suite's own detection of a tritonserver crash")
 def test_a_server_crash_at_unload_fails_the_teardown(triton_reference, tmp_path, sig):
     servers = DiffServers([DiffModel("add_sub")], triton_reference, tmp_path)
     install_crashing_stub(servers.main_repo / "add_sub_ours", sig)
@@ -40,6 +41,7 @@ def test_a_server_crash_at_unload_fails_the_teardown(triton_reference, tmp_path,
     assert server.crash_report() in problems[0]
 
 
+@pytest.mark.server_specific("checks the suite's own detection of a tritonserver crash")
 def test_a_clean_stop_has_no_problems(triton_reference, tmp_path):
     """The same module without the wrapper: the check is not one that always fires."""
     servers = DiffServers([DiffModel("add_sub")], triton_reference, tmp_path)

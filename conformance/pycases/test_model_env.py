@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from difftools import MODELS_DIR, DiffModel, Outcome, Target, line_of
+from difftools import MODELS_DIR, DiffModel, Outcome, Target, line_of, mask_addresses
 
 #: Items of the conformance checklist these cases cover (conformance/CASES.md).
 COVERS = ["model dir and config access", "lifecycle: finalize", "Logger", "interpreter environment"]
@@ -35,10 +35,29 @@ def _env(target: Target, *keys: str) -> Outcome:
 
 
 def test_each_side_runs_its_own_stub(pair):
-    """Sanity, not a comparison: `_cpp` runs the C++ binary, `_ours` runs Python with tritonstub."""
+    """Sanity, not a comparison: `_cpp` runs the C++ binary, `_ours` runs Python with tritonstub.
+
+    On the harness column: the same interpreter and the same stub arguments but for the region's
+    name and the parent's pid; the C++ binary is the one `--stub cpp` names (tritonserver runs
+    the copy in the model directory: docs/harness.md)."""
     def who(target: Target) -> Outcome:
         return Outcome("value", value=target.infer({"IN": np.array([1], dtype=np.int32)}).require_ok().json("WHO"))
 
+    if pair.on_harness:
+        triton, harness = (o.value for o in pair.columns("whoami", who))
+        assert harness["version"] == triton["version"]
+        assert harness["ppid"] != triton["ppid"]
+        n = len(triton["cmdline"])
+        same = [i for i in range(n - 9, n) if i - (n - 9) not in (0, 1, 4)]  # model.py, region, parent pid
+        assert len(harness["cmdline"]) == n
+        assert [harness["cmdline"][i] for i in same] == [triton["cmdline"][i] for i in same]
+        assert harness["cmdline"][n - 9].endswith(f"/harness_repo/whoami_{pair.stub}/1/model.py")
+        assert harness["cmdline"][n - 5] == str(harness["ppid"])
+        if pair.is_cpp:
+            assert harness["exe"].endswith("/python_backend_stubs/3.11/triton_python_backend_stub")
+        else:
+            assert harness["exe"] == triton["exe"] and harness["cmdline"][:-9] == triton["cmdline"][:-9]
+        return
     who_am_i = pair.run("whoami", who, compare=False).value
     if pair.is_cpp:
         assert who_am_i["exe"].endswith("/whoami_cpp/triton_python_backend_stub")
@@ -140,7 +159,9 @@ def test_signal_dispositions(pair):
     """Deliberate difference: both stubs survive SIGINT/SIGTERM with a no-op handler, but the
     C++ stub installs it from C before Python starts, so ``signal.getsignal`` reports None; ours
     is a Python no-op function (there is no way to make Python report None afterwards)."""
-    got = pair.run("model_env", lambda t: _env(t, "signals", "stdin_isatty"), compare=False).value
+    def case(t: Target) -> Outcome:  # a handler's address differs between processes
+        return Outcome("value", value=json.loads(mask_addresses(json.dumps(_env(t, "signals", "stdin_isatty").value))))
+    got = pair.run("model_env", case, compare=False).value
     if pair.is_cpp:
         assert got["signals"]["SIGINT"] == "None" and got["signals"]["SIGTERM"] == "None"
     else:
@@ -158,8 +179,17 @@ def test_main_module_and_working_directory(pair):
 
 
 def test_environment_variables_seen_by_the_model(pair):
-    """The stub process inherits the server's environment; a stub must not add or drop variables."""
-    keys = pair.run("model_env", lambda t: _env(t, "environ_keys")).value["environ_keys"]
+    """The stub process inherits the server's environment; a stub must not add or drop variables.
+
+    On the harness column the one difference is TRITONSTUB_PROTOCOL, which the harness adds to
+    every stub's environment: it is how a Python parent tells our stub the protocol era (there is
+    no libtriton_python.so in its address space to fingerprint). docs/harness.md lists it."""
+    case = lambda t: _env(t, "environ_keys")  # noqa: E731
+    if pair.on_harness:
+        triton, harness = (o.value["environ_keys"] for o in pair.columns("model_env", case))
+        assert sorted(set(harness) - set(triton)) == ["TRITONSTUB_PROTOCOL"] and set(triton) <= set(harness)
+        return
+    keys = pair.run("model_env", case).value["environ_keys"]
     assert "LD_LIBRARY_PATH" in keys
 
 

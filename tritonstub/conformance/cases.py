@@ -249,8 +249,8 @@ def record(group: Group, case_id: str, *, expect: Optional[dict] = None,
 
 
 def python_cases(suite_dir: Path) -> List[tuple]:
-    """(module, test name, first docstring line or "", module docstring's first line) of the
-    Python cases in ``pycases/``."""
+    """(module, test name, first docstring line or "", module docstring's first line, why it runs
+    on tritonserver only or "") of the Python cases in ``pycases/``."""
     return [case for module in python_modules(suite_dir) for case in module[2]]
 
 
@@ -268,9 +268,24 @@ def python_modules(suite_dir: Path) -> List[tuple]:
                 covers = list(ast.literal_eval(node.value))
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 doc = (ast.get_docstring(node) or "").strip().splitlines()
-                cases.append((path.stem, node.name, doc[0] if doc else "", module_doc[0] if module_doc else ""))
+                cases.append((path.stem, node.name, doc[0] if doc else "", module_doc[0] if module_doc else "",
+                              _server_only(node)))
         found.append((path.stem, covers, cases))
     return found
+
+
+def _server_only(node: ast.FunctionDef) -> str:
+    """Why a Python case runs on tritonserver only ("" when it runs on the harness column too):
+    its ``@pytest.mark.server_specific("why")`` or ``harness_differs("why")``, or the hazard
+    fixture ``solo`` (pycases/conftest.py)."""
+    for deco in node.decorator_list:
+        kind = getattr(getattr(deco, "func", None), "attr", None)
+        if (isinstance(deco, ast.Call) and kind in ("server_specific", "harness_differs")
+                and deco.args and isinstance(deco.args[0], ast.Constant)):
+            return ("" if kind == "server_specific" else "the harness differs: ") + str(deco.args[0].value)
+    if any(arg.arg == "solo" for arg in node.args.args):
+        return "a hazard: about what breaks tritonserver under the C++ stub"
+    return ""
 
 
 def catalogue(suite_dir: Path) -> str:
@@ -282,7 +297,9 @@ def catalogue(suite_dir: Path) -> str:
              "`conformance/cases/*.json` and `conformance/pycases/test_*.py`; do not edit.", "",
              "Data cases run in every cell of the matrix (`tritonstub conformance`). Python cases "
              "(`pycases/`) are the differential tests not yet expressed as data: pytest runs them on "
-             "tritonserver with the C++ stub and ours side by side.", ""]
+             "tritonserver with the C++ stub and ours side by side, and on the harness column "
+             "(`tritonstub serve`, each stub) against the tritonserver outcome, except those marked "
+             "tritonserver only.", ""]
     total = sum(len(g.cases) for g in groups)
     lines += [f"## Data cases ({total})", ""]
     for g in groups:
@@ -304,13 +321,14 @@ def catalogue(suite_dir: Path) -> str:
     py = python_cases(suite_dir)
     lines += [f"## Python cases ({len(py)})", ""]
     module = None
-    for mod, name, doc, mdoc in py:
+    for mod, name, doc, mdoc, server_only in py:
         if mod != module:
             module = mod
             lines += ["", f"### pycases/{mod}.py", ""]
             if mdoc:
                 lines += [mdoc, ""]
-        lines.append(f"- `{mod}::{name}`" + (f": {doc}" if doc else ""))
+        tail = f" _(tritonserver only: {server_only})_" if server_only else ""
+        lines.append(f"- `{mod}::{name}`" + (f": {doc}" if doc else "") + tail)
     py_covers: Dict[str, List[str]] = {}
     for mod, items, _ in python_modules(suite_dir):
         for item in items:

@@ -27,6 +27,7 @@ on the repository, metrics live in one registry, and log records are written in 
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -288,6 +289,7 @@ class Model:
         self.stats = Statistics()
         self.sequences: set = set()
         self.sequence_lock = threading.Lock()
+        self.next_sequence_id = 1       # iterative_sequence: IDs for requests without one
 
     @property
     def decoupled(self) -> bool:
@@ -297,14 +299,21 @@ class Model:
     def max_batch_size(self) -> int:
         return int(self.config.get("max_batch_size", 0))
 
-    def check_sequence(self, request: InferRequest, batch_size: int) -> None:
+    def check_sequence(self, request: InferRequest, batch_size: int) -> InferRequest:
         """The sequence batcher's checks (core sequence_batch_scheduler.cc, same texts); a
-        sequence is known from its START until its END."""
+        sequence is known from its START until its END. Returns the request as the batcher
+        passes it on: with ``iterative_sequence`` a request without a correlation ID starts a
+        sequence of its own, numbered from 1 (sequence_utils.h IterativeSequencer)."""
         if batch_size > 1:
             raise InferError("INVALID_ARG", f"inference request to model '{self.name}' must "
                                             "specify batch-size 1 due to requirements of sequence "
                                             "batcher")
         corr = request.correlation_id
+        if corr in (0, "") and self.config["sequence_batching"].get("iterative_sequence"):
+            with self.sequence_lock:
+                corr = self.next_sequence_id
+                self.next_sequence_id += 1
+            request = dataclasses.replace(request, correlation_id=corr, flags=1)
         if corr in (0, ""):
             raise InferError("INVALID_ARG", f"inference request to model '{self.name}' must "
                                             "specify a non-zero or non-empty correlation ID")
@@ -318,6 +327,7 @@ class Model:
                 self.sequences.discard(corr)
             else:
                 self.sequences.add(corr)
+        return request
 
     def metadata(self) -> dict:
         """KServe v2 model metadata."""
@@ -586,6 +596,9 @@ class Engine(Services):
         else:
             pb = configs.load(path)
         configs.complete(pb, path, model.name)
+        if pb.platform == "ensemble":
+            raise InferError("UNSUPPORTED", f"model '{model.name}' is an ensemble: the harness runs "
+                                            "python models only (serve ensembles with tritonserver)")
         versions = sorted((int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit()),
                           reverse=True)
         if not versions:
@@ -659,11 +672,27 @@ class Engine(Services):
                            f"successfully unloaded '{name}' version {model.version}")
 
     def is_ready(self, name: str, version: str = "") -> bool:
+        """InferenceServer::ModelIsReady: READY, and from r26.03 every instance ready too
+        (TRITONBACKEND_ModelInstanceReady: the stub alive, then the model's own ``is_ready()``);
+        the reason an instance is not is logged at verbose level 1, as the core does."""
         with self._lock:
             model = self.models.get(name)
-        if model is None or model.state != READY:
+        if model is None or model.state != READY or version not in ("", model.version):
             return False
-        return version in ("", model.version)
+        if "stub_has_user_model_readiness_fn" not in L.IPCControlShm.fields:
+            return True                 # before r26.03 the backend has no readiness entry point
+        for stub in list(model.instances):
+            if not stub.alive():
+                why = f"Stub process '{stub.name}' is not healthy."
+            else:
+                ready, why = stub.user_model_readiness()
+                if why is None and not ready:
+                    why = f"Model '{stub.name}' is not ready (user-defined check failed)."
+            if why is not None:
+                self.log.write(int(L.LogLevel.VERBOSE), "server.cc", 479,
+                               f"Model '{name}' version {model.version} is not ready: {why}")
+                return False
+        return True
 
     def index(self, ready_only: bool = False) -> List[ModelIndexEntry]:
         entries = []
@@ -719,7 +748,7 @@ class Engine(Services):
             self._run_function(model, call)
             return call
         if "sequence_batching" in model.config:
-            model.check_sequence(request, batch_size)
+            request = call.request = model.check_sequence(request, batch_size)
         outputs = request.requested_outputs or [o["name"] for o in model.config.get("output", [])]
         data = convert.request_data(request, outputs, -1 if not request.model_version
                                     else int(request.model_version))
@@ -810,6 +839,10 @@ class Engine(Services):
         def forward(resp: InferResponse) -> None:
             data = convert.data_from_response(resp)
             data.is_last_response = resp.final
+            if data.error is not None:
+                # request_executor.cc rethrows the response's error and keeps only its text:
+                # the model sees TritonError INTERNAL whatever code the callee gave
+                data.error = (int(L.TRITONSERVER_Error_Code.INTERNAL), data.error[1])
             on_response(data)
         try:
             return self.submit(harness_request, forward)    # its cancel() for r25.04+ streams

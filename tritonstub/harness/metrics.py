@@ -165,20 +165,23 @@ class MetricRegistry:
         """The families in Prometheus' text exposition format (as prometheus-cpp writes it)."""
         out: List[str] = []
         with self._lock:
-            for fam in self.families.values():
+            # prometheus-cpp's Registry keeps a list per kind and collects counters, then
+            # gauges, then histograms, each in creation order
+            for fam in sorted(self.families.values(), key=lambda f: f.kind):
                 if not fam.metrics:
                     continue
                 out.append(f"# HELP {fam.name} {fam.description}")
                 out.append(f"# TYPE {fam.name} {_KIND_NAMES[fam.kind]}")
                 for m in fam.metrics.values():
                     if fam.kind == HISTOGRAM:
+                        # prometheus-cpp's text serializer: count, sum, then the buckets
+                        out.append(f"{fam.name}_count{_labels(m.labels)} {m.observations}")
+                        out.append(f"{fam.name}_sum{_labels(m.labels)} {_num(m.total)}")
                         running = 0
                         for bound, count in zip(m.buckets + [math.inf], m.counts):
                             running += count
                             le = "+Inf" if bound == math.inf else _num(bound)
                             out.append(f"{fam.name}_bucket{_labels(m.labels, le=le)} {running}")
-                        out.append(f"{fam.name}_sum{_labels(m.labels)} {_num(m.total)}")
-                        out.append(f"{fam.name}_count{_labels(m.labels)} {m.observations}")
                     else:
                         out.append(f"{fam.name}{_labels(m.labels)} {_num(m.value)}")
         return "\n".join(out) + ("\n" if out else "")

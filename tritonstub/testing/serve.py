@@ -39,7 +39,8 @@ class ServeError(TritonStubError):
 class ServeProcess:
     def __init__(self, repository: Union[str, Path], *args: str, startup_timeout: float = 120.0,
                  stop_timeout: float = 60.0, env: Optional[dict] = None,
-                 log_dir: Optional[Union[str, Path]] = None, python: str = sys.executable):
+                 log_dir: Optional[Union[str, Path]] = None, python: str = sys.executable,
+                 cwd: Optional[Union[str, Path]] = None):
         self.repository = Path(repository)
         self.args = list(args)
         self.startup_timeout = startup_timeout
@@ -49,6 +50,7 @@ class ServeProcess:
             [str(_ROOT)] + [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p])
         self.env.update(env or {})
         self.python = python
+        self.cwd = cwd
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tritonstub-serve-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.log_dir / "serve.log"
@@ -71,7 +73,7 @@ class ServeProcess:
                "--grpc-port", "0", "--http-port", "0", *self.args]
         self._log_file = open(self.log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log_file,
-                                     env=self.env, start_new_session=True)
+                                     env=self.env, start_new_session=True, cwd=self.cwd)
         lines: "queue.Queue[Optional[str]]" = queue.Queue()
 
         def read():
