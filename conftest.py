@@ -16,5 +16,10 @@ try:
 except ImportError:
     sys.path.insert(0, str(_ROOT))
 
+# The conformance cases share test helpers (shm_helpers, crashing_stub) with tests/; pytest puts
+# tests/ on sys.path only when it collects a file there, so a run of conformance/ alone needs this.
+if str(_ROOT / "tests") not in sys.path:
+    sys.path.append(str(_ROOT / "tests"))
+
 if _PLUGIN not in sys.modules:
     pytest_plugins = [_PLUGIN]
