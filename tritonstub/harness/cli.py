@@ -7,11 +7,10 @@ so every exit leaves no process and no region behind. Exit status: 0 success, 1 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 

@@ -28,7 +28,6 @@ on the repository, metrics live in one registry, and log records are written in 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import queue

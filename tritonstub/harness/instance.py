@@ -45,11 +45,11 @@ from .. import protocol
 from ..ipc import handshake, libc
 from ..ipc.handshake import PeerGone
 from ..protocol import control
-from ..protocol.requests import DATA_FACTORY, RequestData, read_release_flags, read_request, \
+from ..protocol.requests import RequestData, read_release_flags, read_request, \
     read_request_batch, write_request, write_request_batch
 from ..protocol.responses import ResponseData, read_execute_response, read_response, \
     write_response, write_response_batch
-from ..protocol.scalars import Owned, read_string, write_string
+from ..protocol.scalars import Owned, write_string
 from .parent import ParentSide, new_region_name
 
 L = protocol.current()

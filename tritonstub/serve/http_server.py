@@ -24,7 +24,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..harness.types import InferError, InferRequest, InferResponse, InferTensor
+from ..harness.types import InferError, InferRequest, InferResponse
 from . import convert, dataplane
 from .metadata import SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION
 
