@@ -38,8 +38,10 @@ import numpy as np
 from tritonstub.conformance.normalise import _LOG_PREFIX, Normaliser, mask_addresses  # noqa: F401 - re-exported
 from tritonstub.testing.reference import Reference
 from tritonstub.testing.tritonserver import (
+    Clients,
     TritonServer,
     check_stopped,
+    http_request,
     install_cpp_stub,
     install_our_stub,
 )
@@ -272,26 +274,7 @@ def make_inputs(client_module, inputs: Mapping[str, InputValue]):
 # the harness column
 
 
-def _http(base: str, method: str, path: str, body: Optional[object] = None,
-          timeout: float = HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
-    """A raw HTTP request; (status, body); a connection error or timeout gives status 0 (as
-    :meth:`TritonServer.http`)."""
-    import urllib.error
-    import urllib.request
-
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-class HarnessServer:
+class HarnessServer(Clients):
     """``tritonstub serve --stub STUB`` over ``repo``, with the part of :class:`TritonServer`'s
     interface that cases use (addresses, ``http``, clients, ``model_status``, ``metrics``, the log).
 
@@ -353,7 +336,7 @@ class HarnessServer:
 
     def http(self, method: str, path: str, body: Optional[object] = None,
              timeout: float = HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
-        return _http(f"http://{self.http_url}", method, path, body, timeout)
+        return http_request(f"http://{self.http_url}", method, path, body, timeout)
 
     def model_status(self, name: str) -> Optional[dict]:
         status, body = self.http("POST", "/v2/repository/index", {})
@@ -367,20 +350,6 @@ class HarnessServer:
         if status != 200:
             raise AssertionError(f"GET /metrics of tritonstub serve returned {status}: {body[:300]!r}")
         return body.decode()
-
-    def http_client(self, **kwargs):
-        import tritonclient.http
-
-        client = tritonclient.http.InferenceServerClient(self.http_url, **kwargs)
-        self._clients.append(client)
-        return client
-
-    def grpc_client(self, **kwargs):
-        import tritonclient.grpc
-
-        client = tritonclient.grpc.InferenceServerClient(self.grpc_url, **kwargs)
-        self._clients.append(client)
-        return client
 
     def log_text(self) -> str:
         try:
@@ -396,21 +365,9 @@ class HarnessServer:
 
     def stop(self) -> List[str]:
         """Stop (SIGTERM: every model finalized); the problems found (none after a clean run)."""
-        while self._clients:
-            try:
-                self._clients.pop().close()
-            except Exception:  # noqa: BLE001 - a client that cannot close must not stop the clean-up
-                pass
-        status = self.proc.stop()
-        problems = []
-        if status != 0:
-            problems.append(f"tritonstub serve --stub {self.stub} (pid {self.pid}) exited with status "
-                            f"{status}; log {self.proc.log}:\n{self.log_tail(20)}")
-        if self.proc.orphans:
-            problems.append(f"tritonstub serve --stub {self.stub} left processes {self.proc.orphans} (killed)")
-        if self.proc.leaked_regions:
-            problems.append(f"tritonstub serve --stub {self.stub} left regions {self.proc.leaked_regions} (removed)")
-        return problems
+        self._close_clients()
+        self.proc.stop()
+        return self.proc.problems(f"tritonstub serve --stub {self.stub}")
 
 
 # ---------------------------------------------------------------------------------------------

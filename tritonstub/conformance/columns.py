@@ -188,16 +188,8 @@ class _ServeServed(Served):
             return ""
 
     def stop(self) -> List[str]:
-        status = self.proc.stop()
-        problems = []
-        if status != 0:
-            problems.append(f"tritonstub serve (pid {self.proc.pid}) exited with status {status} "
-                            f"(log {self.proc.log})")
-        if self.proc.orphans:
-            problems.append(f"tritonstub serve left processes {self.proc.orphans}; killed")
-        if self.proc.leaked_regions:
-            problems.append(f"tritonstub serve left regions {self.proc.leaked_regions}; removed")
-        return problems
+        self.proc.stop()
+        return self.proc.problems()
 
 
 class HarnessColumn:

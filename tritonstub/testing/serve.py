@@ -160,6 +160,19 @@ class ServeProcess:
         self._log_file.close()
         return self.returncode
 
+    def problems(self, label: str = "tritonstub serve") -> List[str]:
+        """After :meth:`stop`: what was wrong (none after a clean run): a non-zero exit status,
+        processes or regions left (already killed and removed)."""
+        problems = []
+        if self.returncode != 0:
+            problems.append(f"{label} (pid {self.pid}) exited with status {self.returncode}; "
+                            f"log {self.log}:\n{self.log_tail(20)}")
+        if self.orphans:
+            problems.append(f"{label} left processes {self.orphans} (killed)")
+        if self.leaked_regions:
+            problems.append(f"{label} left regions {self.leaked_regions} (removed)")
+        return problems
+
     def __enter__(self) -> "ServeProcess":
         return self.start()
 

@@ -254,7 +254,42 @@ def _stop_all_at_exit() -> None:
         server.stop(timeout=10)
 
 
-class TritonServer:
+class Clients:
+    """The tritonclient clients a test opened on a server, closed when the server stops.
+
+    Closing matters: tritonserver waits for open HTTP keep-alive connections before it unloads
+    models (up to its exit timeout) and then exits *without* finalizing the stubs, which leaks
+    their regions. A class that mixes this in sets ``_clients = []`` and has ``http_url`` and
+    ``grpc_url``."""
+
+    _clients: list
+
+    def http_client(self, **kwargs):
+        """A ``tritonclient.http.InferenceServerClient`` for this server, closed at its stop."""
+        import tritonclient.http
+
+        client = tritonclient.http.InferenceServerClient(self.http_url, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def grpc_client(self, **kwargs):
+        """A ``tritonclient.grpc.InferenceServerClient`` for this server, closed at its stop."""
+        import tritonclient.grpc
+
+        client = tritonclient.grpc.InferenceServerClient(self.grpc_url, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def _close_clients(self) -> None:
+        while self._clients:
+            client = self._clients.pop()
+            try:
+                client.close()
+            except Exception:  # a client that cannot close must not stop the clean-up
+                pass
+
+
+class TritonServer(Clients):
     """A real tritonserver serving ``model_repository`` on loopback (see the module docstring).
 
     ``wait_for`` picks what :meth:`start` waits for: ``"ready"`` (``/v2/health/ready``: the server
@@ -536,35 +571,6 @@ class TritonServer:
         return sorted(names)
 
     # ---- clients -------------------------------------------------------------------------------
-
-    def http_client(self, **kwargs):
-        """A ``tritonclient.http.InferenceServerClient`` for this server, closed by :meth:`stop`.
-
-        Closing matters: tritonserver waits for open HTTP keep-alive connections before it unloads
-        models (up to ``exit_timeout`` s) and then exits *without* finalizing the stubs, which leaks
-        their regions.
-        """
-        import tritonclient.http
-
-        client = tritonclient.http.InferenceServerClient(self.http_url, **kwargs)
-        self._clients.append(client)
-        return client
-
-    def grpc_client(self, **kwargs):
-        """A ``tritonclient.grpc.InferenceServerClient`` for this server, closed by :meth:`stop`."""
-        import tritonclient.grpc
-
-        client = tritonclient.grpc.InferenceServerClient(self.grpc_url, **kwargs)
-        self._clients.append(client)
-        return client
-
-    def _close_clients(self) -> None:
-        while self._clients:
-            client = self._clients.pop()
-            try:
-                client.close()
-            except Exception:  # a client that cannot close must not stop the clean-up
-                pass
 
     # ---- log -----------------------------------------------------------------------------------
 
