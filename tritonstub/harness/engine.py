@@ -28,6 +28,7 @@ on the repository, metrics live in one registry, and log records are written in 
 from __future__ import annotations
 
 import dataclasses
+import copy
 import json
 import os
 import queue
@@ -206,13 +207,25 @@ _DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "com
               "cache_hit", "cache_miss")
 
 
+def _compute_phases(start: int, sent: int, replied: int, end: int):
+    """One execute's marks as Triton's compute phases: (name, ns) for each."""
+    return (("compute_input", sent - start), ("compute_infer", replied - sent),
+            ("compute_output", end - replied))
+
+
+def _count(table: Dict[str, Dict[str, int]], key: str, ns: int) -> None:
+    entry = table.setdefault(key, {"count": 0, "ns": 0})
+    entry["count"] += 1
+    entry["ns"] += ns
+
+
 class Statistics:
     """One model's statistics as Triton's statistics extension reports them (core
     ``infer_stats.cc``): per request, ``success`` (count, and ns from queued to the final
     response) with its ``queue``, ``compute_input``, ``compute_infer`` and ``compute_output``
     shares and ``inference_count`` (its batch size), or ``fail``; per execute,
-    ``execution_count`` and ``batch_stats`` by batch size. Times come from one execute's marks: start, request
-    batch sent to the stub, reply read, responses handed on."""
+    ``execution_count`` and ``batch_stats`` by batch size. Times come from one execute's marks:
+    start, request batch sent to the stub, reply read, responses handed on."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -225,16 +238,12 @@ class Statistics:
     def executed(self, batch_size: int, marks: Sequence[int]) -> None:
         if len(marks) != 4:
             return                     # the stub failed before it answered: no execution
-        start, sent, replied, end = marks
         with self._lock:
             self.executions += 1
             self.last_inference_ms = int(time.time() * 1000)
-            row = self.batches.setdefault(batch_size, {k: {"count": 0, "ns": 0} for k in (
-                "compute_input", "compute_infer", "compute_output")})
-            for key, ns in (("compute_input", sent - start), ("compute_infer", replied - sent),
-                            ("compute_output", end - replied)):
-                row[key]["count"] += 1
-                row[key]["ns"] += ns
+            row = self.batches.setdefault(batch_size, {})
+            for key, ns in _compute_phases(*marks):
+                _count(row, key, ns)
 
     def request_done(self, work: "_Work", ok: bool) -> None:
         """``work`` ended: its final response (``ok``), or its first error."""
@@ -243,28 +252,25 @@ class Statistics:
             if work.counted:
                 return
             work.counted = True
-            key = "success" if ok else "fail"
-            self.inference[key]["count"] += 1
-            self.inference[key]["ns"] += now - work.queued_ns
+            _count(self.inference, "success" if ok else "fail", now - work.queued_ns)
             if ok:
                 self.inferences += max(work.batch_size, 1)   # successful inferences only
             if ok and work.marks is not None and len(work.marks) >= 3:
                 # a response sent during execute comes before the execute's end mark
                 start, sent, replied = work.marks[:3]
                 end = work.marks[3] if len(work.marks) > 3 else now
-                for k, ns in (("queue", start - work.queued_ns), ("compute_input", sent - start),
-                              ("compute_infer", replied - sent), ("compute_output", end - replied)):
-                    self.inference[k]["count"] += 1
-                    self.inference[k]["ns"] += ns
+                _count(self.inference, "queue", start - work.queued_ns)
+                for key, ns in _compute_phases(start, sent, replied, end):
+                    _count(self.inference, key, ns)
 
     def as_json(self, name: str, version: str) -> dict:
         with self._lock:
             return {"name": name, "version": version,
                     "last_inference": self.last_inference_ms,
                     "inference_count": self.inferences, "execution_count": self.executions,
-                    "inference_stats": json.loads(json.dumps(self.inference)),
+                    "inference_stats": copy.deepcopy(self.inference),
                     "response_stats": {},
-                    "batch_stats": [dict(batch_size=size, **json.loads(json.dumps(row)))
+                    "batch_stats": [dict(batch_size=size, **copy.deepcopy(row))
                                     for size, row in sorted(self.batches.items())],
                     "memory_usage": []}
 
