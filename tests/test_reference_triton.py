@@ -26,6 +26,7 @@ from tritonstub.testing.tritonserver import (
     ModelSpec,
     TritonServer,
     TritonServerError,
+    crash_report,
     processes_naming,
 )
 
@@ -338,3 +339,26 @@ def test_the_server_fixture_fails_a_crash_at_teardown(triton_reference, tmp_path
     assert errors == ["test_expected_crash_that_does_not_come", "test_unexpected_crash"], out
     assert "died of SIGSEGV (exit status -11)" in out and "Signal (11) received." in out, out
     assert "was expected to crash but exited with status 0" in out, out
+
+
+def test_a_crash_report_quotes_the_fatal_lines_and_what_was_thrown(tmp_path):
+    """Server-less: crash_report() reads the log a dead tritonserver left. An uncaught C++
+    exception is diagnosed by its ``what():`` line, so the report carries it; lines that are
+    not fatal are not quoted."""
+    log = tmp_path / "server.log"
+    log.write_text(
+        'I1207 09:38:23.350163 5237 model_lifecycle.cc:839] "successfully loaded \'echo\'"\n'
+        "terminate called after throwing an instance of 'boost::interprocess::lock_exception'\n"
+        "  what():  boost::interprocess::lock_exception\n"
+        "Signal (6) received.\n"
+        " 0# 0x000055D1 in /opt/tritonserver/bin/tritonserver\n")
+    text = log.read_text()
+    assert crash_report(-signal.SIGABRT, False, text, log).splitlines() == [
+        "tritonserver died of SIGABRT (exit status -6)",
+        "tritonserver logged a fatal error:",
+        "  terminate called after throwing an instance of 'boost::interprocess::lock_exception'",
+        "  what():  boost::interprocess::lock_exception",
+        "  Signal (6) received.",
+        f"log: {log}"]
+    assert crash_report(-signal.SIGKILL, True, "", log) == ""   # stop()'s own SIGKILL
+    assert crash_report(0, False, 'I1207 server.cc:604] "all models unloaded"\n', log) == ""

@@ -12,14 +12,20 @@ Triton 2.51 from unloading the model with either stub, alive or not, as measured
 """
 from __future__ import annotations
 
+import ctypes
+import json
+import mmap
 import os
 import signal
 import time
+import types
 
 import numpy as np
 import pytest
 
-from tritonstub.stub.salvage import Board
+from tritonstub.ipc import libc
+from tritonstub.ipc.sync import Mutex
+from tritonstub.stub.salvage import Board, after_stub_death, make_consistent
 from tritonstub.testing.faults import stub_pids
 from tritonstub.testing.procs import process_alive
 from tritonstub.testing.tritonserver import ModelSpec, TritonServer, check_stopped, make_model_repository
@@ -84,6 +90,71 @@ def test_a_forked_helper_sees_later_writes():
     assert os.waitpid(pid, 0)[1] == 0
 
 
+# ---- the helper takes no mutex it does not need ----------------------------------------------
+
+
+def _shared_mutex():
+    page = mmap.mmap(-1, mmap.PAGESIZE)           # anonymous and shared: seen across a fork
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    return page, Mutex(addr).initialize()
+
+
+def _held_by_a_child(mutex: Mutex, exit_holding: bool):
+    """Fork a child that locks ``mutex``; it exits holding it, or keeps it until killed."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        mutex.lock()
+        os.write(w, b"x")
+        if not exit_holding:
+            time.sleep(60)
+        os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"x"
+    os.close(r)
+    return pid
+
+
+def test_a_free_mutex_is_read_not_locked_and_a_dead_owners_is_recovered(monkeypatch):
+    page, mutex = _shared_mutex()
+    calls = []
+    real = libc.pthread_mutex_trylock
+    monkeypatch.setattr(libc, "pthread_mutex_trylock", lambda addr: calls.append(addr) or real(addr))
+    assert mutex.untouched() and make_consistent(mutex) == "free" and calls == []
+    pid = _held_by_a_child(mutex, exit_holding=True)
+    os.waitpid(pid, 0)
+    assert not mutex.untouched()                  # FUTEX_OWNER_DIED, set by the kernel
+    assert make_consistent(mutex) == "recovered" and calls == [mutex.addr]
+    assert mutex.untouched()
+    pid = _held_by_a_child(mutex, exit_holding=False)
+    try:
+        assert make_consistent(mutex) == "busy"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert make_consistent(mutex) == "recovered"
+    page.close()
+
+
+def test_the_helper_of_a_stub_killed_idle_locks_nothing(monkeypatch):
+    """A helper SIGKILLed while it holds one of the region's mutexes would leave tritonserver an
+    owner-died mutex (Boost throws, the server aborts): for a stub that died idle, with nothing on
+    its board, the helper must not lock any."""
+    pages, mutexes = zip(*(_shared_mutex() for _ in range(5)))
+    calls = []
+    for name in ("pthread_mutex_trylock", "pthread_mutex_lock", "pthread_mutex_timedlock"):
+        monkeypatch.setattr(libc, name, lambda *a, _n=name: calls.append(_n) or 0)
+    region = types.SimpleNamespace(mutex=mutexes[0], locked=None, segment=None)
+    stub = types.SimpleNamespace(region=region, queues={f"q{i}": types.SimpleNamespace(mutex=m)
+                                                        for i, m in enumerate(mutexes[1:])})
+    board = Board(slots=4)
+    board.set_era("r24.10")
+    after_stub_death(stub, board, stub_pid=1)
+    assert calls == []
+    for page in pages:
+        page.close()
+
+
 # ---- every way a request ends, then an idle stub killed: nothing to release -------------------
 
 _PLAIN = """
@@ -110,7 +181,19 @@ class TritonPythonModel:
         return out
 """
 
+# A stub killed while the parent waits on it for the last step of a handshake (a FINAL send: the
+# client already has the response; a log line: already in the server log) leaves a parent thread
+# waiting for ever, and a decoupled model then cannot unload, whichever the stub. Before it kills
+# a stub, the test makes sure that no handshake is left. In the barrier request, a sender the
+# model dropped has its cleanup queued by gc.collect(); is_cancelled() goes out on the same
+# first-in first-out path as those cleanups (the C++ stub's stub_to_parent buffer thread, our
+# stub's worker) and returns only after the parent answered and stopped waiting; the FINAL send
+# returns once the parent no longer waits on it; then the model writes a file; then execute
+# returns, and the parent counts the execution in the model's statistics.
 _STREAM = """
+import gc
+import os
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -127,6 +210,13 @@ class TritonPythonModel:
             elif x[0] == 1:                     # a response carrying FINAL
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]),
                             flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            elif x[0] == 2:                     # the barrier: see _wait_for_stub_idle
+                gc.collect()
+                request.is_cancelled()          # (after FINAL it would crash tritonserver 2.51)
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]),
+                            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                with open(os.path.join(os.path.dirname(__file__), "barrier"), "w") as f:
+                    f.write("passed")
             else:
                 raise ValueError("the stream fails")
         return None
@@ -172,6 +262,36 @@ def _traffic(server: TritonServer, plain: str, stream: str) -> None:
         client.close()
 
 
+def _executions(server: TritonServer, model: str) -> int:
+    status, body = server.http("GET", f"/v2/models/{model}/stats")
+    assert status == 200, body
+    return json.loads(body)["model_stats"][0]["execution_count"]
+
+
+def _wait_for_stub_idle(server: TritonServer, stream: str) -> None:
+    """Until the stub of ``stream`` is idle, no handshake left (see the comment above _STREAM)."""
+    import queue
+    import tritonclient.grpc as grpcclient
+    done = server.model_repository / stream / "1" / "barrier"
+    before = _executions(server, stream)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    answers: "queue.Queue" = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        inp = grpcclient.InferInput("IN", [1], "INT32")
+        inp.set_data_from_numpy(np.full(1, 2, np.int32))
+        client.async_stream_infer(stream, [inp], request_id="barrier")
+        result, error = answers.get(timeout=30)
+        assert error is None, error
+    finally:
+        client.stop_stream()
+        client.close()
+    deadline = time.monotonic() + 30
+    while not done.exists() or _executions(server, stream) <= before:
+        assert time.monotonic() < deadline, ("the barrier request never finished", done.exists())
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("stub", ["ours", "cpp"])
 def test_an_idle_stub_killed_after_every_kind_of_request_leaves_nothing_to_release(stub, triton_reference, tmp_path):
     repo = make_model_repository(tmp_path / "repo", {
@@ -186,7 +306,7 @@ def test_an_idle_stub_killed_after_every_kind_of_request_leaves_nothing_to_relea
     server.start()
     try:
         _traffic(server, "plain", "stream")
-        time.sleep(0.5)                          # the abandoned sender's cleanup has gone out
+        _wait_for_stub_idle(server, "stream")
         for model in ("plain", "stream"):
             pids = stub_pids(server, model)      # the stub, then (ours) its heartbeat helper
             os.kill(pids[0], signal.SIGKILL)

@@ -14,6 +14,7 @@ Differences from Boost, on purpose:
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 from typing import Optional
 
@@ -43,6 +44,17 @@ class Mutex:
         if rc == 0:
             return
         self._fail(rc, "lock")
+
+    def untouched(self) -> bool:
+        """True when nobody holds the mutex and no owner died holding it, read without locking.
+
+        glibc's pthread_mutex_t begins with its futex word (``__lock``); for a robust mutex it
+        holds the owner's thread id, FUTEX_WAITERS and FUTEX_OWNER_DIED (which the kernel sets
+        for a thread that exits holding it), and it is 0 only when the mutex is free. A process
+        that must not be caught holding a mutex (a SIGKILL there leaves the other side an
+        owner-died mutex) looks here before it takes one it may not need.
+        """
+        return ctypes.c_uint32.from_address(self.addr).value == 0
 
     def try_lock(self) -> bool:
         rc = libc.pthread_mutex_trylock(self.addr)

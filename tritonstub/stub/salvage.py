@@ -20,10 +20,16 @@ factory is never deleted twice (which would crash the server); at worst one leak
 
 A process killed while it holds one of the region's robust mutexes leaves it "owner died";
 Boost 1.79 then throws ``lock_exception`` at the parent's next lock and tritonserver aborts.
-The helper locks every mutex it can find first (``shm_mutex``, the four message queues'),
-marks the dead owner's ones consistent, and checks the allocator before it lets anyone walk it
-again. The parent may get there first (a parent thread already blocked on that mutex wakes
+The helper looks at every mutex it can find first (``shm_mutex``, the four message queues'),
+marks the dead owner's ones consistent, and checks the allocator before it walks it to send
+cleanups. The parent may get there first (a parent thread already blocked on that mutex wakes
 with the error at once): this narrows the window, it cannot close it.
+
+The helper itself can be killed too (``kill -9`` of every stub process, an OOM kill of the
+group): caught holding a mutex, it would leave the parent the same owner-died crash. So it
+takes none it does not need: a mutex whose futex word is 0 (free, no dead owner) is not locked
+to find out, and the allocator is walked only when there are factories to release. A stub
+killed idle leaves a helper that takes no lock at all.
 
 A stub killed inside a handshake (a response send, a log message) leaves a parent thread
 waiting for its last step, for ever: that thread, too, keeps the model from unloading. The board
@@ -159,8 +165,11 @@ class Board:
 
 
 def make_consistent(mutex) -> str:
-    """Try-lock ``mutex``: 'free', 'busy' (a live process holds it), 'recovered' (its owner
-    had died: now consistent again) or 'unrecoverable'."""
+    """'free' (untouched: not even locked to find out), else try-lock ``mutex``: 'free',
+    'busy' (a live process holds it), 'recovered' (its owner had died: now consistent again)
+    or 'unrecoverable'."""
+    if mutex.untouched():
+        return "free"
     rc = libc.pthread_mutex_trylock(mutex.addr)
     if rc == 0:
         libc.pthread_mutex_unlock(mutex.addr)
@@ -191,6 +200,11 @@ def after_stub_death(stub, board: Board, stub_pid: int) -> None:
                  filename="tritonstub", pid=stub_pid)
     if states["shm_mutex"] == "unrecoverable":
         return
+    if board.finalizing or board.era is None:
+        return
+    factories = board.live()
+    if not factories:
+        return
     try:
         with region.locked():
             region.segment.check()
@@ -198,11 +212,6 @@ def after_stub_death(stub, board: Board, stub_pid: int) -> None:
         stub_log(ERROR, f"tritonstub: the stub process {stub_pid} died while changing the "
                  f"region's allocator ({e}); its response factories are not released",
                  filename="tritonstub", pid=stub_pid)
-        return
-    if board.finalizing or board.era is None:
-        return
-    factories = board.live()
-    if not factories:
         return
     sent = _send_cleanups(stub, protocol.codecs(board.era), factories)
     stub_log(INFO, f"tritonstub: the stub process {stub_pid} died with {len(factories)} "

@@ -36,6 +36,7 @@ import numpy as np
 
 from .reference import Reference, provision
 from .tritonserver import ModelSpec, TritonServer, make_model_repository, processes_naming
+from .procs import parent_pid
 
 FAULTS = ("stub-sigkill", "stub-sigstop", "stub-group-sigkill", "server-sigkill")
 PHASES = ("stream", "execute", "initialize")
@@ -220,16 +221,7 @@ def stub_pids(server: TritonServer, model: str) -> List[int]:
     same name."""
     model_py = str(server.model_repository / model / "1" / "model.py")
     pids = [p for p in processes_naming(model_py) if p != server.pid]
-    return sorted(pids, key=lambda p: _ppid(p) != server.pid)
-
-
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(b")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+    return sorted(pids, key=lambda p: parent_pid(p) != server.pid)
 
 
 def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None,

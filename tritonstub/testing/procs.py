@@ -48,6 +48,7 @@ def _read_proc(pid: int, name: str) -> Optional[bytes]:
 @dataclass(frozen=True)
 class _ProcInfo:
     state: str
+    ppid: int
     pgid: int
     starttime: int  # clock ticks after boot
 
@@ -63,7 +64,8 @@ def _proc_info(pid: int) -> Optional[_ProcInfo]:
     # "pid (comm) state ppid pgrp session tty tpgid flags ... starttime(22nd field)";
     # comm may contain spaces and parentheses, so split after the last ')'.
     fields = stat[stat.rfind(b")") + 2:].split()
-    return _ProcInfo(state=fields[0].decode(), pgid=int(fields[2]), starttime=int(fields[19]))
+    return _ProcInfo(state=fields[0].decode(), ppid=int(fields[1]), pgid=int(fields[2]),
+                     starttime=int(fields[19]))
 
 
 def process_alive(pid: int) -> bool:
@@ -73,6 +75,12 @@ def process_alive(pid: int) -> bool:
 
 
 _alive = process_alive
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of ``pid``; 0 when it is gone."""
+    info = _proc_info(pid)
+    return info.ppid if info is not None else 0
 
 
 def cmdline(pid: int) -> str:

@@ -90,6 +90,44 @@ FATAL_LOG = re.compile(
 
 
 
+def _fatal_lines(text: str) -> List[str]:
+    """Each log line FATAL_LOG matches, whole (at most 300 characters), with the ``what():`` line
+    a ``terminate called after throwing`` is followed by: what was thrown is the diagnosis."""
+    lines = text.splitlines()
+    found: List[str] = []
+    for i, line in enumerate(lines):
+        if FATAL_LOG.search(line):
+            found.append(line.strip()[:300])
+            if "terminate called after throwing" in line and i + 1 < len(lines) \
+                    and "what():" in lines[i + 1]:
+                found.append(lines[i + 1].strip()[:300])
+    return list(dict.fromkeys(found))
+
+
+def crash_report(returncode: Optional[int], killed: bool, log_text: str, log: object) -> str:
+    """"" unless a tritonserver that ended with ``returncode`` died of a signal or logged a fatal
+    error in ``log_text``; then what it was, the fatal lines quoted, and where its ``log`` is.
+
+    Not a crash: exit status 0, 1 (e.g. the exit timeout ran out: see
+    :meth:`TritonServer.models_left`), or the SIGKILL that :meth:`TritonServer.stop` itself
+    sent after its grace time (``killed``).
+    """
+    problems = []
+    code = returncode
+    if code is not None and code < 0 and not (killed and code == -signal.SIGKILL):
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        problems.append(f"tritonserver died of {name} (exit status {code})")
+    fatal = _fatal_lines(log_text)
+    if fatal:
+        problems.append("tritonserver logged a fatal error:\n  " + "\n  ".join(fatal))
+    if problems:
+        problems.append(f"log: {log}")
+    return "\n".join(problems)
+
+
 def http_request(base: str, method: str, path: str, body: Optional[object] = None,
                  timeout: float = _HTTP_TIMEOUT_S) -> Tuple[int, bytes]:
     """A raw HTTP request to ``base`` (``http://host:port``) with ``body`` as JSON; returns
@@ -637,25 +675,9 @@ class TritonServer(Clients):
         return self.returncode
 
     def crash_report(self) -> str:
-        """"" unless tritonserver died of a signal or logged a fatal error; then what it was.
-
-        Not a crash: exit status 0, 1 (e.g. the exit timeout ran out: see :meth:`models_left`), or
-        the SIGKILL that :meth:`stop` itself sent after its grace time (``killed``).
-        """
-        problems = []
-        code = self.returncode
-        if code is not None and code < 0 and not (self.killed and code == -signal.SIGKILL):
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            problems.append(f"tritonserver died of {name} (exit status {code})")
-        fatal = sorted({m.group(0) for m in FATAL_LOG.finditer(self.log_text())})
-        if fatal:
-            problems.append(f"tritonserver logged a fatal error: {'; '.join(fatal)}")
-        if problems:
-            problems.append(f"log: {self.log}")
-        return "\n".join(problems)
+        """"" unless tritonserver died of a signal or logged a fatal error; then what it was
+        (:func:`crash_report`)."""
+        return crash_report(self.returncode, self.killed, self.log_text(), self.log)
 
     def models_left(self) -> List[str]:
         """``name vN: STATE`` of the models tritonserver could not unload before its exit timeout
