@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tritonstub.testing.reference import EXPECTED_SERVER_VERSION, STUB_NAME
+from tritonstub.testing.procs import process_alive
 from tritonstub.testing.tritonserver import (
     REGION_PREFIX,
     SHM_DIR,
@@ -362,3 +363,62 @@ def test_a_crash_report_quotes_the_fatal_lines_and_what_was_thrown(tmp_path):
         f"log: {log}"]
     assert crash_report(-signal.SIGKILL, True, "", log) == ""   # stop()'s own SIGKILL
     assert crash_report(0, False, 'I1207 server.cc:604] "all models unloaded"\n', log) == ""
+
+
+_SIGTERMED_SESSION = '''
+import json
+import os
+import time
+
+MODEL = """
+class TritonPythonModel:
+    def execute(self, requests):
+        return []
+"""
+
+
+def test_waits_for_the_sigterm(triton_server):
+    server = triton_server(triton_server.repository({"m": MODEL}, stub="ours"), models=["m"])
+    server.wait_model_ready("m", 60)
+    info = {"server": server.pid, "regions": sorted(server.regions())}
+    with open(os.environ["STARTED_FILE"] + ".part", "w") as f:
+        json.dump(info, f)
+    os.rename(os.environ["STARTED_FILE"] + ".part", os.environ["STARTED_FILE"])
+    time.sleep(600)
+'''
+
+
+def test_a_sigterm_to_pytest_stops_the_servers_of_the_running_test(tmp_path):
+    """A CI job's timeout ends pytest with SIGTERM: the running test's tritonserver must be
+    stopped and its stub's region removed, not left running (pytest's default is to die at once)."""
+    (tmp_path / "test_sigtermed.py").write_text(_SIGTERMED_SESSION)
+    started = tmp_path / "started.json"
+    env = _subprocess_env()
+    env["TRITONSTUB_REQUIRE_REFERENCE"] = "1"
+    env["STARTED_FILE"] = str(started)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             f"--basetemp={tmp_path / 'tmp'}", "--rootdir", str(tmp_path),
+                             str(tmp_path / "test_sigtermed.py")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the inner test never started its server"
+            time.sleep(0.1)
+        import json
+        info = json.loads(started.read_text())
+        assert info["regions"], info
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    left = process_alive(info["server"])
+    if left:                                    # the failure this test is about: clean it up
+        os.kill(info["server"], signal.SIGTERM)
+    assert proc.returncode == 2 and "KeyboardInterrupt" in out, (proc.returncode, out)
+    assert not left, out
+    assert not [r for r in info["regions"] if os.path.exists(f"{SHM_DIR}/{r}")], out

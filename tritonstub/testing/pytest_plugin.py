@@ -15,11 +15,14 @@
 - ``example_model_repository``: the bundled ``examples/model_repository`` directory.
 
 Tests that use these fixtures get the ``triton`` marker automatically. When a test fails, the tail
-of each of its servers' logs is attached to the report.
+of each of its servers' logs is attached to the report. A SIGTERM to pytest ends the run as Ctrl-C
+does, so that the servers of the running test are stopped (:func:`_interrupt_on_sigterm`).
 """
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import List, Mapping, Optional, Union
 
@@ -52,6 +55,24 @@ def missing_reference(reason: str) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "triton: needs the reference Triton server (nvidia-pytriton 0.7.0)")
+    _interrupt_on_sigterm()
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a CI job's timeout, ``kill PID``) ends pytest as Ctrl-C does: the running test's
+    fixtures tear down, so the tritonservers it started are stopped and their regions removed,
+    instead of pytest dying at once and leaving tritonserver and its stubs running. Installed
+    only where SIGTERM still has its default action; a second SIGTERM kills at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
