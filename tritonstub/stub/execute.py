@@ -140,9 +140,13 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
         # Tell the parent not to delete response factories when a FINAL already deleted one
         # (deleting it twice crashes the server). C++ checks this for decoupled models only and
         # leaves the flag uninitialised otherwise; a leaked factory beats a crash.
+        # A sender closed only because execute returned its FINAL response (which then failed,
+        # e.g. the region could not grow for its outputs) has sent nothing: its factory is the
+        # parent's to delete, and claiming otherwise leaks it and keeps the model from unloading.
         factory_deleted = stub.factory_deleted_in_execute
         stub.factory_deleted_in_execute = False
-        factory_deleted = factory_deleted or any(sender_of(r)._is_closed() for r in requests)
+        factory_deleted = factory_deleted or any(
+            sender_of(r)._is_closed() and not r._final_returned for r in requests)
         block = write_execute_error(region, msg, factory_deleted, owned)
         for r in requests:
             sender = sender_of(r)

@@ -59,7 +59,7 @@ import uuid
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from tritonstub.errors import TritonStubError
 from tritonstub.testing.procs import (  # noqa: F401 - re-exported for the tests and faults.py
@@ -349,6 +349,9 @@ class TritonServer(Clients):
     connections at shutdown before it exits *without* unloading models (leaking stubs and
     regions). Clients from :meth:`http_client` / :meth:`grpc_client` are closed before the stop.
 
+    ``preexec`` runs in the server's process just before it executes tritonserver (after
+    Python has restored the default signal actions): resource limits, signal dispositions.
+
     The C++ stub embeds the system Python, but takes its ``sys.prefix`` from the ``python3`` found on
     PATH. With a virtualenv's ``bin`` first on PATH it uses that venv's site-packages (and numpy), so
     pass ``env={"PATH": ...}`` when that matters.
@@ -369,6 +372,7 @@ class TritonServer(Clients):
         models: Iterable[str] = (),
         region_prefix: Optional[str] = None,
         exit_timeout: int = 5,
+        preexec: Optional[Callable[[], None]] = None,
     ):
         if wait_for not in ("ready", "live", "none"):
             raise ValueError(f"wait_for must be 'ready', 'live' or 'none', not {wait_for!r}")
@@ -389,6 +393,7 @@ class TritonServer(Clients):
         # running; REGION_PREFIX (the python backend's default) falls back to a before/after diff.
         self.region_prefix = region_prefix if region_prefix is not None else f"{REGION_PREFIX}{uuid.uuid4().hex[:8]}_"
         self.exit_timeout = exit_timeout
+        self.preexec = preexec
 
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.args: List[str] = []
@@ -477,7 +482,8 @@ class TritonServer(Clients):
             try:
                 self._proc = subprocess.Popen(
                     self.args, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-                    env=self._environment(), cwd=self.log_dir, start_new_session=True, close_fds=True)
+                    env=self._environment(), cwd=self.log_dir, start_new_session=True, close_fds=True,
+                    preexec_fn=self.preexec)
             except OSError as exc:
                 self._log_file.close()
                 raise TritonServerError(f"cannot run {self.args[0]}: {exc}") from exc

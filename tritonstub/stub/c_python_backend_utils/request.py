@@ -49,6 +49,7 @@ class InferenceRequest:
         "_cancel_obj",
         "_sender_obj",
         "_returned",
+        "_final_returned",
         "__weakref__",
     )
 
@@ -125,6 +126,7 @@ class InferenceRequest:
         self._cancel_obj = None
         self._sender_obj = None
         self._returned = False
+        self._final_returned = False
 
     @classmethod
     def _from_shm(cls, request_id, correlation_id, inputs, names, model_name, model_version,
@@ -167,12 +169,15 @@ class InferenceRequest:
 
     def _return_final(self, response):
         """Account for ``response`` returned from a non-decoupled execute: the sender's
-        ``_update_state(response, FINAL)``, without making a sender nobody asked for."""
+        ``_update_state(response, FINAL)``, without making a sender nobody asked for. The
+        response has not reached the parent yet (``_final_returned``): until the ExecuteResponse
+        carries it, the parent still owns this request's response factory."""
         s = self._sender_obj
         if s is not None or self._is_decoupled is None:
             self._sender._update_state(response, 1)
+            self._final_returned = True
             return
-        self._returned = True
+        self._returned = self._final_returned = True
         c = self._cancel_obj
         if c is not None:
             c.closed = True
