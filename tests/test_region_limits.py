@@ -1,4 +1,5 @@
-"""A tensor larger than the region can grow to, under the real Triton 2.51, both stubs.
+"""A tensor larger than the region can grow to, under the real Triton 2.51 and under
+`tritonstub serve`, both stubs.
 
 A python-backend region grows in /dev/shm as tensors need it; a small /dev/shm (Docker's default
 is 64 MiB) stops the growth. RLIMIT_FSIZE stands in for that here: with SIGXFSZ ignored, the
@@ -18,11 +19,16 @@ uninitialised, and when that byte happens to be non-zero the parent keeps the re
 response factory. Ours sets it, and before this test set it wrongly (a request whose returned
 response failed to be written counted as one whose factory was already deleted): the same leak,
 every time.
+
+Under `tritonstub serve` (the harness plays the parent) the same requests give the same errors
+and the server goes on serving; before this test an input too large raised out of the engine's
+worker thread, and that request and every later one waited for ever.
 """
 from __future__ import annotations
 
 import resource
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -102,3 +108,33 @@ def test_a_tensor_larger_than_the_region_can_grow_to_fails_that_request_only(tri
             in str(out_error.value), out_error.value
         # the model unloaded: tritonserver did not run into its exit timeout
         assert server.returncode == 0, server.log_tail()
+
+
+@pytest.mark.parametrize("stub", ["cpp", "ours"])
+def test_serve_fails_only_the_request_whose_tensor_the_region_cannot_hold(stub, triton_reference, tmp_path):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+    from tritonstub.testing.serve import ServeProcess
+    model = tmp_path / "repo" / "big"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(_MODEL)
+    (model / "config.pbtxt").write_text(_CONFIG)
+    python = tmp_path / "python-small-dev-shm"       # serve, and the stubs it starts, get the limit
+    python.write_text(f"#!/bin/sh\nulimit -f {LIMIT // 1024}\nexec '{sys.executable}' \"$@\"\n")
+    python.chmod(0o755)
+    with ServeProcess(tmp_path / "repo", "--stub", stub, log_dir=tmp_path / "log", python=str(python)) as server:
+        client = httpclient.InferenceServerClient(server.http_url, network_timeout=120)
+        try:
+            assert _infer(client, 1000).as_numpy("OUT").tolist() == [7] * 1000
+            with pytest.raises(InferenceServerException) as out_error:
+                _infer(client, TOO_LARGE)
+            assert GROWTH_ERROR in str(out_error.value), out_error.value
+            assert _infer(client, 1000).as_numpy("OUT").tolist() == [7] * 1000
+            with pytest.raises(InferenceServerException) as in_error:
+                _infer(client, 10, pad=TOO_LARGE)
+            assert GROWTH_ERROR in str(in_error.value) and "File too large" in str(in_error.value), \
+                in_error.value
+            assert _infer(client, 3).as_numpy("OUT").tolist() == [7] * 3
+        finally:
+            client.close()
+    assert server.problems() == []

@@ -35,6 +35,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, IO, List, Mapping, Optional, Sequence, Union
@@ -427,6 +428,11 @@ class Model:
         except StubFailed as e:
             stub.dead_reason = f"Stub process '{stub.name}' is not healthy."
             error = str(e)
+        except Exception as e:  # noqa: BLE001 - a bug of ours must not leave requests waiting
+            self.engine.log.write(int(L.LogLevel.ERROR), "tritonstub", 0,
+                                  f"model {self.name}, instance {stub.name}: the harness failed "
+                                  f"to run an execute: {traceback.format_exc()}")
+            error = f"tritonstub harness error: {type(e).__name__}: {e}"
         if len(marks) == 3:
             marks.append(time.monotonic_ns())
         self.stats.executed(sum(max(w.batch_size, 1) for w in batch), marks)

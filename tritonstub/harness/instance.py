@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import protocol
+from ..errors import ShmError
 from ..ipc import handshake, libc
 from ..ipc.handshake import PeerGone
 from ..protocol import control
@@ -346,8 +347,14 @@ class StubProcess:
                 self.pending[p.address] = p
                 self.by_factory[p.factory] = p
         try:
-            handles = [write_request(region, p.data, owned) for p in batch]
-            rb = write_request_batch(region, handles, owned)
+            try:
+                handles = [write_request(region, p.data, owned) for p in batch]
+                rb = write_request_batch(region, handles, owned)
+            except ShmError as e:
+                # The region cannot hold the inputs (it could not grow: a small /dev/shm): the
+                # batch fails with that error, as the parent's SaveRequestsToSharedMemory does;
+                # the stub never saw it.
+                return str(e)
             try:
                 self._send(C.ExecuteRequest, rb, owned)
                 if marks is not None:
