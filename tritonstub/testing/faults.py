@@ -49,6 +49,13 @@ CLIENT_BOUND_S = 10.0
 #: How long the victim may take to unload after the fault (a stub's unload takes < 1 s).
 UNLOAD_BOUND_S = 10.0
 
+#: How long the victim may take to reach the point where the fault hits (a loaded machine).
+MARKER_BOUND_S = 60.0
+
+#: The file each phase's victim writes when it waits in model code (no lock held, no handshake
+#: under way): the fault comes once it exists.
+MARKERS = {"stream": "in_stream", "execute": "in_execute", "initialize": "in_initialize"}
+
 #: Responses the decoupled victim sends before it waits with its stream open.
 STREAMED = 30
 
@@ -59,12 +66,18 @@ import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        self.model_dir = args["model_repository"]
+
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
             for i in range(STREAMED):
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.full(1, i, np.int32))]))
-            time.sleep(600)                    # the stream stays open, the stub holds no lock
+            # Every send has returned, so its handshake with the parent is over: the stub holds
+            # no lock and no parent thread waits for it while the stream stays open.
+            open(self.model_dir + "/in_stream", "w").close()
+            time.sleep(600)
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 """
@@ -249,23 +262,11 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     try:
         answers: "queue.Queue" = queue.Queue()
         client = _client_call(server, phase, answers)
-        if phase == "initialize":
-            marker = repo / "victim" / "in_initialize"
-            deadline = time.monotonic() + 30
-            while not marker.exists():
-                assert time.monotonic() < deadline, "the model never entered initialize"
-                time.sleep(0.02)
-        elif phase in ("stream", "busy"):
+        if phase in ("stream", "busy"):
             for _ in range(STREAMED):                         # every response arrived
                 answers.get(timeout=30)
-            if phase == "stream":
-                time.sleep(0.3)                               # the last send's handshake is over
-        else:
-            marker = repo / "victim" / "in_execute"
-            deadline = time.monotonic() + 30
-            while not marker.exists():
-                assert time.monotonic() < deadline, "the model never entered execute"
-                time.sleep(0.02)
+        if phase in MARKERS:
+            _wait_for_file(repo / "victim" / MARKERS[phase], f"the model never reached its {phase} marker")
         pids = stub_pids(server, "victim")
         assert pids, "the victim's stub process was not found"
         t0 = time.monotonic()
@@ -323,6 +324,13 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
             out.leftovers.append(f"{len(server.orphans)} stub process(es) outlived the server")
         if server.leaked_regions:
             out.leftovers.append(f"{len(server.leaked_regions)} /dev/shm region(s)")
+
+
+def _wait_for_file(path: Path, what: str, timeout: float = MARKER_BOUND_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{what} (no {path.name} in {timeout:.0f} s)"
+        time.sleep(0.02)
 
 
 def _close_client(client, phase: str) -> None:
