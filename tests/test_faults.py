@@ -93,3 +93,16 @@ def test_a_stub_killed_or_stopped_in_finalize_lets_the_unload_finish(fault, trit
             assert o.unloaded_s is None and o.reloaded, o
             assert o.notes and o.notes[0].startswith("after SIGCONT: unloaded"), o
     assert ours.exit_status == 0 and ours.leftovers == [], ours
+
+
+def test_a_stub_killed_in_auto_complete_fails_the_load_instead_of_hanging_it(triton_reference, tmp_path):
+    # python_backend waits for the auto-complete answer with no health check: with the C++ stub
+    # the load never returns (nor does the server's exit on SIGTERM). Our heartbeat helper
+    # answers for the dead stub with an error: the load fails, and loads again.
+    cpp = faults.run("cpp", "stub-sigkill", "auto-complete", triton_reference, tmp_path / "cpp")
+    ours = faults.run("ours", "stub-sigkill", "auto-complete", triton_reference, tmp_path / "ours")
+    assert cpp.client_s is None and cpp.server_alive and not cpp.crash, cpp
+    assert ours.client_s is not None and ours.client_s < 5.0, ours
+    assert "died while the model's auto_c" in ours.client, ours
+    assert ours.server_alive and ours.bystander_ok and ours.reloaded and not ours.crash, ours
+    assert ours.exit_status == 0 and ours.leftovers == [], ours

@@ -13,7 +13,8 @@ Faults:
 
 Phases: ``stream`` (a decoupled model with its stream open, between two responses),
 ``execute`` (a non-decoupled model inside ``execute``), ``initialize`` (a load by a client after
-the start, inside ``initialize``), ``bls`` (inside ``InferenceRequest.exec()``: the victim waits
+the start, inside ``initialize``), ``auto-complete`` (the same, inside
+``auto_complete_config``), ``bls`` (inside ``InferenceRequest.exec()``: the victim waits
 for the reply of a third model, ``target``, which sleeps until the runner releases it after the
 fault) and ``finalize`` (an unload by a client, inside ``finalize()``). Each victim writes a
 marker file when it gets there (``MARKERS``), and the fault comes once it exists: the stub waits
@@ -45,7 +46,9 @@ from .tritonserver import ModelSpec, TritonServer, make_model_repository, proces
 from .procs import parent_pid
 
 FAULTS = ("stub-sigkill", "stub-sigstop", "stub-group-sigkill", "server-sigkill")
-PHASES = ("stream", "execute", "initialize", "bls", "finalize")
+PHASES = ("stream", "execute", "initialize", "auto-complete", "bls", "finalize")
+#: Phases where a client loads the victim after the start and the fault hits inside that load.
+LOAD_PHASES = ("initialize", "auto-complete")
 #: ``busy``: a decoupled model sending a response every 2 ms when the fault comes, so the stub
 #: may be inside one of the region's locks: the outcome is a matter of chance (matrix only).
 CHANCE_PHASES = ("busy",)
@@ -61,7 +64,8 @@ MARKER_BOUND_S = 60.0
 #: The file each phase's victim writes when it waits in model code (no lock held, no handshake
 #: under way): the fault comes once it exists.
 MARKERS = {"stream": "victim/in_stream", "execute": "victim/in_execute",
-           "initialize": "victim/in_initialize", "bls": "target/in_target",
+           "initialize": "victim/in_initialize", "auto-complete": "victim/in_auto_complete",
+           "bls": "target/in_target",
            "finalize": "victim/in_finalize"}
 
 #: Responses the decoupled victim sends before it waits with its stream open.
@@ -122,6 +126,32 @@ class TritonPythonModel:
 
     def execute(self, requests):
         return [pb_utils.InferenceResponse([pb_utils.get_input_tensor_by_name(r, "IN")]) for r in requests]
+"""
+
+#: auto_complete_config() has no model directory in its arguments: the marker goes next to the
+#: version directory of model.py. A second load (after the marker) returns at once.
+_AUTO_COMPLETE = """
+import os
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        model_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        marker = os.path.join(model_dir, "in_auto_complete")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            release = os.path.join(model_dir, "release")
+            deadline = time.monotonic() + 600
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return auto_complete_model_config
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+                for r in requests]
 """
 
 _EXECUTE = """
@@ -257,7 +287,7 @@ class Outcome:
             gone = ""
         by = {None: "", True: "yes", False: "NO"}[self.bystander_ok]
         reloaded = "reloaded" if self.reloaded else "NOT reloaded"
-        if self.fault == "server-sigkill" or (self.phase == "initialize" and self.reloaded is None):
+        if self.fault == "server-sigkill" or (self.phase in LOAD_PHASES and self.reloaded is None):
             unload = ""
         elif self.phase == "finalize":
             # The unload was under way when the fault hit: seconds from the fault.
@@ -269,7 +299,7 @@ class Outcome:
                     unload += f"; {reloaded} after SIGCONT"
         elif self.fault == "stub-sigstop":
             unload = "not tried (stub stopped)"
-        elif self.phase == "initialize":
+        elif self.phase in LOAD_PHASES:
             unload = "loaded again" if self.reloaded else "could NOT be loaded again"
         elif self.unloaded_s is None:
             unload = f"NO (not in {UNLOAD_BOUND_S:.0f} s)"
@@ -287,9 +317,9 @@ class _LoadError(Exception):
 
 def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
     """Start the phase's client call; its answers come on ``answers`` as (result, error, when)."""
-    if phase in ("initialize", "finalize"):
+    if phase in LOAD_PHASES or phase == "finalize":
         import threading
-        action = "load" if phase == "initialize" else "unload"
+        action = "unload" if phase == "finalize" else "load"
 
         def control():
             status, body = server.http("POST", f"/v2/repository/models/victim/{action}", {},
@@ -336,7 +366,8 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="tritonstub-fault-"))
     decoupled = "model_transaction_policy { decoupled: true }" if phase in ("stream", "busy") else ""
     source = {"stream": _STREAM.replace("STREAMED", str(STREAMED)), "busy": _BUSY,
-              "execute": _EXECUTE, "initialize": _INITIALIZE, "bls": _BLS,
+              "execute": _EXECUTE, "initialize": _INITIALIZE,
+              "auto-complete": _AUTO_COMPLETE, "bls": _BLS,
               "finalize": _FINALIZE}[phase]
     specs = {
         "victim": ModelSpec(source, config=_CONFIG.format(name="victim", decoupled=decoupled), stub=stub),
@@ -344,9 +375,9 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     }
     if phase == "bls":
         specs["target"] = ModelSpec(_TARGET, config=_CONFIG.format(name="target", decoupled=""), stub=stub)
-    # In the initialize phase the victim is loaded by a client after the start (the fault hits
-    # while that load runs); otherwise every model is loaded at start-up.
-    loaded = [m for m in specs if not (phase == "initialize" and m == "victim")]
+    # In the initialize and auto-complete phases the victim is loaded by a client after the
+    # start (the fault hits while that load runs); otherwise every model is loaded at start-up.
+    loaded = [m for m in specs if not (phase in LOAD_PHASES and m == "victim")]
     repo = make_model_repository(workdir / "repo", specs, reference=reference)
     out = Outcome(stub, fault, phase)
     server = TritonServer(repo, reference=reference, log_dir=workdir / "log",
@@ -397,7 +428,10 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
                 done = "its request did NOT return in 30 s after the release"
             served = "served" if _model_answers(server, "target") else "NOT served"
             out.notes.append(f"BLS target: {done}, then {served}")
-        if out.server_alive and fault != "stub-sigstop" and phase == "initialize":
+        if out.server_alive and phase in LOAD_PHASES and out.client_s is None:
+            # A second load would only queue behind the first.
+            out.notes.append("a second load not tried (the first never returned)")
+        elif out.server_alive and fault != "stub-sigstop" and phase in LOAD_PHASES:
             status, _ = server.http("POST", "/v2/repository/models/victim/load", {}, timeout=60)
             out.unloaded_s = 0.0 if status == 200 else None
             out.reloaded = status == 200 and (server.model_status("victim") or {}).get("state") == "READY"
