@@ -21,6 +21,18 @@ CASES = [("stub-sigkill", phase) for phase in CORE] + [
     ("stub-sigstop", phase) for phase in CORE if phase != "initialize"]
 
 
+def test_a_partial_run_replaces_only_its_rows_of_the_table():
+    old = ["| stub-sigkill | stream | cpp | a | yes | yes | u | | 1 | nothing |",
+           "| stub-sigkill | bls | ours | stale | yes | yes | u | | 1 | nothing | n |",
+           "| server-sigkill | stream | ours | b | NO | | | 0.3 s | -9 | nothing |"]
+    new = ["| stub-sigkill | bls | cpp | c | yes | yes | u | | 1 | nothing | n1 |",
+           "| stub-sigkill | bls | ours | d | yes | yes | u | | 1 | nothing | n2 |"]
+    rows = faults.merge_rows(old, new)
+    width = faults.HEADER.splitlines()[0].count("|")
+    assert [r.split("|")[4].strip() for r in rows] == ["a", "c", "d", "b"]
+    assert all(r.count("|") == width for r in rows), rows
+
+
 @pytest.mark.parametrize("fault, phase", CASES)
 def test_a_dead_or_stopped_stub_fails_its_request_and_the_server_keeps_serving(fault, phase, triton_reference, tmp_path):
     cpp = faults.run("cpp", fault, phase, triton_reference, tmp_path / "cpp")
