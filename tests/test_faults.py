@@ -1,5 +1,6 @@
 """Faults under the real Triton 2.51 (tritonstub.testing.faults): a stub killed or stopped in the
-middle of a request, and a killed server.
+middle of a request (a stream, an execute, an initialize, a BLS call, a finalize), and a killed
+server.
 
 Ours must answer the client within a bound wherever the C++ stub does, keep the server and its
 other models serving, and leave nothing behind after a killed server. (The process-group kill of
@@ -15,8 +16,21 @@ from tritonstub.testing import faults
 
 # A stub stopped inside initialize gets no answer from either stub's server (the load waits, and
 # tritonserver cannot exit on SIGTERM): that row is in the matrix, not here.
-CASES = [("stub-sigkill", phase) for phase in faults.PHASES] + [
-    ("stub-sigstop", phase) for phase in faults.PHASES if phase != "initialize"]
+CORE = ("stream", "execute", "initialize")
+CASES = [("stub-sigkill", phase) for phase in CORE] + [
+    ("stub-sigstop", phase) for phase in CORE if phase != "initialize"]
+
+
+def test_a_partial_run_replaces_only_its_rows_of_the_table():
+    old = ["| stub-sigkill | stream | cpp | a | yes | yes | u | | 1 | nothing |",
+           "| stub-sigkill | bls | ours | stale | yes | yes | u | | 1 | nothing | n |",
+           "| server-sigkill | stream | ours | b | NO | | | 0.3 s | -9 | nothing |"]
+    new = ["| stub-sigkill | bls | cpp | c | yes | yes | u | | 1 | nothing | n1 |",
+           "| stub-sigkill | bls | ours | d | yes | yes | u | | 1 | nothing | n2 |"]
+    rows = faults.merge_rows(old, new)
+    width = faults.HEADER.splitlines()[0].count("|")
+    assert [r.split("|")[4].strip() for r in rows] == ["a", "c", "d", "b"]
+    assert all(r.count("|") == width for r in rows), rows
 
 
 @pytest.mark.parametrize("fault, phase", CASES)
@@ -48,3 +62,59 @@ def test_our_stub_is_gone_at_once_when_the_server_is_killed(triton_reference, tm
     assert ours.stub_gone_s is not None and ours.stub_gone_s < 2.0, ours
     assert ours.exit_status == -9
     assert ours.leftovers == [], ours
+
+
+@pytest.mark.parametrize("fault", ["stub-sigkill", "stub-sigstop"])
+def test_a_stub_killed_or_stopped_in_a_bls_call_fails_its_request_and_the_target_still_serves(fault, triton_reference, tmp_path):
+    # The victim's stub waits in exec() for the reply of 'target', which sleeps until the runner
+    # releases it after the fault.
+    cpp = faults.run("cpp", fault, "bls", triton_reference, tmp_path / "cpp")
+    ours = faults.run("ours", fault, "bls", triton_reference, tmp_path / "ours")
+    for o in (cpp, ours):
+        assert o.client_s is not None and "is not healthy" in o.client, o
+        assert o.server_alive and o.bystander_ok and not o.crash, o
+        # The target's request ends once released, and the target serves a new request.
+        assert o.notes == ["BLS target: its request returned after the release, then served"], o
+    assert ours.client_s < 5.0, ours
+    if fault == "stub-sigkill":
+        # Neither victim unloads: the parent's BLS thread answers the dead stub's exec() and then
+        # waits for the stub's notify for ever (docs/reliability.md). Our helper keeps the
+        # request's factory (so that Triton does not unmap the region under that thread) and
+        # unlinks the region once the server has exited: nothing is left behind; the C++ stub's
+        # region stays in /dev/shm.
+        assert ours.unloaded_s is None and cpp.unloaded_s is None, (ours, cpp)
+        assert ours.exit_status == 1 and ours.leftovers == [], ours
+
+
+@pytest.mark.parametrize("fault", ["stub-sigkill", "stub-sigstop"])
+def test_a_stub_killed_or_stopped_in_finalize_lets_the_unload_finish(fault, triton_reference, tmp_path):
+    # The runner unloads the victim; the fault hits while its finalize() waits in model code.
+    # The parent has its FinalizeResponse by then (both stubs answer before they call
+    # finalize()) and waits for the stub process to exit.
+    cpp = faults.run("cpp", fault, "finalize", triton_reference, tmp_path / "cpp")
+    ours = faults.run("ours", fault, "finalize", triton_reference, tmp_path / "ours")
+    for o in (cpp, ours):
+        assert o.client == "the unload succeeded", o
+        assert o.server_alive and o.bystander_ok and not o.crash, o
+        if fault == "stub-sigkill":
+            # A dead stub ends the parent's wait: the unload finishes, the model loads again.
+            assert o.unloaded_s is not None and o.reloaded, o
+        else:
+            # A stopped one does not exit, so the unload waits (with either stub) until it is
+            # continued and its finalize() returns; then the model loads again.
+            assert o.unloaded_s is None and o.reloaded, o
+            assert o.notes and o.notes[0].startswith("after SIGCONT: unloaded"), o
+    assert ours.exit_status == 0 and ours.leftovers == [], ours
+
+
+def test_a_stub_killed_in_auto_complete_fails_the_load_instead_of_hanging_it(triton_reference, tmp_path):
+    # python_backend waits for the auto-complete answer with no health check: with the C++ stub
+    # the load never returns (nor does the server's exit on SIGTERM). Our heartbeat helper
+    # answers for the dead stub with an error: the load fails, and loads again.
+    cpp = faults.run("cpp", "stub-sigkill", "auto-complete", triton_reference, tmp_path / "cpp")
+    ours = faults.run("ours", "stub-sigkill", "auto-complete", triton_reference, tmp_path / "ours")
+    assert cpp.client_s is None and cpp.server_alive and not cpp.crash, cpp
+    assert ours.client_s is not None and ours.client_s < 5.0, ours
+    assert "died while the model's auto_c" in ours.client, ours
+    assert ours.server_alive and ours.bystander_ok and ours.reloaded and not ours.crash, ours
+    assert ours.exit_status == 0 and ours.leftovers == [], ours

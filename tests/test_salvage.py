@@ -61,6 +61,34 @@ def test_the_board_lists_the_handshakes_under_way():
     assert b.handshakes() == []
 
 
+def test_the_board_counts_the_bls_calls_under_way_apart_from_the_rest():
+    b = Board(slots=4)
+    for _ in range(Board.HANDSHAKES):          # every handshake slot taken
+        b.begin_handshake(8, 16, 24)
+    b.add(0x10)
+    b.begin_bls()
+    b.begin_bls()
+    assert b.bls_in_flight == 2
+    assert len(b.handshakes()) == Board.HANDSHAKES and set(b.handshakes()) == {(8, 16, 24)}
+    b.end_bls()
+    assert b.bls_in_flight == 1 and b.live() == [0x10]
+    b.end_bls()
+    assert b.bls_in_flight == 0
+
+
+def test_the_board_says_when_the_parent_waits_for_an_auto_complete_answer():
+    b = Board(slots=4)
+    assert b.auto_complete_answer is None
+    b.begin_auto_complete(0)                   # a command number of 0 is still an answer owed
+    assert b.auto_complete_answer == 0
+    b.begin_auto_complete(3)
+    b.add(0x10)
+    b.begin_bls()
+    assert b.auto_complete_answer == 3 and b.live() == [0x10] and b.bls_in_flight == 1
+    b.end_auto_complete()
+    assert b.auto_complete_answer is None and b.bls_in_flight == 1
+
+
 def test_a_full_board_counts_what_it_could_not_track():
     b = Board(slots=2)
     for f in (1, 2, 3):

@@ -69,9 +69,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def start(region: Region, control_payload: int, parent_pid: int,
-          on_stub_death: Optional[Callable[[int], None]] = None) -> int:
+          on_stub_death: Optional[Callable[[int], bool]] = None) -> int:
     """Fork the heartbeat process; returns its pid (in the stub). ``on_stub_death(stub_pid)``
-    runs in the helper when the stub dies while tritonserver lives."""
+    runs in the helper when the stub dies while tritonserver lives; if it returns True the
+    helper stays until tritonserver is gone and unlinks the region then."""
     mutex_addr = region.addr(control_payload + L.IPCControlShm.stub_health_mutex)
     flag_off = control_payload + L.IPCControlShm.stub_health
     buf = region.buf
@@ -131,8 +132,15 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
             return 0
         if heard is not None or os.getppid() != stub_pid:
             # The stub is gone: stop beating, and speak for it if the parent is still there.
-            if on_stub_death is not None and pid_alive(parent_pid):
-                on_stub_death(stub_pid)
+            if on_stub_death is not None and pid_alive(parent_pid) and on_stub_death(stub_pid):
+                # The model cannot be unloaded (salvage.py), so tritonserver will not unlink
+                # the region, and the stub cannot: stay, not beating, until the server is gone.
+                while pid_alive(parent_pid):
+                    time.sleep(period)
+                try:
+                    os.unlink(region_path(region_name))
+                except OSError:
+                    pass
             return 0
         if process_state(stub_pid) in (b"T", b"t"):
             # The stub is stopped (SIGSTOP, a debugger): the C++ stub's heartbeat thread stops

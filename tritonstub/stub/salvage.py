@@ -39,6 +39,23 @@ handshake's condition leaves a dead waiter in it, and with glibc before 2.41 the
 answer (``cv.notify_all()``) then blocks for ever, holding the handshake's mutex (the same with
 the C++ stub). The helper gives up on it after its bounded wait.
 
+A stub killed while it waits for a BLS reply (``exec()``, pattern C: no flag, the parent
+notifies, then waits for our notify) leaves such a dead waiter too, and a parent thread that
+will wait for ever once the reply is ready. Releasing the factories would let Triton destroy the
+instance up to that thread (``~ModelInstanceState`` joins the thread pool *after* it has unmapped
+the region), leaving it asleep on a condition in unmapped memory: any wake-up (a debugger's
+attach, SIGSTOP and SIGCONT of the server) then aborts tritonserver ("The futex facility
+returned an unexpected error code", measured with gdb). So while a BLS call is under way the
+helper releases nothing: the model cannot unload, as with the C++ stub. Where the model cannot
+unload (that case, a torn allocator, a factory it could not send), tritonserver will not unlink
+the region at its exit, so the helper stays, not beating, until the server is gone and unlinks
+it then (the C++ stub's region stays in /dev/shm).
+
+A stub killed inside ``auto_complete_config()`` would leave the load waiting for ever, and with
+it the server's exit: python_backend waits for that answer with no health check. The board
+says when the parent waits for it, and the helper answers with an error instead: the load
+fails at once and the model can be loaded again (the C++ stub's load never returns).
+
 Then the helper stops beating (the parent fails the requests in flight with "Stub process is
 not healthy.", as with a dead C++ stub) and sends one ``DecoupledResponseFactoryCleanup`` per
 factory left on the board. If the stub received FinalizeRequest, the parent is unloading the
@@ -78,8 +95,10 @@ class Board:
     Word 0 is a flag word (bit 0: FinalizeRequest received); then ``slots`` words, one per live
     response factory (0 = empty); then ``HANDSHAKES`` triples (mutex, condition, flag offsets
     in the region, +1 so that 0 means empty), one per handshake under way (patterns B and D of
-    ipc/handshake.py: the parent answers, then waits for us to clear the flag). Only the stub
-    writes; the helper reads after the stub is dead.
+    ipc/handshake.py: the parent answers, then waits for us to clear the flag); then one word:
+    how many BLS calls (``exec()``, pattern C) are under way; then one word: the command number
+    (+1) of the AutoCompleteResponse the parent waits for, 0 when none. Only the stub writes;
+    the helper reads after the stub is dead.
     """
 
     SLOTS = 16384
@@ -88,7 +107,9 @@ class Board:
     def __init__(self, slots: int = SLOTS):
         # Anonymous mmap is MAP_SHARED: the forked helper sees every later write.
         self._hs_base = slots + 1                      # in words
-        self.mm = mmap.mmap(-1, 8 * (self._hs_base + 3 * self.HANDSHAKES))
+        self._bls = self._hs_base + 3 * self.HANDSHAKES          # in words
+        self._auto = self._bls + 1                                # in words
+        self.mm = mmap.mmap(-1, 8 * (self._auto + 1))
         self._w = memoryview(self.mm).cast("Q")        # the page as native u64 words
         self._slot: dict = {}
         self._free: List[int] = list(range(slots, 0, -1))
@@ -145,7 +166,34 @@ class Board:
         with self._lock:
             self._hs_free.append(token)
 
+    def begin_bls(self) -> None:
+        """A BLS call is about to be pushed to the parent."""
+        with self._lock:
+            self._w[self._bls] += 1
+
+    def end_bls(self) -> None:
+        """That call's handshake is over (the parent no longer waits for us)."""
+        with self._lock:
+            self._w[self._bls] -= 1
+
+    def begin_auto_complete(self, response_command: int) -> None:
+        """The parent waits for our answer to its AutoCompleteRequest (``response_command``)."""
+        self._w[self._auto] = response_command + 1
+
+    def end_auto_complete(self) -> None:
+        """The answer is on the parent's queue."""
+        self._w[self._auto] = 0
+
     # ---- the helper's side (reads the page, not the stub's dict)
+    @property
+    def auto_complete_answer(self):
+        """The AutoCompleteResponse command number the parent waits for, or None."""
+        v = self._w[self._auto]
+        return v - 1 if v else None
+    @property
+    def bls_in_flight(self) -> int:
+        return self._w[self._bls]
+
     @property
     def finalizing(self) -> bool:
         return bool(self._w[0] & 1)
@@ -161,7 +209,7 @@ class Board:
 
     def handshakes(self) -> List[tuple]:
         w, b = self._w, self._hs_base
-        return [(w[i] - 1, w[i + 1] - 1, w[i + 2] - 1) for i in range(b, len(w), 3) if w[i]]
+        return [(w[i] - 1, w[i + 1] - 1, w[i + 2] - 1) for i in range(b, self._bls, 3) if w[i]]
 
 
 def make_consistent(mutex) -> str:
@@ -183,8 +231,10 @@ def make_consistent(mutex) -> str:
     return "busy"
 
 
-def after_stub_death(stub, board: Board, stub_pid: int) -> None:
-    """Run in the helper once the stub is dead and the parent alive (see the module docstring)."""
+def after_stub_death(stub, board: Board, stub_pid: int) -> bool:
+    """Run in the helper once the stub is dead and the parent alive (see the module docstring).
+    True: the model cannot be unloaded, so the helper must unlink the region once the parent
+    is gone (nobody else will)."""
     region = stub.region
     mutexes = [("shm_mutex", region.mutex)]
     mutexes += [(name, q.mutex) for name, q in stub.queues.items()]
@@ -199,12 +249,28 @@ def after_stub_death(stub, board: Board, stub_pid: int) -> None:
                  "handshake(s) with the parent; its heartbeat helper took the parent's answer(s)",
                  filename="tritonstub", pid=stub_pid)
     if states["shm_mutex"] == "unrecoverable":
-        return
-    if board.finalizing or board.era is None:
-        return
+        return False
+    if board.era is None:
+        return False
+    answer = board.auto_complete_answer
+    if answer is not None:
+        return not _answer_auto_complete(stub, protocol.codecs(board.era), answer, stub_pid)
+    if board.finalizing:
+        return False
     factories = board.live()
     if not factories:
-        return
+        return False
+    if board.bls_in_flight:
+        # A parent thread answers the BLS call, then waits for our notify for ever (see the
+        # module docstring); released factories would let Triton tear the instance down to it
+        # and unmap the region under its wait, and the first signal that wakes it aborts the
+        # server. Kept, the model cannot unload, as with the C++ stub.
+        stub_log(ERROR, f"tritonstub: the stub process {stub_pid} died with {len(factories)} "
+                 f"request(s) in hand while waiting for {board.bls_in_flight} BLS reply(ies); "
+                 "the parent's BLS thread cannot be answered (see docs/reliability.md), so the "
+                 "response factories are kept and the model cannot be unloaded",
+                 filename="tritonstub", pid=stub_pid)
+        return True
     try:
         with region.locked():
             region.segment.check()
@@ -212,11 +278,42 @@ def after_stub_death(stub, board: Board, stub_pid: int) -> None:
         stub_log(ERROR, f"tritonstub: the stub process {stub_pid} died while changing the "
                  f"region's allocator ({e}); its response factories are not released",
                  filename="tritonstub", pid=stub_pid)
-        return
+        return True
     sent = _send_cleanups(stub, protocol.codecs(board.era), factories)
     stub_log(INFO, f"tritonstub: the stub process {stub_pid} died with {len(factories)} "
              f"request(s) in hand; its heartbeat helper released {sent} response factory(ies) "
              "so that the model can be unloaded", filename="tritonstub", pid=stub_pid)
+    return sent < len(factories)
+
+
+def _answer_auto_complete(stub, wire, response_command: int, stub_pid: int) -> bool:
+    """The stub died inside auto_complete_config(): python_backend r24.10 waits for the answer
+    with an unbounded Pop (``StubLauncher::AutocompleteStubProcess``, no health check), so the
+    load, and the server's exit, would wait for ever. Answer with an error instead: the parent
+    then kills what is left of the stub and fails the load with our text. True if answered."""
+    region = stub.region
+    text = (f"the Python backend stub process {stub_pid} died while the model's "
+            "auto_complete_config() ran; tritonstub's heartbeat helper answered for it")
+    owned = wire.scalars.Owned()
+    try:
+        with region.locked():
+            region.segment.check()
+            reply = wire.control.write_auto_complete_response(region, owned, error=text,
+                                                              command=response_command)
+    except Exception as e:  # noqa: BLE001 - a torn allocator: allocate nothing more
+        stub_log(ERROR, f"tritonstub: the stub process {stub_pid} died during auto-complete and "
+                 f"its heartbeat helper could not answer for it ({e})", filename="tritonstub",
+                 pid=stub_pid)
+        return False
+    mq = stub.queues["parent_message_queue"]
+    deadline = time.monotonic() + PUSH_BUDGET_S
+    while not mq.push(reply, min(WAIT_SLICE_S, max(deadline - time.monotonic(), 0.001))):
+        if time.monotonic() >= deadline:
+            owned.release(region)
+            return False
+    stub_log(ERROR, f"tritonstub: {text} (the load fails instead of waiting for ever)",
+             filename="tritonstub", pid=stub_pid)
+    return True
 
 
 def _finish_handshake(region, mutex_off: int, cond_off: int, flag_off: int) -> bool:

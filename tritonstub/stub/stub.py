@@ -341,7 +341,10 @@ class Stub:
         def reply(owned, result, error):
             return self.wire.control.write_auto_complete_response(self.region, owned, config=result,
                                                         error=error, command=response_command)
-        return self._start_up_request(run, failed, reply)
+        # The parent waits for this answer with no health check: should we die before it is
+        # sent, the heartbeat helper answers for us (salvage.py).
+        self.board.begin_auto_complete(response_command)
+        return self._start_up_request(run, failed, reply, sent=self.board.end_auto_complete)
 
     def handle_initialize(self, args_handle: int, refusal: Optional[str] = None) -> bool:
         """InitializeRequest: import the model, run its ``initialize``, answer."""
@@ -366,7 +369,7 @@ class Stub:
             return self.wire.control.write_initialize_response(self.region, owned, error=error)
         return self._start_up_request(run, failed, reply)
 
-    def _start_up_request(self, run, failed, reply) -> bool:
+    def _start_up_request(self, run, failed, reply, sent=None) -> bool:
         """Pattern R for the two start-up requests. Returns True when the stub must stop: a
         failure is reported to the parent, which then owns (and removes) the region."""
         result = error = None
@@ -380,6 +383,8 @@ class Stub:
             failed(error)
         owned = self.wire.scalars.Owned()
         self.send_to_parent_mq(reply(owned, result, error))
+        if sent is not None:
+            sent()
         self.wait_release()
         owned.release(self.region)
         return error is not None

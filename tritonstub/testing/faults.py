@@ -11,13 +11,20 @@ Faults:
   heartbeat helper; a process-group kill);
 - ``server-sigkill``: SIGKILL of tritonserver.
 
-Phases: ``stream`` (a decoupled model with its stream open, between two responses) and ``execute``
-(a non-decoupled model inside ``execute``). The fault comes while the stub waits in model code,
-holding none of the region's locks: a stub killed inside one (the parent's next lock of it throws
-``boost::interprocess::lock_exception`` and tritonserver aborts, with either stub) is a matter of
-chance that a test must not depend on; docs/reliability.md reports it separately. The tests (tests/test_faults.py) assert the bounds;
+Phases: ``stream`` (a decoupled model with its stream open, between two responses),
+``execute`` (a non-decoupled model inside ``execute``), ``initialize`` (a load by a client after
+the start, inside ``initialize``), ``auto-complete`` (the same, inside
+``auto_complete_config``), ``bls`` (inside ``InferenceRequest.exec()``: the victim waits
+for the reply of a third model, ``target``, which sleeps until the runner releases it after the
+fault) and ``finalize`` (an unload by a client, inside ``finalize()``). Each victim writes a
+marker file when it gets there (``MARKERS``), and the fault comes once it exists: the stub waits
+in model code, holding none of the region's locks. A stub killed inside one (the parent's next
+lock of it throws ``boost::interprocess::lock_exception`` and tritonserver aborts, with either
+stub) is a matter of chance that a test must not depend on; docs/reliability.md reports it
+separately. The tests (tests/test_faults.py) assert the bounds;
 ``python -m tritonstub.testing.faults --runs N --write docs/reliability.md`` runs the whole
-matrix for both stubs and writes the table.
+matrix for both stubs and writes the table (``--phases bls,finalize --chance-runs 0``: only
+those phases' rows are run and replaced, the others stay).
 """
 from __future__ import annotations
 
@@ -39,7 +46,9 @@ from .tritonserver import ModelSpec, TritonServer, make_model_repository, proces
 from .procs import parent_pid
 
 FAULTS = ("stub-sigkill", "stub-sigstop", "stub-group-sigkill", "server-sigkill")
-PHASES = ("stream", "execute", "initialize")
+PHASES = ("stream", "execute", "initialize", "auto-complete", "bls", "finalize")
+#: Phases where a client loads the victim after the start and the fault hits inside that load.
+LOAD_PHASES = ("initialize", "auto-complete")
 #: ``busy``: a decoupled model sending a response every 2 ms when the fault comes, so the stub
 #: may be inside one of the region's locks: the outcome is a matter of chance (matrix only).
 CHANCE_PHASES = ("busy",)
@@ -48,6 +57,16 @@ CLIENT_BOUND_S = 10.0
 
 #: How long the victim may take to unload after the fault (a stub's unload takes < 1 s).
 UNLOAD_BOUND_S = 10.0
+
+#: How long the victim may take to reach the point where the fault hits (a loaded machine).
+MARKER_BOUND_S = 60.0
+
+#: The file each phase's victim writes when it waits in model code (no lock held, no handshake
+#: under way): the fault comes once it exists.
+MARKERS = {"stream": "victim/in_stream", "execute": "victim/in_execute",
+           "initialize": "victim/in_initialize", "auto-complete": "victim/in_auto_complete",
+           "bls": "target/in_target",
+           "finalize": "victim/in_finalize"}
 
 #: Responses the decoupled victim sends before it waits with its stream open.
 STREAMED = 30
@@ -59,12 +78,18 @@ import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        self.model_dir = args["model_repository"]
+
     def execute(self, requests):
         for request in requests:
             sender = request.get_response_sender()
             for i in range(STREAMED):
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.full(1, i, np.int32))]))
-            time.sleep(600)                    # the stream stays open, the stub holds no lock
+            # Every send has returned, so its handshake with the parent is over: the stub holds
+            # no lock and no parent thread waits for it while the stream stays open.
+            open(self.model_dir + "/in_stream", "w").close()
+            time.sleep(600)
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 """
@@ -103,6 +128,32 @@ class TritonPythonModel:
         return [pb_utils.InferenceResponse([pb_utils.get_input_tensor_by_name(r, "IN")]) for r in requests]
 """
 
+#: auto_complete_config() has no model directory in its arguments: the marker goes next to the
+#: version directory of model.py. A second load (after the marker) returns at once.
+_AUTO_COMPLETE = """
+import os
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        model_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        marker = os.path.join(model_dir, "in_auto_complete")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            release = os.path.join(model_dir, "release")
+            deadline = time.monotonic() + 600
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return auto_complete_model_config
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+                for r in requests]
+"""
+
 _EXECUTE = """
 import time
 import numpy as np
@@ -119,6 +170,77 @@ class TritonPythonModel:
             open(self.model_dir + "/in_execute", "w").close()
             time.sleep(600)
         return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", x)]) for _ in requests]
+"""
+
+_BLS = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "IN")
+            # The stub waits here for the parent's BLS reply while 'target' sleeps.
+            reply = pb_utils.InferenceRequest(model_name="target", inputs=[x],
+                                              requested_output_names=["OUT"]).exec()
+            if reply.has_error():
+                raise pb_utils.TritonModelException(reply.error().message())
+            out = pb_utils.get_output_tensor_by_name(reply, "OUT").as_numpy()
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", out)]))
+        return responses
+"""
+
+#: The BLS victim's callee: its first request writes in_target and sleeps until the runner
+#: writes ``release`` (bounded), then writes target_done; later requests answer at once.
+_TARGET = """
+import os
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.model_dir = args["model_repository"]
+
+    def execute(self, requests):
+        release = os.path.join(self.model_dir, "release")
+        if not os.path.exists(release):
+            open(os.path.join(self.model_dir, "in_target"), "w").close()
+            deadline = time.monotonic() + 600
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            open(os.path.join(self.model_dir, "target_done"), "w").close()
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+                for r in requests]
+"""
+
+#: finalize() waits in model code until the runner writes ``release`` (bounded); a second
+#: load's finalize (after the marker) returns at once.
+_FINALIZE = """
+import os
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.model_dir = args["model_repository"]
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+                for r in requests]
+
+    def finalize(self):
+        marker = os.path.join(self.model_dir, "in_finalize")
+        if os.path.exists(marker):
+            return
+        open(marker, "w").close()
+        release = os.path.join(self.model_dir, "release")
+        deadline = time.monotonic() + 600
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.02)
 """
 
 _CONFIG = """
@@ -146,16 +268,17 @@ class Outcome:
     exit_status: Optional[int] = None       # tritonserver's exit status when stopped afterwards
     crash: str = ""                         # tritonserver's fatal signal / fatal log lines, if any
     leftovers: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)   # the phase's own findings
 
     def row(self) -> str:
         if self.fault == "server-sigkill":
             answered = "connection lost (server gone)"
-        elif self.phase == "initialize" and self.client_s is not None:
-            answered = f"{self.client} after {self.client_s:.2f} s"
-        elif self.client_s is not None:
-            answered = f"{self.client} after {self.client_s:.2f} s"
-        else:
+        elif self.client_s is None:
             answered = f"no answer in {CLIENT_BOUND_S:.0f} s"
+        elif self.client_s < 0:
+            answered = f"{self.client} before the fault"
+        else:
+            answered = f"{self.client} after {self.client_s:.2f} s"
         if self.stub_gone_s is not None:
             gone = f"{self.stub_gone_s:.2f} s"
         elif self.fault == "server-sigkill":
@@ -163,20 +286,29 @@ class Outcome:
         else:
             gone = ""
         by = {None: "", True: "yes", False: "NO"}[self.bystander_ok]
-        if self.fault == "server-sigkill" or (self.phase == "initialize" and self.reloaded is None):
+        reloaded = "reloaded" if self.reloaded else "NOT reloaded"
+        if self.fault == "server-sigkill" or (self.phase in LOAD_PHASES and self.reloaded is None):
             unload = ""
+        elif self.phase == "finalize":
+            # The unload was under way when the fault hit: seconds from the fault.
+            if self.unloaded_s is not None:
+                unload = f"in {self.unloaded_s:.2f} s, {reloaded}"
+            else:
+                unload = f"NO (not in {UNLOAD_BOUND_S:.0f} s)"
+                if self.reloaded is not None:
+                    unload += f"; {reloaded} after SIGCONT"
         elif self.fault == "stub-sigstop":
             unload = "not tried (stub stopped)"
-        elif self.phase == "initialize":
+        elif self.phase in LOAD_PHASES:
             unload = "loaded again" if self.reloaded else "could NOT be loaded again"
         elif self.unloaded_s is None:
             unload = f"NO (not in {UNLOAD_BOUND_S:.0f} s)"
         else:
-            unload = f"in {self.unloaded_s:.2f} s, " + ("reloaded" if self.reloaded else "NOT reloaded")
+            unload = f"in {self.unloaded_s:.2f} s, {reloaded}"
         left = "; ".join(self.leftovers) or "nothing"
         return (f"| {self.fault} | {self.phase} | {self.stub} | {answered} | "
                 f"{'yes' if self.server_alive else 'NO'} | {by} | {unload} | {gone} | "
-                f"{self.exit_status} | {left} |")
+                f"{self.exit_status} | {left} | {'; '.join(self.notes)} |")
 
 
 class _LoadError(Exception):
@@ -184,14 +316,16 @@ class _LoadError(Exception):
 
 
 def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
-    if phase == "initialize":
+    """Start the phase's client call; its answers come on ``answers`` as (result, error, when)."""
+    if phase in LOAD_PHASES or phase == "finalize":
         import threading
+        action = "unload" if phase == "finalize" else "load"
 
-        def load():
-            status, body = server.http("POST", "/v2/repository/models/victim/load", {},
+        def control():
+            status, body = server.http("POST", f"/v2/repository/models/victim/{action}", {},
                                        timeout=CLIENT_BOUND_S + 60)
             if status == 200:
-                answers.put(("loaded", None))
+                answers.put((f"{action}ed", None, time.monotonic()))
             else:
                 text = body.decode(errors="replace") if status else "no answer (connection lost)"
                 try:
@@ -200,18 +334,19 @@ def _client_call(server: TritonServer, phase: str, answers: "queue.Queue"):
                     text = text.split(" state: ", 1)[-1]        # the reason after the state
                 except (ValueError, KeyError, TypeError):
                     pass
-                answers.put((None, _LoadError(f"load failed: {text}")))
-        threading.Thread(target=load, daemon=True).start()
+                answers.put((None, _LoadError(f"{action} failed: {text}"), time.monotonic()))
+        threading.Thread(target=control, daemon=True).start()
         return None
     import tritonclient.grpc as grpcclient
     client = grpcclient.InferenceServerClient(server.grpc_url)
     inp = grpcclient.InferInput("IN", [1], "INT32")
     inp.set_data_from_numpy(np.ones(1, np.int32))
     if phase in ("stream", "busy"):
-        client.start_stream(callback=lambda result, error: answers.put((result, error)))
+        client.start_stream(callback=lambda result, error: answers.put((result, error, time.monotonic())))
         client.async_stream_infer("victim", [inp])
     else:
-        client.async_infer("victim", [inp], callback=lambda result, error: answers.put((result, error)))
+        client.async_infer("victim", [inp],
+                           callback=lambda result, error: answers.put((result, error, time.monotonic())))
     return client
 
 
@@ -231,14 +366,19 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="tritonstub-fault-"))
     decoupled = "model_transaction_policy { decoupled: true }" if phase in ("stream", "busy") else ""
     source = {"stream": _STREAM.replace("STREAMED", str(STREAMED)), "busy": _BUSY,
-              "execute": _EXECUTE, "initialize": _INITIALIZE}[phase]
-    # In the initialize phase the victim is loaded by a client after the start (the fault hits
-    # while that load runs); otherwise both models are loaded at start-up.
-    loaded = ["bystander"] if phase == "initialize" else ["victim", "bystander"]
-    repo = make_model_repository(workdir / "repo", {
+              "execute": _EXECUTE, "initialize": _INITIALIZE,
+              "auto-complete": _AUTO_COMPLETE, "bls": _BLS,
+              "finalize": _FINALIZE}[phase]
+    specs = {
         "victim": ModelSpec(source, config=_CONFIG.format(name="victim", decoupled=decoupled), stub=stub),
         "bystander": ModelSpec(_EXECUTE, config=_CONFIG.format(name="bystander", decoupled=""), stub=stub),
-    }, reference=reference)
+    }
+    if phase == "bls":
+        specs["target"] = ModelSpec(_TARGET, config=_CONFIG.format(name="target", decoupled=""), stub=stub)
+    # In the initialize and auto-complete phases the victim is loaded by a client after the
+    # start (the fault hits while that load runs); otherwise every model is loaded at start-up.
+    loaded = [m for m in specs if not (phase in LOAD_PHASES and m == "victim")]
+    repo = make_model_repository(workdir / "repo", specs, reference=reference)
     out = Outcome(stub, fault, phase)
     server = TritonServer(repo, reference=reference, log_dir=workdir / "log",
                           models=loaded,
@@ -246,31 +386,20 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
                                       *[f"--load-model={m}" for m in loaded]])
     server.start()
     client = None
+    pids: List[int] = []
     try:
         answers: "queue.Queue" = queue.Queue()
         client = _client_call(server, phase, answers)
-        if phase == "initialize":
-            marker = repo / "victim" / "in_initialize"
-            deadline = time.monotonic() + 30
-            while not marker.exists():
-                assert time.monotonic() < deadline, "the model never entered initialize"
-                time.sleep(0.02)
-        elif phase in ("stream", "busy"):
+        if phase in ("stream", "busy"):
             for _ in range(STREAMED):                         # every response arrived
                 answers.get(timeout=30)
-            if phase == "stream":
-                time.sleep(0.3)                               # the last send's handshake is over
-        else:
-            marker = repo / "victim" / "in_execute"
-            deadline = time.monotonic() + 30
-            while not marker.exists():
-                assert time.monotonic() < deadline, "the model never entered execute"
-                time.sleep(0.02)
+        if phase in MARKERS:
+            _wait_for_file(repo / MARKERS[phase], f"the model never reached its {phase} marker")
         pids = stub_pids(server, "victim")
         assert pids, "the victim's stub process was not found"
         t0 = time.monotonic()
         if fault == "server-sigkill":
-            # Every stub of the server (the other model's too) and their helpers.
+            # Every stub of the server (the other models' too) and their helpers.
             everyone = [p for p in processes_naming(str(repo)) if p != server.pid]
             os.kill(server.pid, signal.SIGKILL)
             while any(_running(p) for p in everyone) and time.monotonic() - t0 < CLIENT_BOUND_S:
@@ -281,23 +410,28 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
         sig = signal.SIGSTOP if fault == "stub-sigstop" else signal.SIGKILL
         for pid in (pids if fault == "stub-group-sigkill" else pids[:1]):
             os.kill(pid, sig)
-        while True:
-            left = CLIENT_BOUND_S - (time.monotonic() - t0)
-            try:
-                result, error = answers.get(timeout=max(left, 0.001))
-            except queue.Empty:
-                break
-            if error is not None:
-                out.client, out.client_s = f"error \"{_short(str(error))}\"", time.monotonic() - t0
-                break
-            if result == "loaded":
-                out.client, out.client_s = "the load succeeded", time.monotonic() - t0
-                break
-        time.sleep(2)
+        _await_answer(out, answers, t0)
+        if phase == "finalize":
+            _after_finalize_fault(out, server, repo, pids, t0)
+            return out
+        time.sleep(2)                 # a server that aborts on the fault does so by then
         out.server_alive = server.running
         if out.server_alive:
-            out.bystander_ok = _bystander_answers(server)
-        if out.server_alive and fault != "stub-sigstop" and phase == "initialize":
+            out.bystander_ok = _model_answers(server, "bystander")
+        if out.server_alive and phase == "bls":
+            # The target's request sleeps until now: does it end, and does the target serve?
+            (repo / "target" / "release").touch()
+            try:
+                _wait_for_file(repo / "target" / "target_done", "", timeout=30)
+                done = "its request returned after the release"
+            except AssertionError:
+                done = "its request did NOT return in 30 s after the release"
+            served = "served" if _model_answers(server, "target") else "NOT served"
+            out.notes.append(f"BLS target: {done}, then {served}")
+        if out.server_alive and phase in LOAD_PHASES and out.client_s is None:
+            # A second load would only queue behind the first.
+            out.notes.append("a second load not tried (the first never returned)")
+        elif out.server_alive and fault != "stub-sigstop" and phase in LOAD_PHASES:
             status, _ = server.http("POST", "/v2/repository/models/victim/load", {}, timeout=60)
             out.unloaded_s = 0.0 if status == 200 else None
             out.reloaded = status == 200 and (server.model_status("victim") or {}).get("state") == "READY"
@@ -307,11 +441,14 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
             _close_client(client, phase)
             client = None
             out.unloaded_s, out.reloaded = _unload_and_reload(server, "victim")
+        return out
+    finally:
+        for name in ("target", "victim"):           # end every sleep the models still have
+            if (repo / name).is_dir():
+                (repo / name / "release").touch()
         if fault == "stub-sigstop":
             for pid in pids:
                 _signal(pid, signal.SIGCONT)
-        return out
-    finally:
         if client is not None:
             _close_client(client, phase)
         out.exit_status = server.stop(timeout=15)
@@ -323,6 +460,66 @@ def run(stub: str, fault: str, phase: str, reference: Optional[Reference] = None
             out.leftovers.append(f"{len(server.orphans)} stub process(es) outlived the server")
         if server.leaked_regions:
             out.leftovers.append(f"{len(server.leaked_regions)} /dev/shm region(s)")
+
+
+def _await_answer(out: Outcome, answers: "queue.Queue", t0: float) -> None:
+    """The client's answer after the fault (bounded); a control call (load, unload) may have
+    been answered before it: then ``client_s`` is negative."""
+    while True:
+        left = CLIENT_BOUND_S - (time.monotonic() - t0)
+        try:
+            result, error, when = answers.get(timeout=max(left, 0.001))
+        except queue.Empty:
+            return
+        if error is not None:
+            out.client, out.client_s = f"error \"{_short(str(error))}\"", when - t0
+            return
+        if result in ("loaded", "unloaded"):
+            out.client, out.client_s = f"the {result[:-2]} succeeded", when - t0
+            return
+
+
+def _after_finalize_fault(out: Outcome, server: TritonServer, repo: Path, pids: List[int],
+                          t0: float) -> None:
+    """The fault hit inside finalize() of an unload: does the unload finish (the victim
+    UNAVAILABLE within UNLOAD_BOUND_S of the fault), does the victim load again? A stopped
+    stub is continued (and its finalize released) after the bound, and the same asked again."""
+    out.unloaded_s = _await_state(server, "victim", "UNAVAILABLE", t0 + UNLOAD_BOUND_S, t0)
+    out.server_alive = server.running
+    if out.server_alive:
+        out.bystander_ok = _model_answers(server, "bystander")
+    if out.unloaded_s is None and out.server_alive and out.fault == "stub-sigstop":
+        for pid in pids:
+            _signal(pid, signal.SIGCONT)
+        (repo / "victim" / "release").touch()
+        t1 = time.monotonic()
+        later = _await_state(server, "victim", "UNAVAILABLE", t1 + UNLOAD_BOUND_S, t1)
+        out.notes.append("after SIGCONT: " + (f"unloaded in {later:.2f} s" if later is not None
+                                              else f"NOT unloaded in {UNLOAD_BOUND_S:.0f} s"))
+        if later is None:
+            return
+    elif out.unloaded_s is None:
+        return
+    if out.server_alive:
+        status, _ = server.http("POST", "/v2/repository/models/victim/load", {}, timeout=60)
+        out.reloaded = status == 200 and (server.model_status("victim") or {}).get("state") == "READY"
+
+
+def _await_state(server: TritonServer, model: str, state: str, deadline: float, since: float):
+    """Seconds from ``since`` until ``model`` is in ``state``, or None if not by ``deadline``."""
+    while True:
+        if (server.model_status(model) or {}).get("state") == state:
+            return time.monotonic() - since
+        if time.monotonic() > deadline or not server.running:
+            return None
+        time.sleep(0.05)
+
+
+def _wait_for_file(path: Path, what: str, timeout: float = MARKER_BOUND_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{what} (no {path.name} in {timeout:.0f} s)"
+        time.sleep(0.02)
 
 
 def _close_client(client, phase: str) -> None:
@@ -343,14 +540,9 @@ def _unload_and_reload(server: TritonServer, model: str):
     status, body = server.http("POST", f"/v2/repository/models/{model}/unload", {})
     if status != 200:
         return None, False
-    while True:
-        entry = server.model_status(model) or {}
-        if entry.get("state") == "UNAVAILABLE":
-            unloaded = time.monotonic() - t0
-            break
-        if time.monotonic() - t0 > UNLOAD_BOUND_S:
-            return None, False
-        time.sleep(0.05)
+    unloaded = _await_state(server, model, "UNAVAILABLE", t0 + UNLOAD_BOUND_S, t0)
+    if unloaded is None:
+        return None, False
     status, _ = server.http("POST", f"/v2/repository/models/{model}/load", {}, timeout=60)
     return unloaded, status == 200 and (server.model_status(model) or {}).get("state") == "READY"
 
@@ -372,19 +564,19 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _bystander_answers(server: TritonServer) -> bool:
+def _model_answers(server: TritonServer, model: str) -> bool:
     import tritonclient.http as httpclient
     try:
         inp = httpclient.InferInput("IN", [1], "INT32")
         inp.set_data_from_numpy(np.full(1, 7, np.int32))
-        return server.http_client().infer("bystander", [inp]).as_numpy("OUT").tolist() == [7]
+        return server.http_client().infer(model, [inp]).as_numpy("OUT").tolist() == [7]
     except Exception:  # noqa: BLE001
         return False
 
 
 HEADER = ("| fault | phase | stub | what the client saw | server up | other model served "
-          "| victim unloaded | stub gone after | server exit | left behind |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+          "| victim unloaded | stub gone after | server exit | left behind | notes |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 CHANCE_HEADER = ("| fault | phase | stub | runs | server aborted (SIGABRT) | victim unloaded and reloaded "
@@ -411,29 +603,75 @@ def _write_table(path: Path, marker: str, table: str) -> None:
     path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
+def _read_rows(path: Path, marker: str) -> List[str]:
+    """The rows of the table between ``marker``'s comments in ``path`` (header left out)."""
+    text = path.read_text()
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in text:
+        return []
+    body = text.split(start, 1)[1].split(end, 1)[0]
+    return [line for line in body.strip().splitlines()[2:] if line.startswith("|")]
+
+
+def merge_rows(old: List[str], new: List[str]) -> List[str]:
+    """``new`` rows replace the old rows of the same (fault, phase); old rows with fewer cells
+    than the header get empty ones; the result is in the matrix order (fault, phase, stub)."""
+    width = HEADER.splitlines()[0].count("|")
+
+    def key(row: str):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        fault, phase, stub = cells[:3]
+        return (FAULTS.index(fault) if fault in FAULTS else len(FAULTS),
+                PHASES.index(phase) if phase in PHASES else len(PHASES),
+                ("cpp", "ours").index(stub) if stub in ("cpp", "ours") else 2)
+
+    replaced = {key(r)[:2] for r in new}
+    kept = []
+    for row in old:
+        if key(row)[:2] in replaced:
+            continue
+        kept.append(row + " |" * (width - row.count("|")))
+    return sorted(kept + new, key=key)         # stable: runs of one scenario keep their order
+
+
 def _main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tritonstub.testing.faults",
                                      description="Run the fault matrix on both stubs and print (or write) the tables.")
     parser.add_argument("--runs", type=int, default=1, help="runs of each scenario")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated phases to run (default: all of {','.join(PHASES)}); "
+                        "with --write, their rows replace those already in the table and the "
+                        "other rows stay")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help=f"comma-separated faults to run (default: all of {','.join(FAULTS)})")
+    parser.add_argument("--stubs", default="cpp,ours", help="comma-separated stubs (default: cpp,ours)")
     parser.add_argument("--chance-runs", type=int, default=5,
                         help="runs of each fault in the 'busy' phase (0: skip that table)")
     parser.add_argument("--write", type=Path, help="write the tables into this markdown file "
                         "(between the '<!-- fault matrix -->' and '<!-- busy matrix -->' markers)")
     args = parser.parse_args(argv)
+    chosen = {}
+    for name, allowed in (("phases", PHASES), ("faults", FAULTS), ("stubs", ("cpp", "ours"))):
+        values = [v for v in getattr(args, name).split(",") if v]
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            parser.error(f"unknown {name}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+        chosen[name] = values
     rows = []
-    for fault in FAULTS:
-        for phase in PHASES:
-            for stub in ("cpp", "ours"):
+    for fault in chosen["faults"]:
+        for phase in chosen["phases"]:
+            for stub in chosen["stubs"]:
                 for _ in range(args.runs):
                     out = run(stub, fault, phase)
                     rows.append(out.row())
                     print(rows[-1], flush=True)
-    if args.write:
+    if args.write and rows:
+        rows = merge_rows(_read_rows(args.write, "fault matrix"), rows)
         _write_table(args.write, "fault matrix", HEADER + "\n" + "\n".join(rows))
     if args.chance_runs:
         chance = []
         for fault in ("stub-sigkill", "stub-group-sigkill"):
-            for stub in ("cpp", "ours"):
+            for stub in chosen["stubs"]:
                 outs = []
                 for _ in range(args.chance_runs):
                     outs.append(run(stub, fault, "busy"))
