@@ -258,7 +258,8 @@ class Outcome:
     stub: str
     fault: str
     phase: str
-    client: str = ""                        # what the client saw after the fault
+    client: str = ""                        # what the client saw after the fault (shortened)
+    error: str = ""                         # the client's error in full, if it got one
     client_s: Optional[float] = None        # seconds from the fault to that answer (None: none)
     server_alive: bool = False              # tritonserver still running 2 s after the answer
     bystander_ok: Optional[bool] = None     # the other model still answered correctly
@@ -472,7 +473,8 @@ def _await_answer(out: Outcome, answers: "queue.Queue", t0: float) -> None:
         except queue.Empty:
             return
         if error is not None:
-            out.client, out.client_s = f"error \"{_short(str(error))}\"", when - t0
+            out.error = " ".join(str(error).split())
+            out.client, out.client_s = f"error \"{_short(out.error)}\"", when - t0
             return
         if result in ("loaded", "unloaded"):
             out.client, out.client_s = f"the {result[:-2]} succeeded", when - t0
