@@ -3,8 +3,10 @@ descriptors and regions sampled as it runs (issue 15 step 4).
 
     .venv/bin/python benchmarks/soak.py --minutes 60 --out soak-out     # the one-hour soak
     .venv/bin/python benchmarks/soak.py --minutes 2 --interval 10       # a short look
+    .venv/bin/python benchmarks/soak.py --stub cpp --out soak-cpp        # the C++ stub, the baseline
 
-One tritonserver on 127.0.0.1 (explicit model control) serves five models, all with our stub:
+One tritonserver on 127.0.0.1 (explicit model control) serves five models, all with our stub
+(``--stub cpp``: all with Triton's C++ stub):
 ``unary`` (echo of an INT32 tensor; 1 to 262,144 elements), ``stream`` (decoupled: 20 responses,
 checking ``is_cancelled()``; a third of the streams are long ones, cancelled after 6 responses), ``bls`` (calls
 ``unary`` through BLS, a chain of two), ``metrics`` (a counter and a gauge updated on every
@@ -307,10 +309,11 @@ def write_svg(path: Path, samples, measures) -> None:
     path.write_text("\n".join(parts))
 
 
-def run(minutes: float, interval: float, out: Path, warmup: float, tolerance: float) -> int:
+def run(minutes: float, interval: float, out: Path, warmup: float, tolerance: float,
+        stub: str = "ours") -> int:
     out.mkdir(parents=True, exist_ok=True)
     repo = make_model_repository(Path(tempfile.mkdtemp(prefix="soak-")) / "repo", {
-        name: ModelSpec(src, config=_config(name, dec), stub="ours") for name, (src, dec) in MODELS.items()
+        name: ModelSpec(src, config=_config(name, dec), stub=stub) for name, (src, dec) in MODELS.items()
     })
     names = list(MODELS)
     server = TritonServer(repo, models=names, log_dir=out / "log",
@@ -383,9 +386,11 @@ def main(argv=None) -> int:
                    help="seconds before the baseline sample (default: 2 intervals)")
     p.add_argument("--tolerance", type=float, default=0.10, help="allowed growth after warm-up (0.10 = 10%%)")
     p.add_argument("--out", type=Path, default=Path("soak-out"), help="output folder")
+    p.add_argument("--stub", choices=("ours", "cpp"), default="ours",
+                   help="which stub serves the models (cpp: Triton's own, the baseline)")
     a = p.parse_args(argv)
     warmup = a.warmup if a.warmup is not None else 2 * a.interval
-    return run(a.minutes, a.interval, a.out, warmup, a.tolerance)
+    return run(a.minutes, a.interval, a.out, warmup, a.tolerance, a.stub)
 
 
 if __name__ == "__main__":
