@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tritonstub.testing.procs import processes_naming  # noqa: E402
+from tritonstub.testing.procs import parent_pid, processes_naming  # noqa: E402
 from tritonstub.testing.tritonserver import ModelSpec, TritonServer, make_model_repository  # noqa: E402
 
 _IO = """
@@ -251,7 +251,7 @@ def sample(server: TritonServer, models) -> dict:
     for m in models:
         model_py = str(server.model_repository / m / "1" / "model.py")
         pids = [p for p in processes_naming(model_py) if p != server.pid]
-        stub = [p for p in pids if _ppid(p) == server.pid]
+        stub = [p for p in pids if parent_pid(p) == server.pid]
         if not stub:
             continue
         pid = stub[0]
@@ -272,15 +272,6 @@ def sample(server: TritonServer, models) -> dict:
             if reads:
                 row[f"{m}_allocated"] = min(reads)
     return row
-
-
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(b")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def write_svg(path: Path, samples, measures) -> None:
