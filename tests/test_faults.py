@@ -16,7 +16,7 @@ from tritonstub.testing import faults
 
 # A stub stopped inside initialize gets no answer from either stub's server (the load waits, and
 # tritonserver cannot exit on SIGTERM): that row is in the matrix, not here.
-CORE = ("stream", "execute", "initialize")
+CORE = ("stream", "execute", "async-execute", "initialize")
 CASES = [("stub-sigkill", phase) for phase in CORE] + [
     ("stub-sigstop", phase) for phase in CORE if phase != "initialize"]
 
@@ -118,3 +118,43 @@ def test_a_stub_killed_in_auto_complete_fails_the_load_instead_of_hanging_it(tri
     assert "died while the model's auto_complete_config() ran" in ours.error, ours
     assert ours.server_alive and ours.bystander_ok and ours.reloaded and not ours.crash, ours
     assert ours.exit_status == 0 and ours.leftovers == [], ours
+
+
+@pytest.mark.parametrize("phase", ["stream", "execute"])
+def test_a_stopped_server_gets_its_answer_when_continued(phase, triton_reference, tmp_path):
+    # tritonserver is SIGSTOPped for 5 s while the victim waits in model code; meanwhile the
+    # model is released, so its stub sends its answer to a stopped parent. A stopped parent is
+    # alive: no stub may take it for dead and leave, and once continued the client gets the
+    # answer, and everything unloads and exits as usual.
+    cpp = faults.run("cpp", "server-sigstop", phase, triton_reference, tmp_path / "cpp")
+    ours = faults.run("ours", "server-sigstop", phase, triton_reference, tmp_path / "ours")
+    answer = f"the answer [{faults.STREAMED if phase == 'stream' else 1}]"
+    for o in (cpp, ours):
+        assert o.notes[0] == "stopped 5 s: every stub stayed", o
+        assert o.client == answer and o.client_s < 5.0, o
+        assert o.server_alive and o.bystander_ok and not o.crash, o
+    assert ours.unloaded_s is not None and ours.reloaded, ours
+    assert ours.exit_status == 0 and ours.leftovers == [], ours
+
+
+@pytest.mark.parametrize("fault", faults.EXHAUSTION_FAULTS)
+def test_a_model_that_takes_all_its_memory_or_descriptors_does_not_take_the_server_down(fault, triton_reference, tmp_path):
+    # The victim's execute lowers its own RLIMIT_AS (RLIMIT_NOFILE), takes everything it may,
+    # keeps it and returns. Whatever the stub can still do, the client must get an answer or an
+    # error (no hang), the server must keep serving, and the model must unload (the stub exits,
+    # which gives everything back), load again and leave nothing behind.
+    cpp = faults.run("cpp", fault, "execute", triton_reference, tmp_path / "cpp")
+    ours = faults.run("ours", fault, "execute", triton_reference, tmp_path / "ours")
+    assert ours.client_s is not None and ours.client_s < 5.0, ours
+    assert ours.server_alive and ours.bystander_ok and not ours.crash, ours
+    assert ours.unloaded_s is not None and ours.reloaded, ours
+    assert ours.exit_status == 0 and ours.leftovers == [], ours
+    # Our stub stays alive and answers both requests (in every run so far with the answer
+    # itself; an error that names what ran out would do as well: where the stub's own last
+    # allocations land is a matter of the allocator's state).
+    assert ours.notes[0].startswith("the next request: "), ours
+    for said in (ours.client, ours.notes[0]):
+        assert "not healthy" not in said and "no answer" not in said, ours
+    # The C++ stub fails the request (its first execute imports asyncio, which needs memory and
+    # descriptors) and, out of memory, dies of std::bad_alloc; the server itself stays up.
+    assert cpp.server_alive and cpp.bystander_ok, cpp
