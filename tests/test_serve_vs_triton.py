@@ -43,6 +43,12 @@ RENAMED = {"bls_caller_s": "bls_caller", "bls_callee_s": "bls_callee", "metrics"
 #: TRITONSTUB_SERVE_COMPARE_STUB=cpp). The same stub on both sides leaves only the servers'
 #: differences to see.
 STUB = os.environ.get("TRITONSTUB_SERVE_COMPARE_STUB", "ours")
+#: With the C++ stub these requests never end, on either server (a non-decoupled execute that
+#: returns None; a decoupled ``async def execute`` that raises: no FINAL is ever sent), so the
+#: client's stream close waits for ever and neither server can stop cleanly. They are left out
+#: when STUB is "cpp"; conformance runs them on a quarantine server
+#: (test_deliberate.test_execute_returning_none, test_decoupled.test_async_decoupled_execute_raising).
+HANGS_THE_CPP_STUB = ("return_none", "dec_async raise") if STUB == "cpp" else ()
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 #: Bound on one call; a server that never answers fails the case instead of hanging the suite.
@@ -396,9 +402,6 @@ def _parameters_as_dict(outcome):
     return outcome
 
 
-@pytest.mark.skipif(STUB == "cpp", reason="not passing with the C++ stub yet: with "
-                    "TRITONSTUB_SERVE_COMPARE_STUB=cpp this test failed once and the next one left "
-                    "tritonserver unable to stop (SIGKILLed); run with our stub")
 def test_outputs_request_info_return_none_triton_dtype_same_as_triton(servers):
     spec = {"IN": ("FP32", np.array([1, 2, 3], dtype=np.float32))}
     cases = {}
@@ -413,15 +416,13 @@ def test_outputs_request_info_return_none_triton_dtype_same_as_triton(servers):
             f"{kind} request_info sequence": lambda s, k=kind, u=url: infer(
                 k, u(s), "request_info", spec, sequence_id=42, sequence_start=True,
                 sequence_end=True),
-            f"{kind} return_none": lambda s, k=kind, u=url: infer(k, u(s), "return_none", spec),
             f"{kind} triton_dtype": lambda s, k=kind, u=url: infer(k, u(s), "triton_dtype", spec),
         })
+        if "return_none" not in HANGS_THE_CPP_STUB:
+            cases[f"{kind} return_none"] = lambda s, k=kind, u=url: infer(k, u(s), "return_none", spec)
     compare(servers, cases)
 
 
-@pytest.mark.skipif(STUB == "cpp", reason="not passing with the C++ stub yet: with "
-                    "TRITONSTUB_SERVE_COMPARE_STUB=cpp this test failed once and the next one left "
-                    "tritonserver unable to stop (SIGKILLed); run with our stub")
 def test_nondecoupled_senders_and_async_same_as_triton(servers):
     cases = {}
     for mode in ("send_final", "send_then_final", "final_first", "send_twice", "send_and_return",
@@ -435,6 +436,8 @@ def test_nondecoupled_senders_and_async_same_as_triton(servers):
         cases[f"grpc nondec_async {mode}"] = (lambda s, m=mode: infer(
             "grpc", _g(s), "nondec_async", _dec(m, 2)))
     for mode in ("sleep_send", "gather", "raise"):
+        if f"dec_async {mode}" in HANGS_THE_CPP_STUB:
+            continue
         cases[f"stream dec_async {mode}"] = (lambda s, m=mode: stream(
             _g(s), "dec_async", [_dec(m, 2)], empty_final=True))
     compare(servers, cases)
