@@ -174,7 +174,12 @@ class Board:
     def end_bls(self) -> None:
         """That call's handshake is over (the parent no longer waits for us)."""
         with self._lock:
-            self._w[self._bls] -= 1
+            # The page is shared with forked children too (a model's multiprocessing workers),
+            # whose own lock does not guard it: a lost update must not take the count below 0
+            # (a ValueError from the u64 view, seen once in CI). Off by one, the helper errs on
+            # the side of keeping factories.
+            if self._w[self._bls]:
+                self._w[self._bls] -= 1
 
     def begin_auto_complete(self, response_command: int) -> None:
         """The parent waits for our answer to its AutoCompleteRequest (``response_command``)."""
