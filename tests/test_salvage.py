@@ -118,6 +118,61 @@ def test_a_forked_helper_sees_later_writes():
     assert os.waitpid(pid, 0)[1] == 0
 
 
+def _wait_exit(pid: int, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -1
+
+
+def test_a_model_s_forked_children_keep_their_state_off_the_helper_s_page():
+    """ci13: a model's multiprocessing workers ran BLS calls on the stub's page under their own
+    locks and took its count below 0. After the helper's fork, a child writes to a page of its
+    own, except the factories it releases, which the helper must not release again."""
+    b = Board(slots=8)
+    b.add(5)
+    b.add(6)
+    b.begin_bls()                               # the stub's own call under way at the fork
+    b.private_in_forked_children()
+    children = []
+    b._lock.acquire()                           # held at the fork: the child must not hang on it
+    try:
+        for k in range(4):
+            pid = os.fork()
+            if pid == 0:
+                ok = False
+                try:
+                    ok = b.bls_in_flight == 0   # a fresh page: nothing of the stub's
+                    for _ in range(2000):
+                        b.begin_bls()
+                    ok = ok and b.bls_in_flight == 2000
+                    for _ in range(2000):
+                        b.end_bls()
+                    b.begin_handshake(8, 16, 24)
+                    b.set_finalizing()
+                    b.begin_auto_complete(3)
+                    if k == 0:
+                        b.discard(5)            # a FINAL the child sent
+                    ok = ok and b.bls_in_flight == 0 and b.finalizing and b.handshakes()
+                finally:
+                    os._exit(0 if ok else 1)
+            children.append(pid)
+    finally:
+        b._lock.release()
+    for _ in range(2000):                        # the stub's calls meanwhile
+        b.begin_bls()
+        b.end_bls()
+    assert [_wait_exit(pid) for pid in children] == [0, 0, 0, 0]
+    assert b.bls_in_flight == 1 and b.handshakes() == [] and not b.finalizing
+    assert b.auto_complete_answer is None
+    assert b.live() == [6]                      # the child's release reached the helper's page
+
+
 # ---- the helper takes no mutex it does not need ----------------------------------------------
 
 

@@ -65,8 +65,10 @@ from __future__ import annotations
 
 import errno
 import mmap
+import os
 import threading
 import time
+import weakref
 from typing import List
 
 from .. import protocol
@@ -99,6 +101,14 @@ class Board:
     how many BLS calls (``exec()``, pattern C) are under way; then one word: the command number
     (+1) of the AutoCompleteResponse the parent waits for, 0 when none. Only the stub writes;
     the helper reads after the stub is dead.
+
+    A model's forked children (``multiprocessing`` workers, which may run BLS calls and log)
+    inherit the page. Once the helper is forked, :meth:`private_in_forked_children` gives every
+    later child a page of its own: its counts, handshakes and flags are none of the helper's
+    business (a live child finishes its own handshakes), and two processes updating one word
+    under two per-process locks lose updates (the BLS count below 0, seen once in CI). One
+    write still reaches the stub's page from a child: taking off a factory the child released
+    (a FINAL it sent), so that the helper never releases it a second time.
     """
 
     SLOTS = 16384
@@ -111,6 +121,7 @@ class Board:
         self._auto = self._bls + 1                                # in words
         self.mm = mmap.mmap(-1, 8 * (self._auto + 1))
         self._w = memoryview(self.mm).cast("Q")        # the page as native u64 words
+        self._shared = self._w                         # the helper's page (differs in a child)
         self._slot: dict = {}
         self._free: List[int] = list(range(slots, 0, -1))
         self._hs_free: List[int] = list(range(self.HANDSHAKES - 1, -1, -1))
@@ -137,6 +148,8 @@ class Board:
             if i is None:
                 return
             self._w[i] = 0
+            if self._shared[i] == factory:   # in a child: the stub may have reused the slot
+                self._shared[i] = 0
             self._free.append(i)
 
     def set_finalizing(self) -> None:
@@ -174,12 +187,26 @@ class Board:
     def end_bls(self) -> None:
         """That call's handshake is over (the parent no longer waits for us)."""
         with self._lock:
-            # The page is shared with forked children too (a model's multiprocessing workers),
-            # whose own lock does not guard it: a lost update must not take the count below 0
-            # (a ValueError from the u64 view, seen once in CI). Off by one, the helper errs on
-            # the side of keeping factories.
-            if self._w[self._bls]:
-                self._w[self._bls] -= 1
+            self._w[self._bls] -= 1
+
+    def private_in_forked_children(self) -> None:
+        """Call once the helper is forked (it must keep sharing the page): from then on a
+        forked child writes its own state to a private page of its own."""
+        ref = weakref.ref(self)
+
+        def after_fork_in_child() -> None:
+            board = ref()
+            if board is not None:
+                board._go_private()
+        os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def _go_private(self) -> None:
+        # In the child, only this thread exists: the lock may have been held by another thread
+        # of the stub at the fork, so it is replaced, not taken. The fresh page is zero: the
+        # child has no BLS call, handshake or answer under way yet.
+        self._lock = threading.Lock()
+        self.mm = mmap.mmap(-1, len(self.mm), flags=mmap.MAP_PRIVATE)
+        self._w = memoryview(self.mm).cast("Q")
 
     def begin_auto_complete(self, response_command: int) -> None:
         """The parent waits for our answer to its AutoCompleteRequest (``response_command``)."""

@@ -178,6 +178,7 @@ class Stub:
         self.heartbeat_pid = heartbeat.start(
             self.region, self.control, self.args.parent_pid,
             lambda stub_pid: salvage.after_stub_death(self, board, stub_pid))
+        board.private_in_forked_children()
         # "health thread started": a fresh IPCMessageShm the parent pops and never reads.
         h = self.wire.control.write_blank_message(self.region)
         self.send_to_parent_mq(h)
