@@ -18,6 +18,7 @@ tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
 import tritonclient.http as tritonclient_http  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+from tritonstub.harness.types import InferResponse, InferTensor  # noqa: E402
 from tritonstub.serve import Server  # noqa: E402
 from tritonstub.serve import convert  # noqa: E402
 
@@ -88,6 +89,28 @@ def test_byte_size_mismatch_is_deferred_with_the_core_text():
         convert.decode_bytes("S", "BYTES", [1], convert.serialize_bytes(
             np.array([b"a", b"b"], dtype=object)), model_name="m")
     assert "unexpected number of string elements 2 for inference input 'S'" in e.value.message
+
+
+@pytest.mark.parametrize("outputs", [
+    [],
+    [("OUT", "FP32", np.arange(6, dtype=np.float32).reshape(2, 3))],
+    [("E", "INT8", np.zeros((0,), np.int8)), ("S", "BYTES", np.array([b"a", b"", b"xyz"], object)),
+     ("H", "FP16", np.ones(3, np.float16)), ("B", "BOOL", np.array([True, False]))],
+    [("BIG", "UINT8", np.arange(300_000, dtype=np.uint32).astype(np.uint8)),     # 3-byte lengths
+     ("T", "INT32", np.arange(12, dtype=np.int32).reshape(3, 4).T),              # not contiguous
+     ("W", "FP64", np.arange(3, dtype=">f8"))],                                  # big-endian
+])
+def test_grpc_infer_response_made_by_hand_is_protobufs_byte_for_byte(outputs):
+    """ModelInfer sends response_to_wire's bytes (one copy of each output), which must be what
+    protobuf makes of the same response."""
+    response = InferResponse("m", 3, "id-7", [InferTensor(n, d, a) for n, d, a in outputs],
+                             parameters={"triton_final_response": True, "k": 5, "s": "x"})
+    wire = convert.response_to_wire(response)
+    assert wire == convert.response_to_pb(response).SerializeToString()
+    back = convert.response_from_pb(convert.pb_modules()[0].ModelInferResponse.FromString(wire))
+    assert [t.name for t in back.outputs] == [n for n, _, _ in outputs]
+    for t, (_, _, a) in zip(back.outputs, outputs):
+        assert t.array.tolist() == a.tolist()
 
 
 def test_version_strings_as_triton_reads_them():

@@ -359,12 +359,23 @@ class Model:
         front end takes the one response, serve/dataplane.py), counted in the statistics."""
         version, rid = self.version, call.request.request_id
         work = _Work(call, None, batch_size, version)   # type: ignore[arg-type]
+        # The pending's callback reaches the work and the call through a list it empties at
+        # the final response: a closure over them would make a reference cycle (pending ->
+        # callback -> call -> pending) that keeps the request's inputs and outputs until a full
+        # garbage collection (measured under `tritonstub serve`: 1-2 GB of 16 MiB tensors held
+        # after a round of 16 clients).
+        refs = [work, call]
 
         def on_stub_response(resp: Optional[ResponseData], final: bool) -> None:
+            if not refs:
+                return                       # after the final response: nothing is delivered
+            w, c = refs
             out = convert.response_from_data(resp, self.name, version, rid, final)
             if final or out.error is not None:
-                self.stats.request_done(work, out.error is None)
-            call._add(out)
+                self.stats.request_done(w, out.error is None)
+            if final:
+                refs.clear()
+            c._add(out)
 
         work.pending = call.pending = Pending(call.request, data, on_stub_response)
         return work
@@ -408,6 +419,7 @@ class Model:
                 return
             batch = self._gather(work)
             self.run(stub, batch)
+            del work, batch         # a finished request is not kept until the next one comes
 
     def run(self, stub: StubProcess, batch: List[_Work]) -> None:
         """One execute on ``stub`` for ``batch`` (also used by :meth:`Engine.execute`)."""

@@ -180,7 +180,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         response = dataplane.single_response(list(call.responses))
         if response.error is not None:
             raise response.error
-        return convert.response_to_pb(response)
+        return convert.response_to_wire(response)       # serialized: see _method_handlers
 
     def ModelStreamInfer(self, request_iterator, context):
         out: "queue.Queue[Optional[Any]]" = queue.Queue()
@@ -286,6 +286,31 @@ def _stream_response(msg, resp: InferResponse, decoupled: bool, empty_final: boo
     return r
 
 
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _method_handlers(servicer) -> grpc.GenericRpcHandler:
+    """The service's handlers, made from its descriptor as the generated
+    ``add_GRPCInferenceServiceServicer_to_server`` makes them, but for ModelInfer's serializer:
+    ModelInfer returns the bytes :func:`convert.response_to_wire` made."""
+    service = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {}
+    for m in service.methods:
+        serialize = getattr(service_pb2, m.output_type.name).SerializeToString
+        if m.name == "ModelInfer":
+            serialize = bytes
+        handlers[m.name] = _HANDLER_KINDS[(m.client_streaming, m.server_streaming)](
+            getattr(servicer, m.name),
+            request_deserializer=getattr(service_pb2, m.input_type.name).FromString,
+            response_serializer=serialize)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
 def start(engine, host: str = "127.0.0.1", port: int = 0, *, workers: int = DEFAULT_WORKERS,
           live: Callable[[], bool] = lambda: True) -> Tuple[grpc.Server, int]:
     """Start a grpc.Server with the servicer on ``host:port`` (0: the OS picks); returns the
@@ -295,7 +320,7 @@ def start(engine, host: str = "127.0.0.1", port: int = 0, *, workers: int = DEFA
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.so_reuseport", 0)])
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(engine, live=live), server)
+    server.add_generic_rpc_handlers((_method_handlers(Servicer(engine, live=live)),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")

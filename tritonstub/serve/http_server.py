@@ -254,7 +254,7 @@ def infer_response_to_http(response: InferResponse, kinds: _OutputKinds
     for t in response.outputs:
         entry: Dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": t.shape}
         if kinds.is_binary(t.name):
-            raw = convert.encode_tensor(t)
+            raw = convert.tensor_bytes(t)                  # a view: copied once, by the join
             entry["parameters"] = {"binary_data_size": len(raw)}
             if raw:
                 blobs.append(raw)
@@ -264,7 +264,7 @@ def infer_response_to_http(response: InferResponse, kinds: _OutputKinds
     doc["outputs"] = outputs
     header = _dumps(doc)
     if blobs:
-        return header + b"".join(blobs), len(header)
+        return b"".join([header, *blobs]), len(header)
     return header, None
 
 
