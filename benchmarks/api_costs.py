@@ -192,16 +192,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--ours", default="ours", metavar="PATH",
+                        help="the stub executable of the 'ours' column (default: ours on this "
+                             "interpreter; e.g. one written by `pypy3 -m tritonstub install-stub DIR`)")
     args = parser.parse_args(argv)
+    kind = {"cpp": "cpp", "ours": args.ours}
     rounds, sends, calls = (2, 1000, 200) if args.quick else (6, 3000, 600)
 
     reference = provision(allow_apt=False)
     work = Path(tempfile.mkdtemp(prefix="api_costs-"))
     models = {}
     for stub in STUBS:
-        models[f"stream_{stub}"] = ModelSpec(STREAM_MODEL, config=STREAM_CONFIG, stub=stub)
-        models[f"leaf_{stub}"] = ModelSpec(LEAF_MODEL, config=LEAF_CONFIG, stub=stub)
-        models[f"caller_{stub}"] = ModelSpec(CALLER_MODEL, config=CALLER_CONFIG, stub=stub)
+        models[f"stream_{stub}"] = ModelSpec(STREAM_MODEL, config=STREAM_CONFIG, stub=kind[stub])
+        models[f"leaf_{stub}"] = ModelSpec(LEAF_MODEL, config=LEAF_CONFIG, stub=kind[stub])
+        models[f"caller_{stub}"] = ModelSpec(CALLER_MODEL, config=CALLER_CONFIG, stub=kind[stub])
     repo = make_model_repository(work / "repo", models, reference=reference)
     server = TritonServer(repo, reference=reference, log_dir=work / "server", models=list(models),
                           startup_timeout=120.0)

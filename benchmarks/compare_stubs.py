@@ -156,12 +156,18 @@ instance_group [ {{ count: 1, kind: KIND_CPU }} ]
 '''
 
 
+#: what each column installs: "ours" becomes the --ours executable when one is given
+STUB_KIND = {s: s for s in STUBS}
+
+
 def add_spec(name: str, stub: str) -> ModelSpec:
-    return ModelSpec(model_py=ADD_MODEL, config=ADD_CONFIG.format(name=name, n=SMALL_LEN), stub=stub)
+    return ModelSpec(model_py=ADD_MODEL, config=ADD_CONFIG.format(name=name, n=SMALL_LEN),
+                     stub=STUB_KIND[stub])
 
 
 def identity_spec(name: str, stub: str) -> ModelSpec:
-    return ModelSpec(model_py=IDENTITY_MODEL, config=IDENTITY_CONFIG.format(name=name), stub=stub)
+    return ModelSpec(model_py=IDENTITY_MODEL, config=IDENTITY_CONFIG.format(name=name),
+                     stub=STUB_KIND[stub])
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -688,6 +694,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--big-reps", type=int, help="64 MiB round trips per stub (default 10; quick 3)")
     p.add_argument("--starts", type=int, help="measured server starts per stub (default 5; quick 2)")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: requests,big,start")
+    p.add_argument("--ours", default="ours", metavar="PATH",
+                        help="the stub executable of the 'ours' column (default: ours on this "
+                             "interpreter; e.g. one written by `pypy3 -m tritonstub install-stub DIR`)")
     p.add_argument("--keep", metavar="DIR", help="keep repositories and server logs in DIR")
     args = p.parse_args(argv)
     q = args.quick
@@ -705,6 +714,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    STUB_KIND["ours"] = args.ours
     reference = provision()
     began = time.monotonic()
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="compare_stubs-"))

@@ -222,12 +222,16 @@ def main(argv=None) -> int:
     parser.add_argument("--streams", type=int, default=8, help="concurrent gRPC streams (default 8)")
     parser.add_argument("--tokens", type=int, default=512, help="responses per request (default 512)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--ours", default="ours", metavar="PATH",
+                        help="the stub executable of the 'ours' column (default: ours on this "
+                             "interpreter; e.g. one written by `pypy3 -m tritonstub install-stub DIR`)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 6)
 
     reference = provision(allow_apt=False)
     work = Path(tempfile.mkdtemp(prefix="llm_stream-"))
-    models = {f"llm_{s}": ModelSpec(LLM_MODEL, config=LLM_CONFIG, stub=s) for s in STUBS}
+    models = {f"llm_{s}": ModelSpec(LLM_MODEL, config=LLM_CONFIG, stub={"cpp": "cpp", "ours": args.ours}[s])
+              for s in STUBS}
     repo = make_model_repository(work / "repo", models, reference=reference)
     server = TritonServer(repo, reference=reference, log_dir=work / "server", models=list(models),
                           startup_timeout=120.0)

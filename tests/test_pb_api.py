@@ -572,6 +572,19 @@ def test_dlpack_import_lifetime_and_capsule_rename():
     assert ref() is None  # deleter ran
 
 
+def test_dlpack_without_cpythons_c_api_says_what_to_do(monkeypatch):
+    """PyPy has no ctypes.pythonapi: the stub runs there without DLPack, and says so."""
+    from tritonstub.stub.c_python_backend_utils import dlpack
+    monkeypatch.setattr(dlpack, "_capi", None)
+    arr = np.arange(3, dtype=np.float32)
+    for attempt in (lambda: pb.Tensor("x", arr).to_dlpack(),
+                    lambda: pb.Tensor.from_dlpack("y", arr),
+                    lambda: pb.Tensor.from_dlpack("y", arr.__dlpack__())):
+        with pytest.raises(TME, match="DLPack is not available.*run the stub on CPython"):
+            attempt()
+    assert pb.Tensor("x", arr).as_numpy().tolist() == [0.0, 1.0, 2.0]
+
+
 def test_dlpack_used_capsule_refused():
     cap = np.arange(3).__dlpack__()
     pb.Tensor.from_dlpack("x", cap)

@@ -114,3 +114,26 @@ def test_walk_bytes_finds_every_indicator_and_stops_at_a_short_tail(items, cut):
         off, n = tail[-1]
         assert (n is None and len(short) - off < 4) or off + 4 + n > len(short) or \
             tail == walked[:len(tail)]
+
+
+class _BytesOnlySlices(bytearray):
+    """A buffer like PyPy's mmap: a slice takes bytes only (its memoryview takes any buffer)."""
+
+    def __setitem__(self, key, value):
+        if isinstance(key, slice) and not isinstance(value, (bytes, bytearray)):
+            raise TypeError(f"expected bytes, got {type(value).__name__} object")
+        super().__setitem__(key, value)
+
+
+def test_a_tensor_is_written_into_a_region_whose_slices_take_bytes_only():
+    """The stub on PyPy 7.3: pack_tensor falls back to the region's memoryview."""
+    heap = Heap.create(_BytesOnlySlices(1 << 20))
+    empty = heap.free_memory()
+    data = np.arange(6, dtype=np.float32).reshape(2, 3)
+    owned = Owned()
+    h = write_tensor(heap, "OUT", 11, (2, 3), data, owned)
+    got = read_tensor(heap, h)
+    assert (got.name, got.dtype, got.dims) == ("OUT", 11, (2, 3))
+    assert bytes(got.data) == data.tobytes()
+    owned.release(heap)
+    assert heap.free_memory() == empty

@@ -214,7 +214,10 @@ def pack_tensor(buf, handle: int, head: struct.Struct, bname: bytes, dtype: int,
                    *_M_BEFORE, nbytes, *_M_AFTER)
     if nbytes:
         d = p + head.size
-        buf[d:d + nbytes] = payload
+        try:
+            buf[d:d + nbytes] = payload
+        except TypeError:      # PyPy: an mmap slice takes bytes only; its memoryview takes any buffer
+            memoryview(buf)[d:d + nbytes] = payload
 
 
 def write_tensor(heap, name: str, dtype: int, dims: Sequence[int], data, owned: Owned) -> int:

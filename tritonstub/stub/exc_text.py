@@ -142,9 +142,10 @@ def install_thread_excepthook() -> None:
     shows the model's frames, not the frames of our surface (``sender.send`` raising, say).
     Installed only over Python's default hook; anything a model installs replaces it."""
     import threading
-    if threading.excepthook is not threading.__excepthook__:
+    # threading.__excepthook__ is 3.10+; on 3.9 (PyPy 7.3) the hook in place at start-up is it
+    default = getattr(threading, "__excepthook__", threading.excepthook)
+    if threading.excepthook is not default:
         return
-    default = threading.__excepthook__
 
     def hook(args: Any) -> None:
         tb = args.exc_traceback

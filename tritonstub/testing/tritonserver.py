@@ -183,7 +183,9 @@ def install_our_stub(model_dir: Union[str, Path], python: str = sys.executable, 
 
 
 def install_stub(model_dir: Union[str, Path], kind: str, reference: Optional[Reference] = None) -> Optional[Path]:
-    """Install the stub ``kind`` into ``model_dir``: ``"cpp"``, ``"ours"``, or ``"default"`` (none)."""
+    """Install the stub ``kind`` into ``model_dir``: ``"cpp"``, ``"ours"``, ``"default"`` (none), or
+    the path of any stub executable (copied; e.g. ours installed for another interpreter by
+    ``pypy3 -m tritonstub install-stub DIR``)."""
     if kind == "cpp":
         return install_cpp_stub(model_dir, reference)
     if kind == "ours":
@@ -191,7 +193,12 @@ def install_stub(model_dir: Union[str, Path], kind: str, reference: Optional[Ref
     if kind == "default":
         (Path(model_dir) / STUB_NAME).unlink(missing_ok=True)
         return None
-    raise ValueError(f"unknown stub kind {kind!r}; expected 'cpp', 'ours' or 'default'")
+    if os.sep in kind and os.path.isfile(kind) and os.access(kind, os.X_OK):
+        target = Path(model_dir) / STUB_NAME
+        shutil.copy2(kind, target)
+        return target
+    raise ValueError(f"unknown stub kind {kind!r}; expected 'cpp', 'ours', 'default' or the path of "
+                     "an executable stub")
 
 
 @dataclass

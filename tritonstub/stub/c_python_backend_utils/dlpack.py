@@ -21,6 +21,8 @@ from ._pybind import _CAST_ERROR
 _kDLCPU, _kDLCUDA, _kDLCUDAHost = 1, 2, 3
 _MEM_CPU, _MEM_CPU_PINNED, _MEM_GPU = 0, 1, 2
 _GPU_TEXT = "GPU tensors are not supported by tritonstub yet"
+_NO_CAPI_TEXT = ("DLPack is not available: this interpreter has no CPython C API through ctypes "
+                 "(ctypes.pythonapi); run the stub on CPython to exchange tensors by DLPack")
 
 
 class _DLDevice(_ctypes.Structure):
@@ -73,26 +75,28 @@ _name_keep = [
     _ctypes.create_string_buffer(_NAME_USED_VERSIONED),
 ]
 
-_capi = _ctypes.pythonapi
-_CapsuleIsValidObj = _ctypes.PYFUNCTYPE(_ctypes.c_int, _ctypes.py_object, _ctypes.c_char_p)(
-    ("PyCapsule_IsValid", _capi)
-)
-_CapsuleGetPointerObj = _ctypes.PYFUNCTYPE(_ctypes.c_void_p, _ctypes.py_object, _ctypes.c_char_p)(
-    ("PyCapsule_GetPointer", _capi)
-)
-_CapsuleSetNameObj = _ctypes.PYFUNCTYPE(_ctypes.c_int, _ctypes.py_object, _ctypes.c_void_p)(
-    ("PyCapsule_SetName", _capi)
-)
-_CapsuleIsValidRaw = _ctypes.PYFUNCTYPE(_ctypes.c_int, _ctypes.c_void_p, _ctypes.c_char_p)(
-    ("PyCapsule_IsValid", _capi)
-)
-_CapsuleGetPointerRaw = _ctypes.PYFUNCTYPE(_ctypes.c_void_p, _ctypes.c_void_p, _ctypes.c_char_p)(
-    ("PyCapsule_GetPointer", _capi)
-)
+# CPython's C API through ctypes; an interpreter without it (PyPy) runs the stub without DLPack
+_capi = getattr(_ctypes, "pythonapi", None)
 _CAPSULE_DESTRUCTOR_T = _ctypes.CFUNCTYPE(None, _ctypes.c_void_p)
-_CapsuleNew = _ctypes.PYFUNCTYPE(
-    _ctypes.py_object, _ctypes.c_void_p, _ctypes.c_char_p, _CAPSULE_DESTRUCTOR_T
-)(("PyCapsule_New", _capi))
+if _capi is not None:
+    _CapsuleIsValidObj = _ctypes.PYFUNCTYPE(_ctypes.c_int, _ctypes.py_object, _ctypes.c_char_p)(
+        ("PyCapsule_IsValid", _capi)
+    )
+    _CapsuleGetPointerObj = _ctypes.PYFUNCTYPE(_ctypes.c_void_p, _ctypes.py_object, _ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", _capi)
+    )
+    _CapsuleSetNameObj = _ctypes.PYFUNCTYPE(_ctypes.c_int, _ctypes.py_object, _ctypes.c_void_p)(
+        ("PyCapsule_SetName", _capi)
+    )
+    _CapsuleIsValidRaw = _ctypes.PYFUNCTYPE(_ctypes.c_int, _ctypes.c_void_p, _ctypes.c_char_p)(
+        ("PyCapsule_IsValid", _capi)
+    )
+    _CapsuleGetPointerRaw = _ctypes.PYFUNCTYPE(_ctypes.c_void_p, _ctypes.c_void_p, _ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", _capi)
+    )
+    _CapsuleNew = _ctypes.PYFUNCTYPE(
+        _ctypes.py_object, _ctypes.c_void_p, _ctypes.c_char_p, _CAPSULE_DESTRUCTOR_T
+    )(("PyCapsule_New", _capi))
 
 _exports = {}
 _exports_lock = _threading.RLock()
@@ -126,6 +130,8 @@ _CAPSULE_DESTRUCTOR = _CAPSULE_DESTRUCTOR_T(_capsule_destructor)
 
 
 def _dlpack_export(tensor):
+    if _capi is None:
+        raise TritonModelException(_NO_CAPI_TEXT)
     if tensor._dtype == _BYTES:
         raise TritonModelException("DLPack does not have support for string tensors.")
     row = _ROW.get(tensor._dtype)
@@ -202,6 +208,8 @@ def _is_capsule(obj):
 
 
 def _import_capsule(capsule):
+    if _capi is None:
+        raise TritonModelException(_NO_CAPI_TEXT)
     if _CapsuleIsValidObj(capsule, _NAME_DLTENSOR):
         address = _CapsuleGetPointerObj(capsule, _NAME_DLTENSOR)
         managed = _DLManagedTensor.from_address(address)
