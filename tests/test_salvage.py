@@ -17,6 +17,7 @@ import json
 import mmap
 import os
 import signal
+import threading
 import time
 import types
 
@@ -412,3 +413,23 @@ def test_an_idle_stub_killed_after_every_kind_of_request_leaves_nothing_to_relea
     assert RELEASED not in server.log_text()
     assert check_stopped(server) == []
 
+
+
+@pytest.mark.parametrize("sigtimedwait", [True, False], ids=["cpython", "pypy"])
+def test_the_helper_s_sleep_ends_on_a_blocked_signal(monkeypatch, sigtimedwait):
+    """The heartbeat helper sleeps in sigtimedwait; PyPy 3.9 has none (the helper died at once
+    and the parent found the stub unhealthy): sigpending and sigwait stand in for it."""
+    from tritonstub.stub import heartbeat
+    if not sigtimedwait:
+        monkeypatch.delattr(signal, "sigtimedwait")
+    wanted = {signal.SIGUSR2, signal.SIGUSR1}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        t0 = time.monotonic()
+        assert heartbeat._wait_for_signal(wanted, 0.2) is None
+        assert time.monotonic() - t0 >= 0.19
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)   # to this thread: it blocks it
+        assert heartbeat._wait_for_signal(wanted, 5.0) == signal.SIGUSR2
+        assert not signal.sigpending() & wanted          # taken, not left pending
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -163,6 +163,4 @@ class Semaphore:
         return True
 
     def value(self) -> int:
-        v = libc.ctypes.c_int()
-        libc.sem_getvalue(self.addr, libc.ctypes.byref(v))
-        return v.value
+        return libc.sem_value(self.addr)

@@ -107,6 +107,23 @@ def stop(pid: int, timeout: float = 2.0) -> None:
         pass
 
 
+def _wait_for_signal(signals: set, timeout: float) -> Optional[int]:
+    """The first of ``signals`` (blocked) to arrive within ``timeout``, or None.
+    ``signal.sigtimedwait``; PyPy 3.9 lacks it: there, ``sigpending`` every 10 ms, and
+    ``sigwait`` takes the pending one."""
+    if hasattr(signal, "sigtimedwait"):
+        info = signal.sigtimedwait(signals, timeout)
+        return None if info is None else info.si_signo
+    deadline = time.monotonic() + timeout
+    while True:
+        if signal.sigpending() & signals:
+            return signal.sigwait(signals)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(0.01, left))
+
+
 def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
          stub_pid: int, on_stub_death) -> int:
     # Blocked, then waited for with sigtimedwait: the helper's sleep ends the moment the stub
@@ -127,8 +144,8 @@ def _run(buf, region_name: str, mutex_addr: int, flag_off: int, parent_pid: int,
     period = L.STUB_HEALTH_PERIOD_S
     while True:
         # The stub may have died before the prctl: then getppid() is no longer the stub.
-        heard = None if os.getppid() != stub_pid else signal.sigtimedwait({STUB_DIED, STOP}, period)
-        if heard is not None and heard.si_signo == STOP:
+        heard = None if os.getppid() != stub_pid else _wait_for_signal({STUB_DIED, STOP}, period)
+        if heard == STOP:
             return 0
         if heard is not None or os.getppid() != stub_pid:
             # The stub is gone: stop beating, and speak for it if the parent is still there.
