@@ -174,6 +174,7 @@ class StubProcess:
                                        **kwargs)
         self.region = self.parent.region
         self.q = self.parent.queues
+        self._model_control_owned = Owned()     # the last model-control answer's error text
         argv = self.parent.stub_argv("STUB", model_path, command.python_lib, stub_name,
                                      runtime_modeldir, parent_pid=parent_pid)
         self.argv = list(command.argv_prefix) + argv[1:]
@@ -642,7 +643,13 @@ class StubProcess:
         try:
             self._answer(L.ModelLoaderMessage, payload, write)
         finally:
-            owned.release(region)
+            # The C++ stub reads the error text after it has released us (a race with its
+            # free that crashed it in CI, and that tritonserver shares: see conformance's
+            # test_errors_reported_by_the_parent). The text is freed at the next model-control
+            # message of this stub instead, when that stub is done with it.
+            with self.lock:
+                previous, self._model_control_owned = self._model_control_owned, owned
+            previous.release(region)
 
     def _on_response_send(self, h: int, msg: control.IPCMessage) -> None:
         """Pattern D: a response (or only flags) through the request's response factory."""
