@@ -554,3 +554,55 @@ def test_sole_free_block_fast_path_writes_the_same_words_as_erase_and_insert(see
         assert a == b
         assert bytes(fast_buf) == bytes(slow_buf)
         fast.check()
+
+
+# ---------------------------------------------------------------------------------------------
+# construct and release runs (Heap.construct_many / release_many over allocate_run / free_run)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [21, 22])
+def test_heap_runs_leave_the_bytes_of_one_by_one_constructs_and_releases(seed):
+    """The heap's run paths against plain construct / release, last first, on a twin heap:
+    identical handles and buffers every round, including rounds where the peer still holds a
+    reference to one object (that one must stay, the rest go), where an object of an earlier
+    round is still held, and a double release (refused on both)."""
+    from tritonstub.ipc.heap import Heap
+    rng = random.Random(seed)
+    fast = Heap.create(bytearray(256 * 1024))
+    slow = Heap.create(bytearray(256 * 1024))
+    held = []
+    for r in range(300):
+        sizes = [rng.choice([1, 24, 40, 48, 96, 300, 4000]) for _ in range(rng.randint(1, 6))]
+        hs = fast.construct_many(sizes)
+        assert hs == [slow.construct(n) for n in sizes]
+        for h in hs:
+            data = rng.randbytes(8)
+            fast.buf[h + 16:h + 24] = slow.buf[h + 16:h + 24] = data
+        if r % 11 == 5:
+            held.append(hs.pop())                 # released in a later round
+        loaded = None
+        if r % 7 == 3 and hs:
+            loaded = rng.choice(hs)               # the peer's reference
+            fast.load(loaded)
+            slow.load(loaded)
+        fast.release_many(hs)
+        for h in reversed(hs):
+            slow.release(h)
+        assert bytes(fast.buf) == bytes(slow.buf), r
+        if loaded is not None:
+            assert fast.ref_count(loaded) == 1
+            held.append(loaded)
+            if r % 2:
+                with pytest.raises(ShmError):
+                    fast.release_many([h for h in hs if h != loaded] or [0])
+        if len(held) > 3:
+            fast.release_many(held)
+            for h in reversed(held):
+                slow.release(h)
+            held.clear()
+            assert bytes(fast.buf) == bytes(slow.buf), r
+    fast.release_many(held)
+    for h in reversed(held):
+        slow.release(h)
+    assert bytes(fast.buf) == bytes(slow.buf)
+    assert fast.free_memory() == slow.free_memory()
+    fast.segment.check()

@@ -274,3 +274,72 @@ def test_stack_order_frees_one_free_block(bshm, seed):
         pair.deallocate(h)
     pair.assert_identical()
     assert sole_rounds > 100, sole_rounds
+
+
+@pytest.mark.parametrize("seed", [411, 412, 413])
+def test_runs_write_what_boost_writes_one_by_one(bshm, seed):
+    """segment.allocate_run / free_run (the stub's per-request blocks in one pass) against the
+    reference's one-by-one allocate and last-first deallocate: same handles, same free memory,
+    identical buffers. Some rounds are not runs (a block left behind, a foreign block in the
+    middle, frees that do not end at the free block, more than the free block holds): there the
+    run calls must say so and write nothing, and the one-by-one path takes over."""
+    rng = random.Random(seed)
+    pair = Pair(bshm, rng, 128 * KiB, 128 * KiB)
+    base = [pair.allocate(rng.randint(1, 300), False) for _ in range(4)]
+    runs = frees = refused = 0
+    kept = []
+    for r in range(400):
+        sizes = [rng.choice([0, 1, 8, 9, 24, 56, 100, 300, 2000, 9000])
+                 for _ in range(rng.randint(1, 6))]
+        if r % 25 == 0:
+            sizes.append(200 * KiB)                 # more than the free block holds
+        before = bytes(pair.buf)
+        hs = pair.seg.allocate_run(sizes)
+        if hs is None:
+            refused += 1
+            assert bytes(pair.buf) == before, "a refused allocate_run wrote"
+            hs = []
+            for n in sizes:
+                h = pair.allocate(n, False)
+                if h is None:
+                    break
+                hs.append(h)
+        else:
+            runs += 1
+            theirs = [pair.ref.allocate(n) for n in sizes]
+            assert hs == theirs, sizes
+            pair.same(("run", sizes))
+            for h in hs:
+                pair.fill(h)
+                pair.live.append(h)
+        if not hs:
+            continue
+        shape = rng.random()
+        if shape < 0.1:
+            kept.append(hs.pop())                   # the last one stays: not before the free block
+        elif shape < 0.2 and len(hs) > 1:
+            kept.append(hs.pop(0))                  # the first one stays: the rest is still a run
+        elif shape < 0.25:
+            hs.reverse()                            # not in construct order
+        before = bytes(pair.buf)
+        if hs and pair.seg.free_run(hs):
+            frees += 1
+            for h in reversed(hs):
+                pair.live.remove(h)
+                pair.ref.deallocate(h)
+            pair.same(("free run", hs))
+        else:
+            assert bytes(pair.buf) == before, "a refused free_run wrote"
+            for h in reversed(hs):
+                pair.deallocate(h)
+        if len(kept) > 2:
+            for h in kept:
+                pair.deallocate(h)
+            kept.clear()
+        if r % 40 == 39:
+            pair.assert_identical()
+            pair.seg.check()
+    for h in kept + base:
+        pair.deallocate(h)
+    pair.assert_identical()
+    assert runs > 150 and frees > 120 and refused > 50, (runs, frees, refused)

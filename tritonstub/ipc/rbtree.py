@@ -323,6 +323,19 @@ class CompactRBTree:
         q[r + 1] = NULL_RAW
         q[r + 2] = NULL_RAW
 
+    def replace_sole_run(self, nodes) -> None:
+        """``replace_sole(..., n)`` for each n of ``nodes`` in turn: every n keeps the hook
+        that made it the black root and both ends, and the header ends at the last one."""
+        q = self.q
+        h = self.h
+        for r in nodes:
+            q[r] = ((h - r) << 3) | COLOUR_BIT
+            q[r + 1] = NULL_RAW
+            q[r + 2] = NULL_RAW
+        q[h] = ((r - h) << 3) | (q[h] & COLOUR_BIT)
+        q[h + 1] = (r - h - 1) << 3
+        q[h + 2] = (r - h - 2) << 3
+
     # ------------------------------------------------------------------ erase (6.4)
     def erase(self, z: int) -> None:
         """Unlink z, rebalance and decrement the counter.  z's hook words are left as they are

@@ -521,6 +521,67 @@ class ManagedSegment:
         Q[nx] = 0
         return node << 3
 
+    def allocate_run(self, sizes) -> Optional[List[int]]:
+        """``[allocate(n) for n in sizes]`` in one pass, when every block comes out of the
+        region's only free block and each one splits it (the stub's steady state); None, with
+        nothing written, when the segment is not in that state (allocate one by one then).
+
+        Each of those allocations would take the same node (the only one), split it and
+        re-seat the remainder with replace_sole; the next one then zeroes the words the previous
+        step wrote into its remainder (its prev_size and its tree hook) and rewrites its size
+        word. So the final words are: each block's size word and zeroed hook, the last
+        remainder's header, the end block's prev_size, one replace_sole and ``m_allocated``,
+        which is all that is written here (a differential test checks it against the
+        one-by-one path and the Boost model, byte for byte).
+        """
+        if self._ro:
+            self._readonly()
+        try:
+            return self._allocate_run(sizes)
+        except _HANDLED as e:
+            raise self._wrapped(e) from None
+
+    def _allocate_run(self, sizes) -> Optional[List[int]]:
+        Q = self._Q
+        if Q[_FREE_COUNT_W] != 1:
+            return None
+        r = self._q[_FREE_TREE_W] & NOT_COLOUR
+        node = 0 if r == NULL_RAW else _FREE_TREE_W + (r >> 3)
+        if not 0 < node <= self._lim:
+            return None                          # the one-by-one path reports it
+        units = []
+        for nbytes in sizes:
+            if nbytes < 0:
+                raise ValueError(f"cannot allocate a negative size ({nbytes})")
+            u = ((nbytes - USABLE_BY_NEXT + UNIT - 1) >> 4) + 1 if nbytes > USABLE_BY_NEXT else 1
+            units.append(u if u > MIN_BLOCK_UNITS else MIN_BLOCK_UNITS)
+        total = sum(units)
+        b = node - _HOOK_W
+        w = Q[b + 1]
+        size = w & SIZE_MASK
+        end = b + size * _UNIT_W
+        if w & ALLOCATED or size < total + MIN_BLOCK_UNITS or end + 2 > self._nw:
+            return None
+        flags = w & FLAG_MASK
+        offsets = []
+        for u in units:
+            Q[b + 1] = flags | u | ALLOCATED
+            Q[b + 2] = 0                         # the stale hook, user bytes 0-31
+            Q[b + 3] = 0
+            Q[b + 4] = 0
+            Q[b + 5] = 0
+            offsets.append((b + _HOOK_W) << 3)
+            b += u * _UNIT_W
+            Q[b] = 0                             # the next block's prev_size
+            flags = PREV_ALLOCATED
+        rest = size - total
+        Q[b + 1] = rest | PREV_ALLOCATED         # the remainder: free, after an allocated block
+        Q[end + 1] &= CLEAR_PREV_ALLOCATED
+        Q[end] = rest
+        self._free.replace_sole(node, b + _HOOK_W)
+        Q[_ALLOCATED_W] += total * UNIT
+        return offsets
+
     def allocate_aligned(self, nbytes: int, alignment: int) -> int:
         """priv_allocate_aligned (7.4): a user offset that is a multiple of ``alignment``.
 
@@ -667,6 +728,71 @@ class ManagedSegment:
             tree.replace_sole(target + _HOOK_W if prev_free else nx + _HOOK_W, target + _HOOK_W)
         else:
             self._insert_upper(target + _HOOK_W, tsize)
+
+    def free_run(self, offsets) -> bool:
+        """``deallocate`` of every offset, last first, when they are the user offsets of
+        consecutive allocated blocks that end at the region's only free block (what
+        :meth:`allocate_run` made, or one-by-one allocations from that block); False, with
+        nothing written, when they are not (free them one by one then, which also reports a
+        bad handle).
+
+        Freed last first, each block merges with the free block after it, the only tree node,
+        so each step is a replace_sole; the words a step writes into the end block's prev_size
+        and the tree header are rewritten by the next, and the hook it gives its block stays
+        (the block is inside the merged free block by then). That is what is written here.
+        Each offset is checked as :meth:`block_of` checks it before anything is written.
+        """
+        if self._ro:
+            self._readonly()
+        try:
+            return self._free_run(offsets)
+        except _HANDLED as e:
+            raise self._wrapped(e) from None
+
+    def _free_run(self, offsets) -> bool:
+        Q = self._Q
+        if Q[_FREE_COUNT_W] != 1 or not offsets:
+            return False
+        e = self._sentinel_w(Q[_SIZE_W])
+        if e + 2 > self._nw:
+            return False
+        first = offsets[0]
+        if type(first) is not int or first % UNIT or not _MIN_USER <= first < e * 8:
+            return False
+        b = (first >> 3) - _HOOK_W
+        if not Q[b + 1] & PREV_ALLOCATED:
+            return False
+        blocks = []
+        for off in offsets:
+            if type(off) is not int or off != (b + _HOOK_W) << 3:
+                return False
+            w = Q[b + 1]
+            size = w & SIZE_MASK
+            nb = b + size * _UNIT_W
+            if not w & ALLOCATED or size < MIN_BLOCK_UNITS or nb > e or \
+                    not Q[nb + 1] & PREV_ALLOCATED:
+                return False
+            blocks.append(b)
+            b = nb
+        fw = Q[b + 1]                            # the free block after the run
+        free = fw & SIZE_MASK
+        end = b + free * _UNIT_W
+        r = self._q[_FREE_TREE_W] & NOT_COLOUR
+        if fw & ALLOCATED or free < MIN_BLOCK_UNITS or end > e or \
+                r == NULL_RAW or _FREE_TREE_W + (r >> 3) != b + _HOOK_W:
+            return False
+        freed = 0
+        for b in reversed(blocks):
+            w = Q[b + 1]
+            size = w & SIZE_MASK
+            freed += size
+            free += size
+            Q[b + 1] = (w & PREV_ALLOCATED) | free     # merged with what follows; mark_free
+        Q[end + 1] &= CLEAR_PREV_ALLOCATED
+        Q[end] = free
+        Q[_ALLOCATED_W] -= freed * UNIT
+        self._free.replace_sole_run([b + _HOOK_W for b in reversed(blocks)])
+        return True
 
     def block_of(self, offset: int) -> int:
         """Validate ``offset`` as deallocate does; the token it returns is for
