@@ -26,10 +26,10 @@ from tritonstub import protocol  # noqa: E402
 
 protocol.select("r24.10")
 
-from tritonstub.ipc import handshake, libc  # noqa: E402
+from tritonstub.ipc import handshake  # noqa: E402
 from tritonstub.ipc.region import Region  # noqa: E402
 from tritonstub.protocol import control  # noqa: E402
-from tritonstub.protocol.responses import ResponseData, write_response  # noqa: E402
+from tritonstub.protocol.responses import ResponseData  # noqa: E402
 from tritonstub.protocol.scalars import Owned  # noqa: E402
 
 L = protocol.current()
@@ -43,10 +43,7 @@ def one_send(region: Region, payload) -> None:
     owned = Owned()
     data = ResponseData(outputs=[("OUT", TYPE_INT32, (1,), payload)], id=0, is_last_response=False)
     with region.locked():
-        rh = write_response(region, data, owned)
-        h = control.write_response_send(region, 1 << 20, 2 << 20, rh, 0, owned)
-        control.write_ipc_message(region, C.ResponseSend, h, owned, False,
-                                  (libc.MUTEX_SIZE, libc.COND_SIZE))
+        _, h = control.write_response_send(region, 1 << 20, 2 << 20, data, 0, owned)
     box = control.mailbox(S, region.payload(h))
     mu, cv = handshake.sync_objects(region, box.mutex, box.cond, True)
     mu.lock()

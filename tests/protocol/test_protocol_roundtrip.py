@@ -350,10 +350,10 @@ def test_model_loader_message(heap):
 @pytest.mark.parametrize("error", [None, "Response sender has been closed"])
 def test_response_send_message(heap, error):
     stub, parent = Owned(), Owned()
-    rh = responses.write_response(heap, ResponseData(
-        outputs=[("OUT", 9, (1,), np.array([5], np.int64).tobytes())], id=3), stub)
-    h = control.write_response_send(heap, 0x100, 0x200, rh, L.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-                                    stub)
+    msg, h = control.write_response_send(heap, 0x100, 0x200, ResponseData(
+        outputs=[("OUT", 9, (1,), np.array([5], np.int64).tobytes())], id=3),
+        L.TRITONSERVER_RESPONSE_COMPLETE_FINAL, stub)
+    assert control.read_ipc_message(heap, msg)[:2] == (C.ResponseSend, h)
     got, reply = _answer(heap, h, L.ResponseSendMessage, parent, error=error)
     assert (got["request_address"], got["response_factory_address"], got["flags"]) == \
         (0x100, 0x200, L.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
@@ -361,6 +361,35 @@ def test_response_send_message(heap, error):
     assert reply["is_stub_turn"]
     assert control.reply_error(heap, reply, "default") == error
     release(heap, parent, stub)
+
+
+@pytest.mark.parametrize("response", [
+    None,
+    ResponseData(outputs=[("OUT", 8, (1,), np.array([5], np.int32).tobytes())], id=0,
+                 is_last_response=False),
+    ResponseData(outputs=[("A", 11, (2, 3), np.zeros((2, 3), np.float32).tobytes()),
+                          ("LONGER_NAME", 13, (0,), b"")], id=7, parameters='{"k": 1}'),
+    ResponseData(error=(3, "bad input"), id=0)])
+def test_a_response_send_is_the_blocks_the_cpp_stub_constructs_one_by_one(response):
+    """write_response_send builds the response, the ResponseSendMessage and the IPCMessageShm
+    in one Construct run: the region must end up byte for byte as with the three built one
+    after the other (the C++ stub's order), and release to its idle state."""
+    from tritonstub.ipc.heap import Heap
+    run, steps = Heap.create(bytearray(1 << 16)), Heap.create(bytearray(1 << 16))
+    idle = run.free_memory()
+    owned_run, owned_steps = Owned(), Owned()
+    msg, h = control.write_response_send(run, 0x100, 0x200, response, 0, owned_run)
+    rh = responses.write_response(steps, response, owned_steps) if response is not None else 0
+    h2 = control.write_send_message(steps, L.ResponseSendMessage, owned_steps,
+                                    request_address=0x100, response_factory_address=0x200,
+                                    response=rh, flags=0)
+    msg2, _, _ = control.write_ipc_message(steps, C.ResponseSend, h2, owned_steps)
+    assert (msg, h, list(owned_run)) == (msg2, h2, list(owned_steps))
+    assert bytes(run.buf) == bytes(steps.buf)
+    owned_run.release(run)
+    owned_steps.release(steps)
+    assert bytes(run.buf) == bytes(steps.buf)
+    assert run.free_memory() == idle
 
 
 def test_cuda_pool_refusal(heap):

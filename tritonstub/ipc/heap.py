@@ -220,13 +220,18 @@ class Heap:
             buf = self.buf
             seg = self.segment
             reuse = self._reuse
-            # The steady state: blocks of one construct run, each ours alone, before the only
-            # free block. Freed in one pass (segment.free_run: the same words as below).
-            if not reuse and len(handles) > 1 and all(
-                    0 < h <= self.capacity - HEADER and _REF.unpack_from(buf, h)[0] == 1
-                    for h in handles) \
-                    and seg.free_run(handles):
-                return
+            # The steady state: the last blocks are ours alone (ref count 1) and lie before
+            # the only free block, as one construct run left them. They go in one pass
+            # (segment.free_run: the same words as the loop below, which then takes the rest,
+            # e.g. a response the parent still holds a reference to).
+            if not reuse:
+                k = len(handles)
+                top = self.capacity - HEADER
+                while k and 0 < handles[k - 1] <= top and \
+                        _REF.unpack_from(buf, handles[k - 1])[0] == 1:
+                    k -= 1
+                if k < len(handles) and seg.free_run(handles[k:]):
+                    handles = handles[:k]
             # Last constructed first: each block then merges with the free block after it,
             # which in the steady state is the only free block (segment: replace_sole).
             for handle in reversed(handles):

@@ -23,6 +23,7 @@ from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 from . import current
 from .layout import StructLayout
+from .responses import response_plan, write_response
 from .scalars import Owned, read_map, read_string, write_map, write_string
 
 L = current()
@@ -354,13 +355,29 @@ def write_model_loader_message(heap, request: int, owned: Owned) -> int:
 
 
 # ---- ResponseSend
-def write_response_send(heap, request_address: int, factory_address: int, response: int,
-                        flags: int, owned: Owned) -> int:
-    """A ResponseSendMessage (C++ Constructs it aligned; see :func:`write_ipc_message`)."""
-    return write_send_message(heap, L.ResponseSendMessage, owned,
-                              request_address=request_address,
-                              response_factory_address=factory_address, response=response,
-                              flags=int(flags))
+def write_response_send(heap, request_address: int, factory_address: int, response,
+                        flags: int, owned: Owned) -> Tuple[int, int]:
+    """ResponseSender::Send's blocks, in its order: the response (a ``ResponseData``; None for
+    a send of flags alone), the ResponseSendMessage (C++ Constructs it aligned; see
+    :func:`write_ipc_message`) and the IPCMessageShm that names it, all in one Construct run
+    for a response without error. Returns (message, ResponseSendMessage) handles; the
+    message's mutex and condition are the handshake's to initialise."""
+    S = L.ResponseSendMessage
+    if response is not None and response.error is None:
+        sizes, fill = response_plan(response)
+        handles = heap.construct_many(sizes + [S.size, _M.size])
+        owned.extend(handles)
+        rh = fill(heap.buf, handles)
+        h, msg = handles[-2], handles[-1]
+    else:
+        rh = write_response(heap, response, owned) if response is not None else 0
+        h, msg = heap.construct_many((S.size, _M.size))
+        owned.extend((h, msg))
+    S.pack(heap.buf, h + H, request_address=request_address,
+           response_factory_address=factory_address, response=rh, flags=int(flags))
+    _M.pack(heap.buf, msg + H, command=int(Command.ResponseSend), args=h, inline_response=False,
+            response_handle=0, response_mutex=0, response_cond=0)
+    return msg, h
 
 
 # ---- BLS cancellation (CancelBLSInferRequest, r25.04+)

@@ -104,6 +104,17 @@ def write_response(heap, resp: ResponseData, owned: Owned) -> int:
                             *_head(0, 0, eh, True, resp.id, resp.is_last_response))
         return h
     # One lock hold for all the blocks of this response; the copies happen after, unlocked.
+    sizes, fill = response_plan(resp)
+    handles = heap.construct_many(sizes)
+    owned.extend(handles)
+    return fill(heap.buf, handles)
+
+
+def response_plan(resp: ResponseData):
+    """A response without error as ``(sizes, fill)``: the sizes of its blocks in Construct
+    order, and ``fill(buf, handles)``, which writes them once Construct'ed and returns the
+    response's handle. For :func:`write_response`, and for a caller that puts more blocks in
+    the same Construct run (``control.write_response_send``)."""
     plan = []
     sizes = [_S.size + 8 * len(resp.outputs)]
     for name, dtype, dims, data in resp.outputs:
@@ -111,23 +122,26 @@ def write_response(heap, resp: ResponseData, owned: Owned) -> int:
         head = tensor_head(len(dims), len(bname))
         plan.append((head, bname, int(dtype), dims, mv, len(mv)))
         sizes.append(head.size + len(mv))
+    pdata = b""
     if HAS_PARAMETERS:
         pdata = (resp.parameters or NO_PARAMETERS).encode()
         sizes.extend(string_sizes(len(pdata)))
-    handles = heap.construct_many(sizes)
-    owned.extend(handles)
-    h, tensor_handles = handles[0], handles[1:1 + len(plan)]
-    buf = heap.buf
-    for th, (head, bname, dtype, dims, mv, nbytes) in zip(tensor_handles, plan):
-        pack_tensor(buf, th, head, bname, dtype, dims, mv, nbytes)
-    params = 0
-    if HAS_PARAMETERS:
-        params = handles[-2]
-        pack_string(buf, params, handles[-1], pdata)
-    _S.struct.pack_into(buf, h + H,
-                        *_head(len(plan), params, 0, False, resp.id, resp.is_last_response))
-    write_handles(heap, h + H + _S.size, tensor_handles)
-    return h
+
+    def fill(buf, handles) -> int:
+        h = handles[0]
+        tensor_handles = handles[1:1 + len(plan)]
+        for th, (head, bname, dtype, dims, mv, nbytes) in zip(tensor_handles, plan):
+            pack_tensor(buf, th, head, bname, dtype, dims, mv, nbytes)
+        params = 0
+        if HAS_PARAMETERS:
+            params = handles[1 + len(plan)]
+            pack_string(buf, params, handles[2 + len(plan)], pdata)
+        _S.struct.pack_into(buf, h + H,
+                            *_head(len(plan), params, 0, False, resp.id, resp.is_last_response))
+        if tensor_handles:
+            struct.pack_into(f"<{len(tensor_handles)}q", buf, h + H + _S.size, *tensor_handles)
+        return h
+    return sizes, fill
 
 
 def read_response(heap, handle: int) -> ResponseData:

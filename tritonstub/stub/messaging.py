@@ -29,7 +29,7 @@ from ..errors import IPCTimeout
 from .. import protocol
 from ..protocol import control
 from ..protocol.layout import StructLayout
-from ..protocol.responses import ResponseData, write_response
+from ..protocol.responses import ResponseData
 from ..protocol.scalars import Owned
 from ..ipc import handshake, libc
 from ..ipc.handshake import WAIT_SLICE_S, PeerGone
@@ -129,10 +129,8 @@ class Messenger:
         owned = Owned()
         try:
             with region.locked():                    # one hold of shm_mutex for every block
-                rh = write_response(region, response, owned) if response is not None else 0
-                h = control.write_response_send(region, request_address, factory_address, rh,
-                                                flags, owned)
-                msg, _, _ = self.ipc_message(C.ResponseSend, h, owned)
+                msg, h = control.write_response_send(region, request_address, factory_address,
+                                                     response, flags, owned)
             box = control.mailbox(S, region.payload(h))
             mu, cv = handshake.sync_objects(region, box.mutex, box.cond, True)
             # Listed for the heartbeat helper: if we die before the last step, it takes the
