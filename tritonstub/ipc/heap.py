@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 from .. import protocol
 from .segment import ManagedSegment, units_for
@@ -33,6 +32,22 @@ from ..errors import BadHandle, OutOfMemory, ShmError
 _layouts = protocol.common()
 HEADER = _layouts.OWNERSHIP_HEADER
 _REF = _layouts.AllocatedShmOwnership.fields["ref_count"].codec
+
+
+class _Held:
+    """``with heap.locked():`` (one per heap: the depth lives in the heap's ``_enter``)."""
+
+    __slots__ = ("heap",)
+
+    def __init__(self, heap: "Heap"):
+        self.heap = heap
+
+    def __enter__(self) -> "Heap":
+        self.heap._enter()
+        return self.heap
+
+    def __exit__(self, *exc) -> None:
+        self.heap._exit()
 
 
 class Heap:
@@ -48,6 +63,7 @@ class Heap:
         self._reuse = False
         self._cache: dict = {}             # block units -> [handles we own, ref count 0]
         self._cached_bytes = 0
+        self._held = _Held(self)
 
     @classmethod
     def create(cls, buf, name: str = "heap") -> "Heap":
@@ -83,15 +99,10 @@ class Heap:
     def _remap_if_grown(self) -> None:
         pass
 
-    @contextmanager
-    def locked(self) -> Iterator["Heap"]:
+    def locked(self) -> "_Held":
         """Hold the allocator's lock (re-entrant for the calling thread) across several
         operations: ``with heap.locked(): a = construct(); ...``."""
-        self._enter()
-        try:
-            yield self
-        finally:
-            self._exit()
+        return self._held
 
     # ------------------------------------------------------------------ objects
     def construct(self, nbytes: int, aligned: bool = False) -> int:

@@ -193,10 +193,16 @@ def read_initialize_response(heap, reply: int) -> Optional[str]:
 
 
 # ------------------------------------------------------------------ SendMessageBase family
+_MAILBOXES: Dict[StructLayout, Tuple[int, int, int]] = {}
+
+
 def mailbox(layout: StructLayout, payload: int) -> Mailbox:
     """Where the handshake finds the mutex, condition and flag of a message at ``payload``."""
-    flag = layout.is_stub_turn if "is_stub_turn" in layout.fields else layout.waiting_on_stub
-    return Mailbox(payload, payload + layout.mu, payload + layout.cv, payload + flag)
+    offsets = _MAILBOXES.get(layout)
+    if offsets is None:
+        flag = layout.is_stub_turn if "is_stub_turn" in layout.fields else layout.waiting_on_stub
+        offsets = _MAILBOXES[layout] = (layout.mu, layout.cv, flag)
+    return Mailbox(payload, payload + offsets[0], payload + offsets[1], payload + offsets[2])
 
 
 def write_send_message(heap, layout: StructLayout, owned: Owned, extra: int = 0,
