@@ -17,6 +17,10 @@ waits for, per call:
    stub (FP32 [16] in and out); the request is built before the clock starts, the output is read
    after it stops.
 
+With each call the model also takes its thread's CPU time (``time.thread_time_ns``): the
+stub-side CPU of a send or a BLS call, waits excluded, which moves far less with the machine's
+load than the wall time does.
+
 Printed: median and p90 in microseconds per stub, and ours / C++. Everything listens on
 127.0.0.1; servers are stopped by pid and checked for leftovers (exit status 1 if any).
 """
@@ -31,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,12 +65,16 @@ class TritonPythonModel:
             responses = [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([i], np.int32))])
                          for i in range(n)]
             durations = np.zeros(n, dtype=np.int64)
-            clock = time.perf_counter_ns
+            cpu = np.zeros(n, dtype=np.int64)
+            clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
             for i, response in enumerate(responses):
+                c0 = cpu_clock()
                 t0 = clock()
                 sender.send(response)
                 durations[i] = clock() - t0
-            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("DUR", durations)]), flags=FINAL)
+                cpu[i] = cpu_clock() - c0
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("DUR", durations),
+                                                    pb_utils.Tensor("CPU", cpu)]), flags=FINAL)
         return None
 '''
 STREAM_CONFIG = '''
@@ -76,7 +84,8 @@ model_transaction_policy { decoupled: true }
 input [ { name: "N" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [
   { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] },
-  { name: "DUR" data_type: TYPE_INT64 dims: [ -1 ] }
+  { name: "DUR" data_type: TYPE_INT64 dims: [ -1 ] },
+  { name: "CPU" data_type: TYPE_INT64 dims: [ -1 ] }
 ]
 instance_group [ { kind: KIND_CPU count: 1 } ]
 '''
@@ -114,30 +123,38 @@ class TritonPythonModel:
             k = int(pb_utils.get_input_tensor_by_name(request, "K").as_numpy()[0])
             x = pb_utils.Tensor("X", np.arange(16, dtype=np.float32))
             durations = np.zeros(k, dtype=np.int64)
-            clock = time.perf_counter_ns
+            cpu = np.zeros(k, dtype=np.int64)
+            clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
             for i in range(k):
                 bls = pb_utils.InferenceRequest(model_name=self.leaf, inputs=[x], requested_output_names=["Y"])
+                c0 = cpu_clock()
                 t0 = clock()
                 response = bls.exec()
                 durations[i] = clock() - t0
+                cpu[i] = cpu_clock() - c0
                 if response.has_error():
                     raise pb_utils.TritonModelException(response.error().message())
                 y = pb_utils.get_output_tensor_by_name(response, "Y").as_numpy()
                 assert y[3] == 4.0
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("DUR", durations)]))
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("DUR", durations),
+                                                         pb_utils.Tensor("CPU", cpu)]))
         return responses
 '''
 CALLER_CONFIG = '''
 backend: "python"
 max_batch_size: 0
 input [ { name: "K" data_type: TYPE_INT32 dims: [ 1 ] } ]
-output [ { name: "DUR" data_type: TYPE_INT64 dims: [ -1 ] } ]
+output [
+  { name: "DUR" data_type: TYPE_INT64 dims: [ -1 ] },
+  { name: "CPU" data_type: TYPE_INT64 dims: [ -1 ] }
+]
 instance_group [ { kind: KIND_CPU count: 1 } ]
 '''
 
 
 def _stream_round(server: TritonServer, model: str, n: int):
-    """One request of n responses; returns (send durations in ns, client responses per second)."""
+    """One request of n responses; returns (send durations in ns, the sending thread's CPU per
+    send in ns, client responses per second)."""
     import tritonclient.grpc as grpcclient
 
     got: "queue.Queue" = queue.Queue()
@@ -157,13 +174,14 @@ def _stream_round(server: TritonServer, model: str, n: int):
                 raise RuntimeError(f"{model}: {error}")
             durations = result.as_numpy("DUR")
             if durations is not None:
+                cpu = result.as_numpy("CPU")
                 break
             count += 1
         elapsed = time.perf_counter() - began
         done = True
         if count != n:
             raise RuntimeError(f"{model}: {count} responses, expected {n}")
-        return durations.tolist(), count / elapsed
+        return durations.tolist(), cpu.tolist(), count / elapsed
     finally:
         # A completed stream is not cancelled: Triton 2.51 then never unloads the model
         # (benchmarks/stream_cancel_unload.py).
@@ -171,14 +189,16 @@ def _stream_round(server: TritonServer, model: str, n: int):
         client.close()
 
 
-def _bls_round(server: TritonServer, model: str, k: int) -> List[int]:
+def _bls_round(server: TritonServer, model: str, k: int) -> Tuple[List[int], List[int]]:
+    """k BLS calls in one request: (durations, the calling thread's CPU per call), in ns."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         data = grpcclient.InferInput("K", [1], "INT32")
         data.set_data_from_numpy(np.array([k], np.int32))
-        return client.infer(model, [data], client_timeout=TIMEOUT_S).as_numpy("DUR").tolist()
+        result = client.infer(model, [data], client_timeout=TIMEOUT_S)
+        return result.as_numpy("DUR").tolist(), result.as_numpy("CPU").tolist()
     finally:
         client.close()
 
@@ -214,6 +234,8 @@ def main(argv=None) -> int:
     send_ns: Dict[str, List[int]] = {s: [] for s in STUBS}
     rates: Dict[str, List[float]] = {s: [] for s in STUBS}
     bls_ns: Dict[str, List[int]] = {s: [] for s in STUBS}
+    send_cpu_ns: Dict[str, List[int]] = {s: [] for s in STUBS}
+    bls_cpu_ns: Dict[str, List[int]] = {s: [] for s in STUBS}
     try:
         server.start()
         for stub in STUBS:  # warm-up, not measured
@@ -222,19 +244,25 @@ def main(argv=None) -> int:
         for r in range(rounds):
             order = STUBS if r % 2 == 0 else tuple(reversed(STUBS))
             for stub in order:
-                durations, rate = _stream_round(server, f"stream_{stub}", sends)
+                durations, cpu, rate = _stream_round(server, f"stream_{stub}", sends)
                 send_ns[stub] += durations
+                send_cpu_ns[stub] += cpu
                 rates[stub].append(rate)
-                bls_ns[stub] += _bls_round(server, f"caller_{stub}", calls)
+                durations, cpu = _bls_round(server, f"caller_{stub}", calls)
+                bls_ns[stub] += durations
+                bls_cpu_ns[stub] += cpu
     finally:
         server.stop()
     report = server.cleanup_report()
 
     figures = {"send": {s: _summary(send_ns[s]) for s in STUBS},
                "bls": {s: _summary(bls_ns[s]) for s in STUBS},
+               "send_cpu": {s: _summary(send_cpu_ns[s]) for s in STUBS},
+               "bls_cpu": {s: _summary(bls_cpu_ns[s]) for s in STUBS},
                "stream_rate_per_s": {s: statistics.median(rates[s]) for s in STUBS}}
     print(f"\n{'':28s}{'C++ stub':>22s}{'tritonstub':>22s}{'ours / C++':>12s}")
-    for key, label in (("send", "decoupled send (µs)"), ("bls", "BLS exec round trip (µs)")):
+    for key, label in (("send", "decoupled send (µs)"), ("send_cpu", "  its thread's CPU (µs)"),
+                       ("bls", "BLS exec round trip (µs)"), ("bls_cpu", "  its thread's CPU (µs)")):
         cpp, ours = figures[key]["cpp"], figures[key]["ours"]
         print(f"{label:28s}{cpp['median_us']:>12.1f} (p90 {cpp['p90_us']:6.1f})"
               f"{ours['median_us']:>12.1f} (p90 {ours['p90_us']:6.1f}){ours['median_us'] / cpp['median_us']:>12.2f}")

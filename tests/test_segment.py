@@ -606,3 +606,48 @@ def test_heap_runs_leave_the_bytes_of_one_by_one_constructs_and_releases(seed):
     assert bytes(fast.buf) == bytes(slow.buf)
     assert fast.free_memory() == slow.free_memory()
     fast.segment.check()
+
+
+def _heap_with_tail(tail: int, request: int, run):
+    """A heap where, after one request block and a run, the free tail is about ``tail`` bytes."""
+    from tritonstub.ipc.heap import Heap
+    size = 1 << 16
+    for _ in range(2):
+        heap = Heap.create(bytearray(size))
+        r = heap.construct(request)
+        hs = heap.construct_many(run)
+        size -= (heap.free_memory() - tail) & ~15
+    return heap, r, hs
+
+
+@pytest.mark.parametrize("tail", [64, 5000, 100000])
+def test_a_run_between_two_free_blocks_goes_in_one_pass_only_while_the_hole_stays_first(tail):
+    """free_run's pair shape needs the hole before the run to come first in the tree (64: the
+    hole is larger than the tail) and to stay first while every block but the last joins it
+    (5000: it would pass the tail on the way, and the tree would change shape). Those are
+    refused with nothing written, and the one-by-one release takes over. Either way the region
+    ends as one free block, with the bytes of a twin heap freed one by one in the order each
+    took."""
+    run = [4000, 4000, 40]
+    heap, r, hs = _heap_with_tail(tail, 3000, run)
+    twin_buf = bytearray(heap.buf)
+    heap.release(r)                                 # the parent frees its request first
+    assert u64(heap.buf, 0) == 2                    # two free blocks: the hole and the tail
+    before = bytes(heap.buf)
+    took = heap.segment.free_run(hs)
+    assert took == (tail > 10000)
+    if not took:
+        assert bytes(heap.buf) == before
+        heap.release_many(hs)
+    else:
+        for h in hs:
+            heap.buf[h:h + 4] = bytes(4)            # the release's own ref-count write
+    from tritonstub.ipc.heap import Heap
+    twin = Heap.create(bytearray(len(twin_buf)))
+    twin.buf[:] = twin_buf
+    twin.release(r)
+    for h in (hs if took else reversed(hs)):        # first first where free_run took it
+        twin.release(h)
+    assert bytes(heap.buf) == bytes(twin.buf)
+    assert u64(heap.buf, 0) == 1
+    heap.segment.check()

@@ -343,3 +343,63 @@ def test_runs_write_what_boost_writes_one_by_one(bshm, seed):
         pair.deallocate(h)
     pair.assert_identical()
     assert runs > 150 and frees > 120 and refused > 50, (runs, frees, refused)
+
+
+def _prev_free(pair: Pair, offset: int) -> bool:
+    """Whether the block before the one at user ``offset`` is free (its prev_allocated bit)."""
+    return not struct.unpack_from("<Q", pair.buf, offset - 8)[0] >> 62 & 1
+
+
+@pytest.mark.parametrize("seed", [421, 422, 423])
+def test_a_run_between_the_only_two_free_blocks_frees_first_first_as_boost_does(bshm, seed):
+    """One request in flight, as a stub sees it: the parent builds a request, we build our reply
+    in one run after it, the parent frees its request, then we free our reply (free_run's pair
+    shape: first block first, each merging into the hole before it). Against the reference
+    freeing the same blocks one by one in that order: identical buffers. Where the shape does
+    not hold (a request block kept, the tail too small for the grown hole to stay before it),
+    free_run must refuse and write nothing, and the blocks go last first one by one."""
+    rng = random.Random(seed)
+    pair = Pair(bshm, rng, 64 * KiB, 64 * KiB)
+    base = [pair.allocate(rng.randint(1, 300), False) for _ in range(3)]
+    pairs = refused = 0
+    for r in range(300):
+        request = [pair.allocate(rng.choice([24, 100, 600, 3000]), False)
+                   for _ in range(rng.randint(1, 3))]
+        sizes = [rng.choice([8, 40, 100, 300, 2000, 6000]) for _ in range(rng.randint(1, 5))]
+        hs = pair.seg.allocate_run(sizes)
+        if hs is None:
+            hs = [pair.allocate(n, False) for n in sizes]
+        else:
+            assert hs == [pair.ref.allocate(n) for n in sizes]
+            for h in hs:
+                pair.fill(h)
+                pair.live.append(h)
+        kept = request.pop(0) if r % 9 == 4 else request.pop() if r % 7 == 3 else None
+        for h in reversed(request):
+            pair.deallocate(h)
+        if None in hs:                      # out of memory: free what there is, one by one
+            for h in reversed([h for h in hs if h is not None]):
+                pair.deallocate(h)
+        else:
+            before = bytes(pair.buf)
+            first_first = _prev_free(pair, hs[0])
+            if pair.seg.free_run(hs):
+                for h in (hs if first_first else reversed(hs)):
+                    pair.live.remove(h)
+                    pair.ref.deallocate(h)
+                pairs += first_first
+                pair.same(("free run", first_first, hs))
+            else:
+                assert bytes(pair.buf) == before, "a refused free_run wrote"
+                refused += 1
+                for h in reversed(hs):
+                    pair.deallocate(h)
+        if kept is not None:
+            pair.deallocate(kept)
+        if r % 30 == 29:
+            pair.assert_identical()
+            pair.seg.check()
+    for h in base:
+        pair.deallocate(h)
+    pair.assert_identical()
+    assert pairs > 100 and refused > 10, (pairs, refused)

@@ -232,17 +232,25 @@ class Heap:
             seg = self.segment
             reuse = self._reuse
             # The steady state: the last blocks are ours alone (ref count 1) and lie before
-            # the only free block, as one construct run left them. They go in one pass
-            # (segment.free_run: the same words as the loop below, which then takes the rest,
-            # e.g. a response the parent still holds a reference to).
+            # the only free block, as one construct run left them, or between the only two
+            # (the parent freed its request first). They go in one pass (segment.free_run:
+            # the words of one-by-one frees); the loop below takes the rest, e.g. a response
+            # the parent still holds a reference to.
             if not reuse:
                 k = len(handles)
                 top = self.capacity - HEADER
                 while k and 0 < handles[k - 1] <= top and \
                         _REF.unpack_from(buf, handles[k - 1])[0] == 1:
                     k -= 1
-                if k < len(handles) and seg.free_run(handles[k:]):
-                    handles = handles[:k]
+                if k < len(handles):
+                    run = handles[k:]
+                    for h in run:                  # the count drops to 0, as below
+                        _REF.pack_into(buf, h, 0)
+                    if seg.free_run(run):
+                        handles = handles[:k]
+                    else:
+                        for h in run:
+                            _REF.pack_into(buf, h, 1)
             # Last constructed first: each block then merges with the free block after it,
             # which in the steady state is the only free block (segment: replace_sole).
             for handle in reversed(handles):

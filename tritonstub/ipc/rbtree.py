@@ -336,6 +336,38 @@ class CompactRBTree:
         q[h + 1] = (r - h - 1) << 3
         q[h + 2] = (r - h - 2) << 3
 
+    def is_pair(self, a: int, b: int) -> bool:
+        """True when the tree holds exactly a and b, a first in order: one is the black root,
+        the other its red childless child on that side, and the header's ends are a and b."""
+        q = self.q
+        h = self.h
+        if q[self.cnt] != 2 or self.left(h) != a or self.right(h) != b:
+            return False
+        root = self.parent(h)
+        if root == b:
+            child = a
+            shape = self.left(b) == a and q[b + 2] == NULL_RAW
+        elif root == a:
+            child = b
+            shape = self.right(a) == b and q[a + 1] == NULL_RAW
+        else:
+            return False
+        return bool(shape and q[root] & COLOUR_BIT and not q[child] & COLOUR_BIT
+                    and q[child + 1] == NULL_RAW and q[child + 2] == NULL_RAW
+                    and self.parent(child) == root and self.parent(root) == h)
+
+    def merge_pair(self, a: int, b: int) -> None:
+        """When :meth:`is_pair` (a, b): ``erase(a)``, ``erase(b)``, then a re-inserted into the
+        empty tree, in one step. The words written: b is left with the hook of a childless
+        black root (its parent word is the header's, its left was cleared with a), a is the
+        only node (replace_sole's words) and the counter is 1."""
+        q = self.q
+        q[b] = ((self.h - b) << 3) | COLOUR_BIT
+        q[b + 1] = NULL_RAW
+        q[b + 2] = NULL_RAW
+        self.replace_sole(b, a)
+        q[self.cnt] = 1
+
     # ------------------------------------------------------------------ erase (6.4)
     def erase(self, z: int) -> None:
         """Unlink z, rebalance and decrement the counter.  z's hook words are left as they are

@@ -730,17 +730,25 @@ class ManagedSegment:
             self._insert_upper(target + _HOOK_W, tsize)
 
     def free_run(self, offsets) -> bool:
-        """``deallocate`` of every offset, last first, when they are the user offsets of
-        consecutive allocated blocks that end at the region's only free block (what
-        :meth:`allocate_run` made, or one-by-one allocations from that block); False, with
-        nothing written, when they are not (free them one by one then, which also reports a
-        bad handle).
+        """``deallocate`` of every offset, when they are the user offsets of consecutive
+        allocated blocks that end at a free block, in one of the two shapes a stub's run takes
+        (False, with nothing written, otherwise: free them one by one then, which also reports
+        a bad handle). Each offset is checked as :meth:`block_of` checks it first.
 
-        Freed last first, each block merges with the free block after it, the only tree node,
-        so each step is a replace_sole; the words a step writes into the end block's prev_size
-        and the tree header are rewritten by the next, and the hook it gives its block stays
-        (the block is inside the merged free block by then). That is what is written here.
-        Each offset is checked as :meth:`block_of` checks it before anything is written.
+        * **Sole**: the free block after the run is the only free block. Freed last first,
+          each block merges with the free block after it, the only tree node, so each step is
+          a replace_sole; what a step writes into the end block's prev_size and the tree header
+          is rewritten by the next, and the hook it gives its block stays (inside the merged
+          free block by then). That is what is written here.
+        * **Pair**: the run lies between the only two free blocks (the parent freed a request
+          it had built just before our blocks). Freed *first* first, each block but the last
+          merges into the free block before it, a red leaf or the root whose erase and
+          re-insert with the larger size leave the tree as it was (checked: the size stays
+          below the other block's); the last block joins both, which leaves the only free block
+          (the words of erase, erase and an insert into the empty tree).
+
+        The order is ours to choose: every step is Boost's own deallocation, and the region's
+        bytes are those of the one-by-one frees in that order (tested against the Boost model).
         """
         if self._ro:
             self._readonly()
@@ -751,7 +759,8 @@ class ManagedSegment:
 
     def _free_run(self, offsets) -> bool:
         Q = self._Q
-        if Q[_FREE_COUNT_W] != 1 or not offsets:
+        count = Q[_FREE_COUNT_W]
+        if not 1 <= count <= 2 or not offsets:
             return False
         e = self._sentinel_w(Q[_SIZE_W])
         if e + 2 > self._nw:
@@ -760,9 +769,11 @@ class ManagedSegment:
         if type(first) is not int or first % UNIT or not _MIN_USER <= first < e * 8:
             return False
         b = (first >> 3) - _HOOK_W
-        if not Q[b + 1] & PREV_ALLOCATED:
+        after_free_block = not Q[b + 1] & PREV_ALLOCATED
+        if after_free_block != (count == 2):
             return False
         blocks = []
+        sizes = []
         for off in offsets:
             if type(off) is not int or off != (b + _HOOK_W) << 3:
                 return False
@@ -773,25 +784,54 @@ class ManagedSegment:
                     not Q[nb + 1] & PREV_ALLOCATED:
                 return False
             blocks.append(b)
+            sizes.append(size)
             b = nb
         fw = Q[b + 1]                            # the free block after the run
         free = fw & SIZE_MASK
         end = b + free * _UNIT_W
-        r = self._q[_FREE_TREE_W] & NOT_COLOUR
-        if fw & ALLOCATED or free < MIN_BLOCK_UNITS or end > e or \
-                r == NULL_RAW or _FREE_TREE_W + (r >> 3) != b + _HOOK_W:
+        if fw & ALLOCATED or free < MIN_BLOCK_UNITS or end > e:
             return False
-        freed = 0
-        for b in reversed(blocks):
-            w = Q[b + 1]
-            size = w & SIZE_MASK
-            freed += size
+        freed = sum(sizes)
+        if count == 2:
+            return self._free_run_pair(blocks, sizes, freed, b, free, end)
+        r = self._q[_FREE_TREE_W] & NOT_COLOUR
+        if r == NULL_RAW or _FREE_TREE_W + (r >> 3) != b + _HOOK_W:
+            return False
+        for b, size in zip(reversed(blocks), reversed(sizes)):
             free += size
-            Q[b + 1] = (w & PREV_ALLOCATED) | free     # merged with what follows; mark_free
+            Q[b + 1] = (Q[b + 1] & PREV_ALLOCATED) | free   # merged with what follows; mark_free
         Q[end + 1] &= CLEAR_PREV_ALLOCATED
         Q[end] = free
         Q[_ALLOCATED_W] -= freed * UNIT
         self._free.replace_sole_run([b + _HOOK_W for b in reversed(blocks)])
+        return True
+
+    def _free_run_pair(self, blocks, sizes, freed, t, free, end) -> bool:
+        """The pair shape of :meth:`free_run` (``t``: the free block after the run)."""
+        Q = self._Q
+        b0 = blocks[0]
+        ps = Q[b0]                               # the free block before: checked as block_of does
+        pb = b0 - ps * _UNIT_W
+        if ps < MIN_BLOCK_UNITS or pb < _FIRST_W:
+            return False
+        pw = Q[pb + 1]
+        if pw & ALLOCATED or pw & SIZE_MASK != ps:
+            return False
+        if not self._free.is_pair(pb + _HOOK_W, t + _HOOK_W):
+            return False
+        if len(blocks) > 1 and not ps + freed - sizes[-1] < free:
+            return False                         # re-inserted after the other: not this shape
+        grown = ps
+        for b, size in zip(blocks[1:], sizes):   # each block but the last joins the one before
+            grown += size
+            Q[b + 1] &= CLEAR_PREV_ALLOCATED     # the next block learns its free neighbour
+            Q[b] = grown
+        total = grown + sizes[-1] + free
+        Q[pb + 1] = (pw & PREV_ALLOCATED) | total
+        Q[end + 1] &= CLEAR_PREV_ALLOCATED
+        Q[end] = total
+        Q[_ALLOCATED_W] -= freed * UNIT
+        self._free.merge_pair(pb + _HOOK_W, t + _HOOK_W)
         return True
 
     def block_of(self, offset: int) -> int:
