@@ -2,6 +2,8 @@
 
     python benchmarks/send_cpu.py               # CPU microseconds per send (thread time)
     python benchmarks/send_cpu.py --profile     # and a cProfile table of the same work
+    python benchmarks/send_cpu.py --evict 16000000   # caches made cold between sends
+    python benchmarks/send_cpu.py --execute-round    # a request's blocks instead of a send's
 
 Builds what ResponseSender::Send builds for a small response (one INT32 [1] output) in a
 private region of this process, runs the stub's half of the handshake on it with the flag
@@ -9,6 +11,12 @@ already set (so nothing waits), reads the reply and releases the blocks: the all
 codecs, the mutex/condition set-up and the foreign calls of a send, and nothing of the parent's
 work or of the wake-ups. Thread CPU time, so the machine's load inflates it less than wall time
 (it still does: the load average is printed).
+
+``--evict N`` writes N bytes of other memory between two sends, outside the clock: a live
+stub's send runs after the parent and gRPC have had the CPUs, with cold caches.
+``--execute-round`` measures the allocator's part of one request at concurrency 1 instead: the
+parent builds its request (2 blocks), we build our reply (4 blocks in one run), the parent frees
+its request, then we free our reply (segment.free_run's pair shape).
 """
 from __future__ import annotations
 
@@ -55,31 +63,51 @@ def one_send(region: Region, payload) -> None:
     owned.release(region)
 
 
+def one_execute_round(region: Region, _payload) -> None:
+    """The allocator's work of one request at concurrency 1 (see the module docstring)."""
+    request = region.construct_many((300, 300))
+    reply = region.construct_many((96, 200, 200, 40))
+    region.release_many(request)
+    region.release_many(reply)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sends", type=int, default=20000)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile table")
+    parser.add_argument("--evict", type=int, default=0, metavar="BYTES",
+                        help="write this many bytes of other memory between two sends")
+    parser.add_argument("--execute-round", action="store_true",
+                        help="a request's blocks (parent's and ours) instead of a send's")
     args = parser.parse_args(argv)
     region = Region.create(f"tritonstub_send_cpu_{uuid.uuid4().hex[:8]}", 1 << 20)
     payload = memoryview(np.array([5], np.int32)).cast("B")
+    one = one_execute_round if args.execute_round else one_send
+    junk = np.zeros(max(1, args.evict // 8))
+    clock = time.thread_time_ns
     try:
         for _ in range(2000):
-            one_send(region, payload)
+            one(region, payload)
         free_before = region.free_memory()
-        t0 = time.thread_time()
+        spent = 0
         for _ in range(args.sends):
-            one_send(region, payload)
-        dt = time.thread_time() - t0
+            if args.evict:
+                junk += 1.0
+            t0 = clock()
+            one(region, payload)
+            spent += clock() - t0
         assert region.free_memory() == free_before, "a send leaked region memory"
-        print(f"load average {os.getloadavg()[0]:.2f}: {dt / args.sends * 1e6:.1f} us CPU per send "
-              f"(stub side, no parent), {args.sends} sends")
+        what = "request round" if args.execute_round else "send"
+        print(f"load average {os.getloadavg()[0]:.2f}: {spent / args.sends / 1000:.1f} us CPU per "
+              f"{what} (stub side, no parent), {args.sends} {what}s"
+              + (f", {args.evict} bytes written between two" if args.evict else ""))
         if args.profile:
             import cProfile
             import pstats
             prof = cProfile.Profile()
             prof.enable()
             for _ in range(args.sends // 4):
-                one_send(region, payload)
+                one(region, payload)
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(20)
     finally:
