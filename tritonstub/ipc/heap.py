@@ -16,6 +16,10 @@ mapped region (``region.Region``) is the same class with three hooks filled in: 
 grows the file when an allocation fails, ``_remap_if_grown`` follows a growth seen outside the
 lock. Here they are a re-entrant thread lock and "out of memory".
 
+``construct_many`` and ``release_many`` hand the segment whole runs (segment.py, "Runs"): the
+blocks of one request or one send are allocated, and freed, in one pass where the region's
+free space allows it, with the bytes of the one-by-one steps.
+
 Block reuse (off by default) keeps small blocks whose last reference was ours for our next
 Constructs of the same size: the stub builds and frees the same few objects for every request.
 """

@@ -26,6 +26,12 @@ The C++ stub and server allocate from it directly, so tritonstub must reproduce 
   block and frees it.  Tie-breaking among equal-size free blocks depends on the exact shape of
   the tree, so every step list of section 6/7 is followed literally (see rbtree.py for the
   ``bstree_algorithms`` / ``rbtree_algorithms`` part).
+* **Runs** (:meth:`ManagedSegment.allocate_run`, :meth:`ManagedSegment.free_run`): the
+  stub builds and frees the same few blocks for every request, out of and back into the
+  region's only free block (or between the only two). There the final words of a whole run of
+  allocations or frees are known without taking each step, and are written at once; in any
+  other state the run is refused and the caller goes one by one. The bytes are those of the
+  one-by-one steps, checked against the Boost model.
 * **Named objects** (``segment_manager::find_or_construct`` over ``iset_index``): ordinary
   allocated blocks holding an index hook, a 16-byte ``block_header``, the value and the name,
   indexed by (name length, name bytes).
@@ -553,8 +559,7 @@ class ManagedSegment:
         for nbytes in sizes:
             if nbytes < 0:
                 raise ValueError(f"cannot allocate a negative size ({nbytes})")
-            u = ((nbytes - USABLE_BY_NEXT + UNIT - 1) >> 4) + 1 if nbytes > USABLE_BY_NEXT else 1
-            units.append(u if u > MIN_BLOCK_UNITS else MIN_BLOCK_UNITS)
+            units.append(units_for(nbytes))
         total = sum(units)
         b = node - _HOOK_W
         w = Q[b + 1]
