@@ -41,7 +41,6 @@ from tritonstub.protocol.responses import ResponseData  # noqa: E402
 from tritonstub.protocol.scalars import Owned  # noqa: E402
 
 L = protocol.current()
-C = L.PYTHONSTUB_CommandType
 S = L.ResponseSendMessage
 TYPE_INT32 = 8          # TRITONSERVER_TYPE_INT32 (protocol/dtypes.py)
 

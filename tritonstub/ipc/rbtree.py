@@ -319,22 +319,21 @@ class CompactRBTree:
         q[h] = ((r - h) << 3) | (q[h] & COLOUR_BIT)
         q[h + 1] = (r - h - 1) << 3
         q[h + 2] = (r - h - 2) << 3
-        q[r] = ((h - r) << 3) | COLOUR_BIT
+        self._lone_root_hook(r)
+
+    def _lone_root_hook(self, r: int) -> None:
+        """r's hook as the childless black root: parent = the header, no children."""
+        q = self.q
+        q[r] = ((self.h - r) << 3) | COLOUR_BIT
         q[r + 1] = NULL_RAW
         q[r + 2] = NULL_RAW
 
     def replace_sole_run(self, nodes) -> None:
         """``replace_sole(..., n)`` for each n of ``nodes`` in turn: every n keeps the hook
         that made it the black root and both ends, and the header ends at the last one."""
-        q = self.q
-        h = self.h
-        for r in nodes:
-            q[r] = ((h - r) << 3) | COLOUR_BIT
-            q[r + 1] = NULL_RAW
-            q[r + 2] = NULL_RAW
-        q[h] = ((r - h) << 3) | (q[h] & COLOUR_BIT)
-        q[h + 1] = (r - h - 1) << 3
-        q[h + 2] = (r - h - 2) << 3
+        for r in nodes[:-1]:
+            self._lone_root_hook(r)
+        self.replace_sole(0, nodes[-1])
 
     def is_pair(self, a: int, b: int) -> bool:
         """True when the tree holds exactly a and b, a first in order: one is the black root,
@@ -343,7 +342,7 @@ class CompactRBTree:
         h = self.h
         if q[self.cnt] != 2 or self.left(h) != a or self.right(h) != b:
             return False
-        root = self.parent(h)
+        root = self.root()
         if root == b:
             child = a
             shape = self.left(b) == a and q[b + 2] == NULL_RAW
@@ -361,12 +360,9 @@ class CompactRBTree:
         empty tree, in one step. The words written: b is left with the hook of a childless
         black root (its parent word is the header's, its left was cleared with a), a is the
         only node (replace_sole's words) and the counter is 1."""
-        q = self.q
-        q[b] = ((self.h - b) << 3) | COLOUR_BIT
-        q[b + 1] = NULL_RAW
-        q[b + 2] = NULL_RAW
+        self._lone_root_hook(b)
         self.replace_sole(b, a)
-        q[self.cnt] = 1
+        self.q[self.cnt] = 1
 
     # ------------------------------------------------------------------ erase (6.4)
     def erase(self, z: int) -> None:

@@ -551,10 +551,9 @@ class ManagedSegment:
         Q = self._Q
         if Q[_FREE_COUNT_W] != 1:
             return None
-        r = self._q[_FREE_TREE_W] & NOT_COLOUR
-        node = 0 if r == NULL_RAW else _FREE_TREE_W + (r >> 3)
-        if not 0 < node <= self._lim:
-            return None                          # the one-by-one path reports it
+        node = self._free.root()
+        if not node:
+            return None
         units = []
         for nbytes in sizes:
             if nbytes < 0:
@@ -799,8 +798,7 @@ class ManagedSegment:
         freed = sum(sizes)
         if count == 2:
             return self._free_run_pair(blocks, sizes, freed, b, free, end)
-        r = self._q[_FREE_TREE_W] & NOT_COLOUR
-        if r == NULL_RAW or _FREE_TREE_W + (r >> 3) != b + _HOOK_W:
+        if self._free.root() != b + _HOOK_W:
             return False
         for b, size in zip(reversed(blocks), reversed(sizes)):
             free += size
