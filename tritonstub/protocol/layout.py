@@ -10,7 +10,8 @@ and must fit in the declared size. That catches a typo in an offset at import ti
 from __future__ import annotations
 
 import struct
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from operator import itemgetter
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 # name -> (struct format or None for opaque bytes, size, alignment)
 FIELD_TYPES: Dict[str, Tuple[Optional[str], int, int]] = {
@@ -98,6 +99,7 @@ class StructLayout:
         self.struct = struct.Struct(fmt)
         self.names = tuple(names)
         self._defaults = {n: (False if self.fields[n].type == "bool" else 0) for n in names}
+        self._packers: Dict[Tuple[str, ...], Callable[..., None]] = {}
         assert self.struct.size == size, (name, self.struct.size, size)
 
     def __getattr__(self, item: str) -> int:
@@ -124,10 +126,46 @@ class StructLayout:
     def pack(self, buf, base: int, **values) -> None:
         """Write the WHOLE struct: the given fields, every other scalar 0/False, padding and
         opaque members (mutexes…) zero. For building a fresh object in one call."""
-        if not values.keys() <= self._defaults.keys():
-            raise KeyError(f"{self.name} has no field(s) {sorted(values.keys() - self._defaults.keys())}")
-        d = self._defaults
-        self.struct.pack_into(buf, base, *[values.get(n, d[n]) for n in self.names])
+        self.packer(*values)(buf, base, *values.values())
+
+    def packer(self, *names: str) -> Callable[..., None]:
+        """:meth:`pack` for these fields, in this order, as a function ``f(buf, base, *values)``.
+
+        The fields' places in the struct are worked out once per list of names (and kept), so
+        a call is one tuple, one ``itemgetter`` and one ``pack_into`` (the given values followed
+        by the defaults of the others, picked in the struct's order), with the bytes of
+        :meth:`pack`. A hot path calls it with positional values."""
+        f = self._packers.get(names)
+        if f is None:
+            f = self._packers[names] = self._make_packer(names)
+        return f
+
+    def _make_packer(self, names: Tuple[str, ...]) -> Callable[..., None]:
+        unknown = set(names) - self._defaults.keys()
+        if unknown:
+            raise KeyError(f"{self.name} has no field(s) {sorted(unknown)}")
+        if len(set(names)) != len(names):
+            raise KeyError(f"{self.name}: a field is named twice in {names}")
+        others = [n for n in self.names if n not in names]
+        where = {n: i for i, n in enumerate(names + tuple(others))}
+        rest = tuple(self._defaults[n] for n in others)
+        order = [where[n] for n in self.names]
+        pack_into = self.struct.pack_into
+        count = len(names)
+        if len(order) == 1:
+            pick1 = itemgetter(order[0])
+            pick = lambda values: (pick1(values),)    # noqa: E731 - itemgetter(i) is no tuple
+        elif order:
+            pick = itemgetter(*order)
+        else:
+            pick = lambda values: ()                  # noqa: E731
+
+        def pack(buf, base: int, *values) -> None:
+            if len(values) != count:
+                raise TypeError(f"{self.name}: {count} values expected ({', '.join(names)}), "
+                                f"got {len(values)}")
+            pack_into(buf, base, *pick(values + rest))
+        return pack
 
     def write(self, buf, base: int, **values) -> None:
         for k, v in values.items():
