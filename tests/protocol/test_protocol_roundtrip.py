@@ -360,7 +360,20 @@ def test_response_send_message(heap, error):
     assert responses.read_response(heap, got["response"]).outputs[0][:3] == ("OUT", 9, (1,))
     assert reply["is_stub_turn"]
     assert control.reply_error(heap, reply, "default") == error
+    assert control.read_reply_error(heap, heap.payload(h), L.ResponseSendMessage,
+                                    "default") == error
     release(heap, parent, stub)
+
+
+def test_an_error_flag_without_its_text_reads_as_the_default(heap):
+    stub = Owned()
+    _, h = control.write_response_send(heap, 0x100, 0x200, None, 1, stub)
+    S = L.ResponseSendMessage
+    control.write_reply(heap, heap.payload(h), S, has_error=True, is_error_set=False)
+    assert control.read_reply_error(heap, heap.payload(h), S, "default") == "default"
+    assert control.reply_error(heap, control.read_send_message(heap, heap.payload(h), S),
+                               "default") == "default"
+    stub.release(heap)
 
 
 @pytest.mark.parametrize("response", [

@@ -273,6 +273,18 @@ class Heap:
         finally:
             self._exit()
 
+    def only_ours(self, handles) -> bool:
+        """True when every handle lies in the buffer and its ref count is 1: objects we
+        Construct'ed and still hold, that the peer has no reference to (any more), so the
+        caller may write them again instead of releasing and Constructing. No lock is needed:
+        while we hold a reference the count can only fall, to 1, by the peer's last release."""
+        buf = self.buf
+        top = self.capacity - HEADER
+        for h in handles:
+            if not 0 < h <= top or _REF.unpack_from(buf, h)[0] != 1:
+                return False
+        return True
+
     def deallocate(self, handle: int) -> None:
         with self.locked():
             self.segment.deallocate(handle)

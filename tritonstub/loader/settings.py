@@ -191,7 +191,8 @@ SETTINGS: Dict[str, Setting] = {s.key: s for s in (
 #: TRITONSTUB_* environment variables that belong to other tools (the test suite, bootstrap.sh).
 _FOREIGN_ENV = {"TRITONSTUB_REQUIRE_REFERENCE", "TRITONSTUB_REFERENCE_ROOT", "TRITONSTUB_VENV",
                 "TRITONSTUB_FORCE_INSTALL", "TRITONSTUB_DIFF_STUBS", "TRITONSTUB_STOCK_TPBU",
-                "TRITONSTUB_PYBIND11_210_INCLUDE", "TRITONSTUB_BLOCK_REUSE", "TRITONSTUB_PROFILE"}
+                "TRITONSTUB_PYBIND11_210_INCLUDE", "TRITONSTUB_BLOCK_REUSE", "TRITONSTUB_PROFILE",
+                "TRITONSTUB_PROFILE_CLOCK"}
 
 
 def valid_keys() -> str:

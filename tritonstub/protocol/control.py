@@ -226,6 +226,19 @@ def write_reply(heap, payload: int, layout: StructLayout, **fields) -> None:
     layout.write(heap.buf, payload, **fields)
 
 
+def read_reply_error(heap, payload: int, layout: StructLayout,
+                     default: str = "") -> Optional[str]:
+    """:func:`reply_error` of the message at ``payload``, reading only its error fields."""
+    heap.ensure_mapped(payload, layout.size)
+    buf = heap.buf
+    if not layout.get(buf, payload, "has_error"):
+        return None
+    error = layout.get(buf, payload, "error")
+    if layout.get(buf, payload, "is_error_set") and error:
+        return read_string(heap, error)
+    return default
+
+
 def reply_error(heap, reply: dict, default: str = "") -> Optional[str]:
     """The error a reply carries (``has_error``/``is_error_set``/``error`` string), else None."""
     if not reply.get("has_error"):
@@ -361,6 +374,30 @@ def write_model_loader_message(heap, request: int, owned: Owned) -> int:
 
 
 # ---- ResponseSend
+def response_send_plan(response, request_address: int, factory_address: int, flags: int):
+    """ResponseSender::Send's blocks for a ``ResponseData`` without error, as ``(sizes, fill)``:
+    the sizes to Construct, in its order (the response's blocks, the ResponseSendMessage, the
+    IPCMessageShm that names it), and ``fill(buf, handles)``, which writes them and returns the
+    (message, ResponseSendMessage) handles. For a sender that brings its blocks itself (the
+    stub's kept blocks, messaging.py); :func:`write_response_send` Constructs them."""
+    S = L.ResponseSendMessage
+    sizes, fill_response = response_plan(response)
+    sizes.append(S.size)
+    sizes.append(_M.size)
+    pack_send = S.packer("request_address", "response_factory_address", "response", "flags")
+    pack_message = _M.packer("command", "args")
+    command = int(Command.ResponseSend)
+    flags = int(flags)
+
+    def fill(buf, handles) -> Tuple[int, int]:
+        rh = fill_response(buf, handles)
+        h, msg = handles[-2], handles[-1]
+        pack_send(buf, h + H, request_address, factory_address, rh, flags)
+        pack_message(buf, msg + H, command, h)
+        return msg, h
+    return sizes, fill
+
+
 def write_response_send(heap, request_address: int, factory_address: int, response,
                         flags: int, owned: Owned) -> Tuple[int, int]:
     """ResponseSender::Send's blocks, in its order: the response (a ``ResponseData``; None for
@@ -368,21 +405,18 @@ def write_response_send(heap, request_address: int, factory_address: int, respon
     :func:`write_ipc_message`) and the IPCMessageShm that names it, all in one Construct run
     for a response without error. Returns (message, ResponseSendMessage) handles; the
     message's mutex and condition are the handshake's to initialise."""
-    S = L.ResponseSendMessage
     if response is not None and response.error is None:
-        sizes, fill = response_plan(response)
-        handles = heap.construct_many(sizes + [S.size, _M.size])
+        sizes, fill = response_send_plan(response, request_address, factory_address, flags)
+        handles = heap.construct_many(sizes)
         owned.extend(handles)
-        rh = fill(heap.buf, handles)
-        h, msg = handles[-2], handles[-1]
-    else:
-        rh = write_response(heap, response, owned) if response is not None else 0
-        h, msg = heap.construct_many((S.size, _M.size))
-        owned.extend((h, msg))
+        return fill(heap.buf, handles)
+    S = L.ResponseSendMessage
+    rh = write_response(heap, response, owned) if response is not None else 0
+    h, msg = heap.construct_many((S.size, _M.size))
+    owned.extend((h, msg))
     S.pack(heap.buf, h + H, request_address=request_address,
            response_factory_address=factory_address, response=rh, flags=int(flags))
-    _M.pack(heap.buf, msg + H, command=int(Command.ResponseSend), args=h, inline_response=False,
-            response_handle=0, response_mutex=0, response_cond=0)
+    _M.pack(heap.buf, msg + H, command=int(Command.ResponseSend), args=h)
     return msg, h
 
 

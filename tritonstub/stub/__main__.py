@@ -18,8 +18,12 @@ def main(argv=None) -> int:
     out = os.environ.get("TRITONSTUB_PROFILE")
     if out:
         # Developer aid: profile the whole stub; the stats land in <out>.<pid> at exit.
+        # TRITONSTUB_PROFILE_CLOCK=cpu times the calls in thread CPU instead of wall time (a
+        # wait, or a post that lets the parent run first, then costs what it costs in CPU).
         import cProfile
-        prof = cProfile.Profile()
+        import time
+        cpu = os.environ.get("TRITONSTUB_PROFILE_CLOCK") == "cpu"
+        prof = cProfile.Profile(time.thread_time_ns, 1e-9) if cpu else cProfile.Profile()
         try:
             return prof.runcall(stub_main, list(argv))
         finally:

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import weakref
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import IPCTimeout
 from .. import protocol
@@ -49,6 +49,7 @@ def _after_fork_in_child() -> None:
     # another thread may have held at fork time.
     for m in list(_MESSENGERS):
         m.send_lock = threading.Lock()
+        m._kept = []                # the parent process's blocks: it releases them
     for w in list(_WORKERS):
         w.running = False
 
@@ -69,6 +70,9 @@ class Messenger:
         # C++ serialises utils messages with stub_to_parent_message_mu_; the parent's monitor
         # handles pattern-B messages one at a time anyway.
         self.send_lock = threading.Lock()
+        # [(sizes, handles)] of the last send's blocks, kept for the next one (list.pop and
+        # list.append are atomic: senders on several threads share it without a lock)
+        self._kept: List[Tuple[list, list]] = []
         _MESSENGERS.add(self)
 
     # ------------------------------------------------------------------ basics
@@ -120,17 +124,29 @@ class Messenger:
     # ------------------------------------------------------------------ pattern D
     def response_send(self, request_address: int, factory_address: int,
                       response: Optional[ResponseData], flags: int) -> Optional[str]:
-        """ResponseSender::Send's handshake. Returns the parent's error text, or None."""
+        """ResponseSender::Send's handshake. Returns the parent's error text, or None.
+
+        The blocks of a send that is not FINAL are kept (see :meth:`_send_blocks`)."""
         region = self.region
         S = L.ResponseSendMessage
-        if flags == L.TRITONSERVER_RESPONSE_COMPLETE_FINAL and not L.STUB_DELETES_FACTORY_ON_FINAL:
+        final = flags == L.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        if final and not L.STUB_DELETES_FACTORY_ON_FINAL:
             self.stub.board.discard(factory_address)    # the parent deletes it on FINAL
             # (before r24.10 it does not: our cleanup message, sent next, takes it off then)
         owned = Owned()
+        keep = None
         try:
-            with region.locked():                    # one hold of shm_mutex for every block
-                msg, h = control.write_response_send(region, request_address, factory_address,
-                                                     response, flags, owned)
+            if response is not None and response.error is None:
+                sizes, fill = control.response_send_plan(response, request_address,
+                                                         factory_address, flags)
+                owned.extend(self._send_blocks(sizes))
+                msg, h = fill(region.buf, owned)
+                if not final:
+                    keep = sizes
+            else:
+                with region.locked():                # one hold of shm_mutex for every block
+                    msg, h = control.write_response_send(region, request_address,
+                                                         factory_address, response, flags, owned)
             box = control.mailbox(S, region.payload(h))
             mu, cv = handshake.sync_objects(region, box.mutex, box.cond, True)
             # Listed for the heartbeat helper: if we die before the last step, it takes the
@@ -138,14 +154,62 @@ class Messenger:
             board = self.stub.board
             token = board.begin_handshake(box.mutex, box.cond, box.flag)
             try:
-                return handshake.start_flag(
+                error = handshake.start_flag(
                     region, self.send_mq, msg, mu, cv, box.flag, self.stub.parent_alive,
-                    lambda: control.reply_error(region, control.read_send_message(region, box.payload, S),
-                                                "An error occurred while sending a response."))
+                    lambda: control.read_reply_error(region, box.payload, S,
+                                                     "An error occurred while sending a response."))
             finally:
                 board.end_handshake(token)
+            if keep is not None:
+                self._keep(keep, owned)
+            return error
         finally:
             owned.release(region)
+            if final:
+                self.release_kept()
+
+    # A stream sends one small response after another, all of one shape: the C++ stub
+    # Constructs its blocks, the parent answers, the stub frees them, and the next send
+    # Constructs the same sizes again (at the same offsets, in the steady state). We keep the
+    # blocks of the last send that was not FINAL and write the next send of the same sizes
+    # into them, once the parent holds no reference to any of them (ref count 1: it drops
+    # its references when it is done with the message, so nothing of it is in use). Anything
+    # else releases them: a send of other sizes, a FINAL send (which ends a request: the
+    # free-memory figure is then what the C++ stub leaves, for Triton's leak probes and
+    # ``pb_utils.shared_memory.free_memory()`` alike), an idle second of the stub's main loop,
+    # and the stub's finalize. Between two sends of a stream the region holds one send's
+    # blocks more than under the C++ stub; the parent reads no figure there. Kept blocks are
+    # written without shm_mutex, as any block we Construct'ed: no one else writes them (the
+    # parent's last write, its release, is what makes the ref count 1).
+    def _send_blocks(self, sizes) -> list:
+        """Blocks for a send of ``sizes``: the kept ones when they fit, else Construct'ed."""
+        region = self.region
+        try:
+            kept = self._kept.pop()              # atomic: another sender may be here too
+        except IndexError:
+            return region.construct_many(sizes)
+        if kept[0] == sizes and region.only_ours(kept[1]):
+            return kept[1]
+        region.release_many(kept[1])
+        return region.construct_many(sizes)
+
+    def _keep(self, sizes, owned: Owned) -> None:
+        kept = self._kept
+        kept.append((sizes, list(owned)))
+        owned.clear()
+        if len(kept) > 1:                       # senders on other threads kept theirs too
+            self.release_kept(1)
+
+    def release_kept(self, leave: int = 0) -> None:
+        """Give the kept blocks back, all or all but the last ``leave`` sends' (see
+        :meth:`_send_blocks`)."""
+        kept = self._kept
+        while len(kept) > leave:
+            try:
+                sizes, handles = kept.pop(0)
+            except IndexError:
+                return
+            self.region.release_many(handles)
 
     # ------------------------------------------------------------------ pattern C‴
     def cleanup(self, command: int, ident: int) -> None:

@@ -16,6 +16,7 @@ from ..ipc.handshake import PeerGone
 from ..protocol import control, eras
 from ..protocol.responses import ResponseData
 from ..protocol.scalars import Owned, write_string
+from .bridge import response_data
 from .messaging import Messenger, Monitor, Worker
 from .runtime import (MetricFamilyInfo, MetricInfo,
                       ResponseIteratorMap, Runtime, TritonModelException,
@@ -78,6 +79,7 @@ class ShmRuntime(Runtime):
         self.worker.stop()
         if self.monitor is not None:
             self.monitor.stop()
+        self.messenger.release_kept()
 
     def clear_response_iterators(self) -> None:
         self.bls_iterators.clear()
@@ -95,7 +97,6 @@ class ShmRuntime(Runtime):
 
     # ------------------------------------------------------------------ responses
     def send_response(self, sender: Any, response: Any, flags: int) -> None:
-        from .bridge import response_data
         data = response_data(response) if response is not None else None
         try:
             err = self.messenger.response_send(sender._request_address, sender._factory_address,
@@ -286,7 +287,12 @@ class ShmRuntime(Runtime):
 
     # ------------------------------------------------------------------ misc
     def free_memory(self) -> int:
+        self.messenger.release_kept()       # the figure the C++ stub shows between sends
         return self.stub.region.free_memory()
+
+    def idle(self) -> None:
+        """The stub's main loop has waited an idle second for a command."""
+        self.messenger.release_kept()
 
     def _refuse_cuda_pool(self, handle: int, msg: control.IPCMessage) -> None:
         """CUDAPoolInitializeRequest (pattern C′): answer with an error so the parent moves on."""

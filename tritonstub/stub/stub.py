@@ -208,6 +208,8 @@ class Stub:
                 return v
             # One idle second: give the blocks kept for reuse back to the allocator.
             self.region.flush_block_cache()
+            if self.runtime is not None:
+                self.runtime.idle()
             if not self.parent_alive():
                 raise StubExit(1)
 
