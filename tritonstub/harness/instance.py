@@ -582,10 +582,14 @@ class StubProcess:
 
             def alive() -> bool:
                 return self.alive() and time.monotonic() < deadline
+            def read():
+                # the error text too, before the stub is released: it frees the string then
+                fields = control.read_send_message(region, box.payload, M)
+                return fields, control.reply_error(
+                    region, fields, "User-defined is_ready() failed with unknown error")
             try:
-                reply = handshake.start_flag(
-                    region, self.q["parent_to_stub_mq"], msg, mu, cv, box.flag, alive,
-                    lambda: control.read_send_message(region, box.payload, M))
+                reply, error = handshake.start_flag(
+                    region, self.q["parent_to_stub_mq"], msg, mu, cv, box.flag, alive, read)
             except PeerGone:
                 if self.alive():
                     # the stub may still answer: keep the message (as the C++ parent does)
@@ -594,9 +598,7 @@ class StubProcess:
                 return False, ("Stub process is not healthy while waiting for user-defined "
                                "is_ready() response")
             if reply["has_error"]:
-                text = control.reply_error(region, reply,
-                                           "User-defined is_ready() failed with unknown error")
-                return False, text
+                return False, error
             return (bool(reply["is_ready"]) if reply["function_exists"] else True), None
         finally:
             owned.release(region)

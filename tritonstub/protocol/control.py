@@ -70,9 +70,17 @@ def write_ipc_message(heap, command: int, args: int, owned: Owned, inline: bool 
     else:
         h = heap.construct(_M.size)
         owned.append(h)
-    _M.pack(heap.buf, h + H, command=int(command), args=args, inline_response=inline,
-            response_handle=0, response_mutex=mu, response_cond=cv)
+    pack_ipc_message(heap.buf, h, command, args, mu, cv)
     return h, mu, cv
+
+
+IPC_MESSAGE_SIZE = _M.size
+
+
+def pack_ipc_message(buf, h: int, command: int, args: int, mutex: int = 0, cond: int = 0) -> None:
+    """Fill a Construct'ed IPCMessageShm block; inline when it names a mutex and condition."""
+    _M.packer("command", "args", "inline_response", "response_mutex", "response_cond")(
+        buf, h + H, int(command), args, bool(mutex), mutex, cond)
 
 
 def write_blank_message(heap) -> int:

@@ -17,6 +17,7 @@ harness and the tests, read by the same code.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -146,11 +147,21 @@ def read_request_batch(heap, batch_handle: int) -> Tuple[int, ...]:
 
 def write_request_batch(heap, request_handles: Sequence[int], owned: Owned) -> int:
     """A RequestBatch naming ``request_handles`` (the parent's ExecuteRequest; BLS: one)."""
-    h = heap.construct(_RB.size + 8 * len(request_handles))
+    h = heap.construct(request_batch_size(len(request_handles)))
     owned.append(h)
-    _RB.pack(heap.buf, h + H, batch_size=len(request_handles), gpu_buffers_handle=0)
-    write_handles(heap, h + H + _RB.size, request_handles)
+    pack_request_batch(heap.buf, h, request_handles)
     return h
+
+
+def request_batch_size(n: int) -> int:
+    return _RB.size + 8 * n
+
+
+def pack_request_batch(buf, h: int, request_handles: Sequence[int]) -> None:
+    """Fill a Construct'ed RequestBatch block of :func:`request_batch_size` bytes."""
+    _RB.pack(buf, h + H, batch_size=len(request_handles), gpu_buffers_handle=0)
+    if request_handles:
+        struct.pack_into(f"<{len(request_handles)}q", buf, h + H + _RB.size, *request_handles)
 
 
 # ------------------------------------------------------------------ InferRequestShm
@@ -246,6 +257,18 @@ def write_request(heap, req: RequestData, owned: Owned) -> int:
     # Every block in one Construct run (one hold of the allocator's lock), in the order the
     # objects were always built: the same handles as one Construct each, for a fraction of
     # the Python.
+    sizes, fill = request_plan(req)
+    handles = heap.construct_many(sizes)
+    owned.extend(handles)
+    return fill(heap.buf, handles)
+
+
+def request_plan(req: RequestData):
+    """A request's blocks as ``(sizes, fill)``: the sizes to Construct, in the order the C++
+    stub builds them, and ``fill(buf, handles)``, which writes them and returns the request's
+    handle (the InferRequestShm). None where the strings are embedded (r24.03)."""
+    if _INLINE:
+        return None
     corr = req.correlation_id
     corr_is_str = isinstance(corr, str)
     def enc(text) -> bytes:             # as write_string encodes
@@ -269,43 +292,44 @@ def write_request(heap, req: RequestData, owned: Owned) -> int:
         if i == n_out:
             sizes.append(L.CorrelationIdShm.size)       # after the id's string
     sizes.append(L.InferenceTraceShm.size)              # after the trace context's string
-    handles = heap.construct_many(sizes)
-    owned.extend(handles)
-    buf = heap.buf
-    in_handles = handles[:n_in]
-    for th, (head, bname, dtype, dims, mv, nbytes) in zip(in_handles, tensors):
-        pack_tensor(buf, th, head, bname, dtype, dims, mv, nbytes)
-    h = handles[n_in]
-    k = n_in + 1
-    string_handles = []
-    for i, data in enumerate(strings):
-        pack_string(buf, handles[k], handles[k + 1], data)
-        string_handles.append(handles[k])
-        k += 2
-        if i == n_out:
-            corr_h = handles[k]
-            L.CorrelationIdShm.pack(buf, corr_h + H, id_string_shm_handle=string_handles[-1],
-                                    id_uint=0 if corr_is_str else int(corr),
-                                    id_type=_STRING_ID if corr_is_str else _UINT64_ID)
-            k += 1
-    trace = handles[k]
-    L.InferenceTraceShm.pack(buf, trace + H, trace_context_shm_handle=string_handles[-1],
-                             triton_trace=int(req.trace_address))
-    out_handles = string_handles[:n_out]
-    corr = corr_h
-    model_name, request_id, params = string_handles[n_out + 1:n_out + 4]
-    p = h + H
-    _R.pack(heap.buf, p, input_count=n_in, requested_output_count=n_out,
-            model_version=int(req.model_version), flags=int(req.flags), address=req.address,
-            response_factory_address=req.response_factory_address,
-            is_decoupled=bool(req.is_decoupled), timeout=int(req.timeout),
-            preferred_memory_type=int(req.preferred_memory_type),
-            preferred_memory_device_id=int(req.preferred_memory_device_id),
-            trace_shm_handle=trace, request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
-            correlation_id_shm_handle=corr, model_name_shm_handle=model_name,
-            request_id_shm_handle=request_id, parameters_shm_handle=params)
-    write_handles(heap, p + _R.size, out_handles + in_handles)
-    return h
+
+    def fill(buf, handles) -> int:
+        in_handles = handles[:n_in]
+        for th, (head, bname, dtype, dims, mv, nbytes) in zip(in_handles, tensors):
+            pack_tensor(buf, th, head, bname, dtype, dims, mv, nbytes)
+        h = handles[n_in]
+        k = n_in + 1
+        string_handles = []
+        for i, data in enumerate(strings):
+            pack_string(buf, handles[k], handles[k + 1], data)
+            string_handles.append(handles[k])
+            k += 2
+            if i == n_out:
+                corr_h = handles[k]
+                L.CorrelationIdShm.pack(buf, corr_h + H, id_string_shm_handle=string_handles[-1],
+                                        id_uint=0 if corr_is_str else int(corr),
+                                        id_type=_STRING_ID if corr_is_str else _UINT64_ID)
+                k += 1
+        trace = handles[k]
+        L.InferenceTraceShm.pack(buf, trace + H, trace_context_shm_handle=string_handles[-1],
+                                 triton_trace=int(req.trace_address))
+        out_handles = string_handles[:n_out]
+        model_name, request_id, params = string_handles[n_out + 1:n_out + 4]
+        p = h + H
+        _R.pack(buf, p, input_count=n_in, requested_output_count=n_out,
+                model_version=int(req.model_version), flags=int(req.flags), address=req.address,
+                response_factory_address=req.response_factory_address,
+                is_decoupled=bool(req.is_decoupled), timeout=int(req.timeout),
+                preferred_memory_type=int(req.preferred_memory_type),
+                preferred_memory_device_id=int(req.preferred_memory_device_id),
+                trace_shm_handle=trace, request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
+                correlation_id_shm_handle=corr_h, model_name_shm_handle=model_name,
+                request_id_shm_handle=request_id, parameters_shm_handle=params)
+        ids = out_handles + in_handles
+        if ids:
+            struct.pack_into(f"<{len(ids)}q", buf, p + _R.size, *ids)
+        return h
+    return sizes, fill
 
 
 def _write_request_inline(heap, req: RequestData, owned: Owned) -> int:

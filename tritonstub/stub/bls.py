@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from .. import protocol
 from ..errors import TritonStubError
-from ..ipc import handshake
+from ..ipc import handshake, libc
 from ..ipc.handshake import PeerGone
 from ..protocol import control
-from ..protocol.requests import write_request, write_request_batch
+from ..protocol.requests import (pack_request_batch, request_batch_size, request_plan,
+                                 write_request, write_request_batch)
 from ..protocol.responses import read_response_batch
 from ..protocol.scalars import Owned
 
@@ -44,14 +45,28 @@ def execute(rt, request, decoupled: bool):
     registry = None
     try:
         data = request_data(request)
-        with region.locked():                   # one hold of shm_mutex for every block
-            msg_h, mu_h, cv_h = rt.messenger.ipc_message(
-                C.InferStreamExecRequest if decoupled else C.InferExecRequest, 0, owned,
-                inline=True)
-            rh = write_request(region, data, owned)
-            batch = write_request_batch(region, [rh], owned)
-        control.set_args(region, msg_h, batch)
-        mu, cv = handshake.sync_objects(region, region.payload(mu_h), region.payload(cv_h))
+        command = C.InferStreamExecRequest if decoupled else C.InferExecRequest
+        plan = request_plan(data)
+        if plan is None:                        # r24.03: strings inside the request block
+            with region.locked():               # one hold of shm_mutex for every block
+                msg_h, mu_h, cv_h = rt.messenger.ipc_message(command, 0, owned, inline=True)
+                rh = write_request(region, data, owned)
+                batch = write_request_batch(region, [rh], owned)
+            control.set_args(region, msg_h, batch)
+        else:
+            # The IPCMessageShm with its mutex and condition, the request's blocks and the
+            # RequestBatch, in the C++ stub's order: kept from the last call of this shape
+            # (messaging.py, take_kept) or Construct'ed in one run.
+            sizes, fill = plan
+            sizes = [control.IPC_MESSAGE_SIZE, libc.MUTEX_SIZE, libc.COND_SIZE] + sizes + \
+                [request_batch_size(1)]
+            owned.extend(rt.messenger.blocks(sizes))
+            msg_h, mu_h, cv_h, batch = owned[0], owned[1], owned[2], owned[-1]
+            buf = region.buf
+            control.pack_ipc_message(buf, msg_h, command, batch, mu_h, cv_h)
+            pack_request_batch(buf, batch, [fill(buf, owned[3:-1])])
+        mu, cv = handshake.sync_objects(region, region.payload(mu_h), region.payload(cv_h),
+                                        plan is not None)
         registry = rt.__dict__.get("bls_iterators") if decoupled else None
         if registry is not None:
             registry.begin_stream()  # its later responses may overtake the first one
@@ -81,6 +96,8 @@ def execute(rt, request, decoupled: bool):
         finally:
             mu.unlock()
             board.end_bls()
+        if plan is not None:
+            rt.messenger.keep(sizes, owned)
         if isinstance(result, str):
             return error_response(result)
         resp = make_response(result)

@@ -24,6 +24,8 @@ from .. import protocol
 from ..protocol.responses import (write_execute_error, write_execute_reply,
                                   write_execute_response, write_response)
 from ..protocol.scalars import Owned
+from .bridge import is_inference_response, load_requests, output_item, response_data, sender_of
+from .exc_text import call_user
 from .log import SITE_EXECUTE_FAILED
 from .runtime import TritonModelException
 
@@ -92,10 +94,16 @@ def _type_str(obj) -> str:
     return str(type(obj))
 
 
+def _release_kept(stub) -> None:
+    """The requests end with this reply: the blocks kept from the model's sends and BLS calls
+    go back first (messaging.py, take_kept), so the region is as the C++ stub leaves it."""
+    runtime = getattr(stub, "runtime", None)
+    if runtime is not None:
+        runtime.release_kept()
+
+
 def process_requests(stub, batch_handle: int, owned: Owned) -> int:
     """Run execute on one batch; returns the ExecuteResponse block handle (already filled)."""
-    from .bridge import load_requests, sender_of
-    from .exc_text import call_user
     region = stub.region
     decoupled = stub.decoupled
     requests: list = []
@@ -115,6 +123,7 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
                 ret = None
             else:
                 ret = run_coroutine(stub, ret, in_background=False)
+        _release_kept(stub)
         items = _returned_responses(stub, requests, ret, decoupled, owned)
         if L.RESPONSES_THROUGH_SENDER:
             block = write_execute_reply(region, owned)
@@ -128,6 +137,7 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
                 r._sender           # noqa: B018 - made now: its end cleans the factory up
         return block
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
+        _release_kept(stub)
         text = stub.error_text(e)
         msg = f"Failed to process the request(s) for model '{stub.name}', message: {text}"
         if L.EXECUTE_ERROR_PREFIXED:
@@ -164,7 +174,6 @@ def process_requests(stub, batch_handle: int, owned: Owned) -> int:
 def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> list:
     """ProcessReturnedResponses: validate the return value; one item per request for
     :func:`protocol.responses.write_execute_response` (error responses are saved here, as handles)."""
-    from .bridge import is_inference_response, output_item, response_data
     region = stub.region
     if ret is None:
         if decoupled:
@@ -209,7 +218,6 @@ def _returned_responses(stub, requests, ret, decoupled: bool, owned: Owned) -> l
     if L.RESPONSES_THROUGH_SENDER:
         # Before r24.10 every returned response goes through the request's response sender
         # (its state was updated above), and the ExecuteResponse carries none.
-        from .bridge import sender_of
         for req, resp in zip(requests, ret):
             if resp is None:
                 _missing_response(stub, req, owned)
@@ -240,7 +248,6 @@ def _missing_response(stub, request, owned: Owned) -> int:
     if it is garbage-collected without having sent anything (nobody kept it to answer later),
     it sends this error with FINAL, where the C++ stub would leave the client waiting.
     """
-    from .bridge import sender_of
     sender = sender_of(request)
     if (sender._is_closed() or sender._responses_sent() > 0
             or request._release_flags == L.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE):

@@ -50,6 +50,7 @@ def _after_fork_in_child() -> None:
     for m in list(_MESSENGERS):
         m.send_lock = threading.Lock()
         m._kept = []                # the parent process's blocks: it releases them
+        m._kept_lock = threading.Lock()
     for w in list(_WORKERS):
         w.running = False
 
@@ -70,9 +71,10 @@ class Messenger:
         # C++ serialises utils messages with stub_to_parent_message_mu_; the parent's monitor
         # handles pattern-B messages one at a time anyway.
         self.send_lock = threading.Lock()
-        # [(sizes, handles)] of the last send's blocks, kept for the next one (list.pop and
-        # list.append are atomic: senders on several threads share it without a lock)
+        # [(sizes, handles)] of the last sends' and BLS calls' blocks, oldest first, kept for
+        # the next ones (take_kept)
         self._kept: List[Tuple[list, list]] = []
+        self._kept_lock = threading.Lock()
         _MESSENGERS.add(self)
 
     # ------------------------------------------------------------------ basics
@@ -126,7 +128,7 @@ class Messenger:
                       response: Optional[ResponseData], flags: int) -> Optional[str]:
         """ResponseSender::Send's handshake. Returns the parent's error text, or None.
 
-        The blocks of a send that is not FINAL are kept (see :meth:`_send_blocks`)."""
+        The blocks of a send that is not FINAL are kept (see :meth:`take_kept`)."""
         region = self.region
         S = L.ResponseSendMessage
         final = flags == L.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -139,7 +141,7 @@ class Messenger:
             if response is not None and response.error is None:
                 sizes, fill = control.response_send_plan(response, request_address,
                                                          factory_address, flags)
-                owned.extend(self._send_blocks(sizes))
+                owned.extend(self.blocks(sizes))
                 msg, h = fill(region.buf, owned)
                 if not final:
                     keep = sizes
@@ -161,54 +163,66 @@ class Messenger:
             finally:
                 board.end_handshake(token)
             if keep is not None:
-                self._keep(keep, owned)
+                self.keep(keep, owned)
             return error
         finally:
             owned.release(region)
             if final:
                 self.release_kept()
 
-    # A stream sends one small response after another, all of one shape: the C++ stub
-    # Constructs its blocks, the parent answers, the stub frees them, and the next send
-    # Constructs the same sizes again (at the same offsets, in the steady state). We keep the
-    # blocks of the last send that was not FINAL and write the next send of the same sizes
-    # into them, once the parent holds no reference to any of them (ref count 1: it drops
-    # its references when it is done with the message, so nothing of it is in use). Anything
-    # else releases them: a send of other sizes, a FINAL send (which ends a request: the
-    # free-memory figure is then what the C++ stub leaves, for Triton's leak probes and
-    # ``pb_utils.shared_memory.free_memory()`` alike), an idle second of the stub's main loop,
-    # and the stub's finalize. Between two sends of a stream the region holds one send's
-    # blocks more than under the C++ stub; the parent reads no figure there. Kept blocks are
-    # written without shm_mutex, as any block we Construct'ed: no one else writes them (the
-    # parent's last write, its release, is what makes the ref count 1).
-    def _send_blocks(self, sizes) -> list:
-        """Blocks for a send of ``sizes``: the kept ones when they fit, else Construct'ed."""
-        region = self.region
-        try:
-            kept = self._kept.pop()              # atomic: another sender may be here too
-        except IndexError:
-            return region.construct_many(sizes)
-        if kept[0] == sizes and region.only_ours(kept[1]):
-            return kept[1]
-        region.release_many(kept[1])
-        return region.construct_many(sizes)
+    # A stream sends one small response after another, all of one shape, and a BLS model
+    # calls the same model with the same shapes again and again: the C++ stub Constructs the
+    # blocks, the parent answers, the stub frees them, and the next call Constructs the same
+    # sizes again (at the same offsets, in the steady state). We keep the blocks of the last
+    # few sends (not FINAL) and BLS calls and write the next one of the same sizes into them,
+    # once the parent holds no reference to any of them (ref count 1: it drops its references
+    # when it is done with the message, so nothing of it is in use). Kept blocks are written
+    # without shm_mutex, as any block we Construct'ed: no one else writes them (the parent's
+    # last write, its release, is what makes the ref count 1). They are given back when the
+    # model's execute returns, at a FINAL send (either ends a request: the free-memory figure
+    # is then what the C++ stub leaves, for Triton's leak probes), before
+    # ``pb_utils.shared_memory.free_memory()`` reads it, after an idle second of the stub's
+    # main loop, at finalize, and when more than KEEP_RUNS are kept. In between, the region
+    # holds those blocks more than under the C++ stub; the parent reads no figure there.
+    KEEP_RUNS = 4
 
-    def _keep(self, sizes, owned: Owned) -> None:
-        kept = self._kept
-        kept.append((sizes, list(owned)))
-        owned.clear()
-        if len(kept) > 1:                       # senders on other threads kept theirs too
-            self.release_kept(1)
+    def take_kept(self, sizes) -> Optional[list]:
+        """The kept blocks of ``sizes`` (a list), ours alone, or None."""
+        with self._kept_lock:
+            kept = self._kept
+            for i in range(len(kept) - 1, -1, -1):
+                if kept[i][0] == sizes:
+                    handles = kept.pop(i)[1]
+                    break
+            else:
+                return None
+        if self.region.only_ours(handles):
+            return handles
+        self.region.release_many(handles)     # the parent still holds one: ours go
+        return None
+
+    def keep(self, sizes, owned: Owned) -> None:
+        """Keep the blocks in ``owned`` (Construct'ed for ``sizes``, in order) for
+        :meth:`take_kept`, instead of releasing them."""
+        with self._kept_lock:
+            self._kept.append((sizes, list(owned)))
+            owned.clear()
+            over = len(self._kept) > self.KEEP_RUNS
+        if over:
+            self.release_kept(self.KEEP_RUNS)
+
+    def blocks(self, sizes) -> list:
+        """Blocks for ``sizes``: kept ones when they fit, else Construct'ed in one run."""
+        handles = self.take_kept(sizes)
+        return handles if handles is not None else self.region.construct_many(sizes)
 
     def release_kept(self, leave: int = 0) -> None:
-        """Give the kept blocks back, all or all but the last ``leave`` sends' (see
-        :meth:`_send_blocks`)."""
-        kept = self._kept
-        while len(kept) > leave:
-            try:
-                sizes, handles = kept.pop(0)
-            except IndexError:
-                return
+        """Give the kept blocks back, all or all but the newest ``leave`` runs."""
+        while self._kept:
+            with self._kept_lock:
+                if len(self._kept) <= leave:
+                    return
+                handles = self._kept.pop(0)[1]
             self.region.release_many(handles)
 
     # ------------------------------------------------------------------ pattern C‴

@@ -290,8 +290,8 @@ class ShmRuntime(Runtime):
         self.messenger.release_kept()       # the figure the C++ stub shows between sends
         return self.stub.region.free_memory()
 
-    def idle(self) -> None:
-        """The stub's main loop has waited an idle second for a command."""
+    def release_kept(self) -> None:
+        """Give back the blocks kept from sends and BLS calls (messaging.py, take_kept)."""
         self.messenger.release_kept()
 
     def _refuse_cuda_pool(self, handle: int, msg: control.IPCMessage) -> None:

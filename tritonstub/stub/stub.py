@@ -124,6 +124,7 @@ class Stub:
         # batch's ExecuteResponse then tells the parent not to delete it again.
         self.factory_deleted_in_execute = False
         self.runtime = None          # ShmRuntime, built in _setup_python
+        self._process_requests = None  # execute.process_requests, from the first execute
         self.era: Optional[eras.Decision] = None   # decided on the parent's first command
         # The codecs we read and answer with: until the decision, those of the first contact
         # (what every era reads alike); then the module-level codecs of the era we speak.
@@ -209,7 +210,7 @@ class Stub:
             # One idle second: give the blocks kept for reuse back to the allocator.
             self.region.flush_block_cache()
             if self.runtime is not None:
-                self.runtime.idle()
+                self.runtime.release_kept()
             if not self.parent_alive():
                 raise StubExit(1)
 
@@ -394,9 +395,12 @@ class Stub:
 
     # ------------------------------------------------------------------ execute
     def handle_execute(self, batch_handle: int) -> None:
-        from . import execute
+        process = self._process_requests
+        if process is None:            # imported once the model is loaded (it imports numpy)
+            from . import execute
+            process = self._process_requests = execute.process_requests
         owned = self.wire.scalars.Owned()
-        reply = execute.process_requests(self, batch_handle, owned)
+        reply = process(self, batch_handle, owned)
         self.send_to_parent_mq(reply)
         self.wait_release()
         owned.release(self.region)

@@ -1,15 +1,19 @@
-"""The blocks of a decoupled send are kept for the next send (stub/messaging.py, _send_blocks).
+"""The blocks of a decoupled send or a BLS call are kept for the next one of the same sizes
+(stub/messaging.py, take_kept).
 
-A Messenger runs its real handshake against a parent played by a thread of this process, on a
-private region: the parent pops the message, takes its references (the message and the
-ResponseSendMessage, as ResponseSendDecoupled's Loads do), reads the response, answers, and
-drops its references once the stub has read the answer, or later when a test says so.
+A Messenger runs its real handshakes against a parent played by a thread of this process, on a
+private region. For a send the parent pops the message, takes its references (the message and
+the ResponseSendMessage, as ResponseSendDecoupled's Loads do), reads the response, answers, and
+drops its references once the stub has read the answer, or later when a test says so. For a
+BLS call (pattern C) it reads the request, takes references on its blocks, answers with the
+input plus one, waits for the stub's notify and drops its references.
 
 What must hold: a stream of sends of one shape writes each send into the last one's blocks and
-the parent reads every response right; blocks the parent still holds are never written (the
-send takes new ones); a FINAL send, a send of other sizes, ``free_memory()``, an idle second
-and the stub's finalize give kept blocks back, after which free memory is at its idle value
-and the allocator is consistent; an error response and a send that fails are not kept.
+the parent reads every response right; so do BLS calls; blocks the parent still holds are
+never written (the call takes new ones); a FINAL send, a send of other sizes, the end of an
+execute, ``free_memory()``, an idle second and the stub's finalize give kept blocks back, after
+which free memory is at its idle value and the allocator is consistent; an error response and
+a send that fails are not kept; at most KEEP_RUNS runs are kept.
 """
 from __future__ import annotations
 
@@ -25,7 +29,10 @@ from tritonstub.ipc import handshake
 from tritonstub.ipc.message_queue import MessageQueue
 from tritonstub.ipc.region import Region
 from tritonstub.protocol import control
-from tritonstub.protocol.responses import ResponseData, read_response
+from tritonstub.protocol.requests import read_request, read_request_batch, request_batch_size
+from tritonstub.protocol.responses import (ResponseData, read_response, write_response,
+                                           write_response_batch)
+from tritonstub.protocol.scalars import Owned
 from tritonstub.stub.messaging import Messenger
 
 L = protocol.current()
@@ -35,6 +42,12 @@ INT32 = 8
 
 
 class _Board:
+    def begin_bls(self):
+        pass
+
+    def end_bls(self):
+        pass
+
     def begin_handshake(self, *_):
         return -1
 
@@ -77,6 +90,9 @@ class _Parent(threading.Thread):
             if h is None or h == L.DUMMY_MESSAGE:
                 return
             msg = control.read_ipc_message(region, h)
+            if msg.command == L.PYTHONSTUB_CommandType.InferExecRequest:
+                self._bls(h, msg)
+                continue
             region.load(h)
             region.load(msg.args)
             box = control.mailbox(S, region.payload(msg.args))
@@ -90,6 +106,37 @@ class _Parent(threading.Thread):
             else:
                 region.release(msg.args)
                 region.release(h)
+
+    def _bls(self, h, msg):
+        """ExecuteBLSRequest: its references on the request's blocks, the answer, the wait."""
+        region = self.region
+        rh = read_request_batch(region, msg.args)[0]
+        request = read_request(region, rh)
+        refs = [h, msg.args, rh]
+        for r in refs:
+            region.load(r)
+        x = request.inputs[0]
+        y = np.frombuffer(bytes(x.data), np.float32) + 1
+        owned = Owned()
+        response = ResponseData(outputs=[("Y", 11, (len(y),), y.tobytes())])
+        batch = write_response_batch(region, write_response(region, response, owned), owned)
+        reply, _, _ = control.write_ipc_message(region, L.PYTHONSTUB_CommandType.InferExecResponse,
+                                                batch, owned)
+        mu, cv = handshake.sync_objects(region, region.payload(msg.response_mutex),
+                                        region.payload(msg.response_cond))
+        mu.lock()
+        try:
+            control.set_response_handle(region, h, reply)
+            cv.notify_all()
+            handshake.wait_notify(mu, cv, lambda: True)
+        finally:
+            mu.unlock()
+        owned.release(region)
+        self.seen.put((h, msg.args, request, None))
+        if self.hold.is_set():
+            self.held += refs
+        else:
+            region.release_many(refs)
 
     def release_held(self):
         for h in self.held:
@@ -202,13 +249,13 @@ def test_the_stubs_release_points_give_the_kept_blocks_back(link, monkeypatch):
     idle = region.free_memory()
 
     class _Runtime(ShmRuntime):
-        def __init__(self):                # only what free_memory/idle/stop_workers use
+        def __init__(self):                # only what free_memory, release_kept, stop_workers use
             self.messenger = messenger
             self.stub = type("S", (), {"region": region})()
             self.worker = type("W", (), {"stop": lambda self: None})()
             self.monitor = None
     runtime = _Runtime()
-    for release in (runtime.free_memory, runtime.idle, runtime.stop_workers):
+    for release in (runtime.free_memory, runtime.release_kept, runtime.stop_workers):
         _send(messenger, parent, _response(5))
         assert region.free_memory() < idle
         value = release()
@@ -229,3 +276,87 @@ def test_a_send_that_fails_is_not_kept(link, monkeypatch):
         messenger.response_send(0x1000, 0x2000, _response(1), 0)
     assert region.free_memory() == idle
     region.segment.check()
+
+
+class _Runtime:
+    """What stub/bls.py reads from its runtime."""
+
+    def __init__(self, messenger):
+        self.messenger = messenger
+        self.stub = messenger.stub
+
+
+def _bls(messenger, parent, values):
+    from tritonstub.stub import bls
+    from tritonstub.stub import c_python_backend_utils as pb
+    x = pb.Tensor("X", np.asarray(values, np.float32))
+    request = pb.InferenceRequest(model_name="leaf", inputs=[x], requested_output_names=["Y"])
+    response = bls.execute(_Runtime(messenger), request, False)
+    assert not response.has_error(), response.error().message()
+    seen = parent.seen.get(timeout=10)
+    return response.output_tensors()[0].as_numpy().tolist(), seen
+
+
+def test_bls_calls_of_one_shape_reuse_the_last_calls_blocks(link):
+    region, messenger, parent = link
+    idle = region.free_memory()
+    y, first = _bls(messenger, parent, [1, 2])
+    assert y == [2, 3]
+    kept = region.free_memory()
+    assert kept < idle
+    for i in range(5):
+        y, seen = _bls(messenger, parent, [10 * i, 10 * i + 1])
+        assert y == [10 * i + 1, 10 * i + 2]
+        assert seen[:2] == first[:2]          # the same message and RequestBatch
+        assert region.free_memory() == kept
+    y, _ = _bls(messenger, parent, [1, 2, 3])  # another shape: the kept blocks go back
+    assert y == [2, 3, 4]
+    messenger.release_kept()                   # what the end of the execute does
+    assert region.free_memory() == idle
+    region.segment.check()
+
+
+def test_a_bls_request_the_parent_still_holds_is_not_written_again(link):
+    region, messenger, parent = link
+    idle = region.free_memory()
+    parent.hold.set()
+    _, first = _bls(messenger, parent, [5, 6])
+    parent.hold.clear()
+    size = request_batch_size(1)
+    before = region.read(first[1] + 16, size)
+    y, second = _bls(messenger, parent, [7, 8])
+    assert y == [8, 9] and second[1] != first[1]
+    assert region.read(first[1] + 16, size) == before
+    assert region.ref_count(first[1]) == 1     # the parent's reference; ours is gone
+    parent.release_held()
+    messenger.release_kept()
+    assert region.free_memory() == idle
+    region.segment.check()
+
+
+def test_sends_and_bls_calls_keep_up_to_keep_runs_runs(link):
+    region, messenger, parent = link
+    idle = region.free_memory()
+    for n in range(1, messenger.KEEP_RUNS + 3):
+        _send(messenger, parent, _response(0, n=n))
+        assert len(messenger._kept) == min(n, messenger.KEEP_RUNS)
+    _bls(messenger, parent, [1.0])
+    assert len(messenger._kept) == messenger.KEEP_RUNS
+    _send(messenger, parent, _response(0, n=messenger.KEEP_RUNS + 2))   # the newest still kept
+    assert len(messenger._kept) == messenger.KEEP_RUNS
+    _send(messenger, parent, None, FINAL)
+    assert messenger._kept == [] and region.free_memory() == idle
+    region.segment.check()
+
+
+def test_the_end_of_an_execute_gives_the_kept_blocks_back(link):
+    from tritonstub.stub import execute
+    region, messenger, parent = link
+    idle = region.free_memory()
+    _bls(messenger, parent, [1.0])
+    assert region.free_memory() < idle
+
+    class _Stub:
+        runtime = type("R", (), {"release_kept": lambda self: messenger.release_kept()})()
+    execute._release_kept(_Stub())
+    assert region.free_memory() == idle
