@@ -13,7 +13,7 @@ the parent reads every response right; so do BLS calls; blocks the parent still 
 never written (the call takes new ones); a FINAL send, a send of other sizes, the end of an
 execute, ``free_memory()``, an idle second and the stub's finalize give kept blocks back, after
 which free memory is at its idle value and the allocator is consistent; an error response and
-a send that fails are not kept; at most KEEP_RUNS runs are kept.
+a send that fails are not kept, nor is a run over KEEP_BYTES; at most KEEP_RUNS runs are kept.
 """
 from __future__ import annotations
 
@@ -230,6 +230,19 @@ def test_a_send_of_other_sizes_gives_the_kept_blocks_back(link):
     messenger.release_kept()
     assert region.free_memory() == idle
     region.segment.check()
+
+
+def test_a_large_send_is_not_kept(link):
+    region, messenger, parent = link
+    idle = region.free_memory()
+    n = messenger.KEEP_BYTES // 4 + 1            # int32 values: one output over the cap
+    _, seen = _send(messenger, parent, _response(2, n=n))
+    assert _value(seen[2])[:3] == [2, 3, 4] and len(_value(seen[2])) == n
+    assert messenger._kept == [] and region.free_memory() == idle
+    _send(messenger, parent, _response(2, n=n // 2))   # under the cap: kept
+    assert len(messenger._kept) == 1
+    messenger.release_kept()
+    assert region.free_memory() == idle
 
 
 def test_a_final_send_with_a_response_and_an_error_response_are_not_kept(link):

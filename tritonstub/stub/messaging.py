@@ -183,8 +183,11 @@ class Messenger:
     # is then what the C++ stub leaves, for Triton's leak probes), before
     # ``pb_utils.shared_memory.free_memory()`` reads it, after an idle second of the stub's
     # main loop, at finalize, and when more than KEEP_RUNS are kept. In between, the region
-    # holds those blocks more than under the C++ stub; the parent reads no figure there.
+    # holds those blocks more than under the C++ stub; the parent reads no figure there. Only
+    # small runs are kept (KEEP_BYTES): a large tensor's copy costs far more than its Construct,
+    # and holding it could make the region grow.
     KEEP_RUNS = 4
+    KEEP_BYTES = 64 << 10
 
     def take_kept(self, sizes) -> Optional[list]:
         """The kept blocks of ``sizes`` (a list), ours alone, or None."""
@@ -203,7 +206,10 @@ class Messenger:
 
     def keep(self, sizes, owned: Owned) -> None:
         """Keep the blocks in ``owned`` (Construct'ed for ``sizes``, in order) for
-        :meth:`take_kept`, instead of releasing them."""
+        :meth:`take_kept`, instead of releasing them (a run over KEEP_BYTES is released)."""
+        if sum(sizes) > self.KEEP_BYTES:
+            owned.release(self.region)
+            return
         with self._kept_lock:
             self._kept.append((sizes, list(owned)))
             owned.clear()
