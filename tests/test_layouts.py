@@ -126,3 +126,15 @@ def test_a_packer_refuses_unknown_fields_a_field_twice_and_a_wrong_count():
     buf = bytearray(200)
     f(buf, 0, 3, 99)
     assert layout.read(buf, 0)["flags"] == 3 and layout.read(buf, 0)["response"] == 99
+
+
+def test_every_field_offset_reads_as_an_attribute_unless_the_name_is_taken():
+    for era, layout in _every_layout():
+        for name, f in layout.fields.items():
+            if name in ("name", "size", "fields", "struct", "names") or \
+                    hasattr(StructLayout, name):
+                continue
+            assert getattr(layout, name) == f.offset, (era, layout.name, name)
+    assert L.MessageQueueShm.size == 128                 # the struct's size, not the field's
+    with pytest.raises(AttributeError, match="has no field"):
+        L.IPCControlShm.no_such_field

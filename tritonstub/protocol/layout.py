@@ -100,6 +100,12 @@ class StructLayout:
         self.names = tuple(names)
         self._defaults = {n: (False if self.fields[n].type == "bool" else 0) for n in names}
         self._packers: Dict[Tuple[str, ...], Callable[..., None]] = {}
+        # Offsets as plain attributes: ``__getattr__`` (below) runs only after a failed
+        # lookup, which costs more than the lookup (the decoupled flag is read so per send). A
+        # field named like an attribute or method (MessageQueueShm.size) stays behind it.
+        for fname, f in self.fields.items():
+            if fname not in self.__dict__ and not hasattr(type(self), fname):
+                self.__dict__[fname] = f.offset
         assert self.struct.size == size, (name, self.struct.size, size)
 
     def __getattr__(self, item: str) -> int:
