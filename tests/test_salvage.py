@@ -379,10 +379,11 @@ def _wait_for_stub_idle(server: TritonServer, stream: str) -> None:
 def _kill_outside_its_health_lock(pid: int) -> None:
     """SIGKILL a C++ stub while this process holds its ``stub_health_mutex``.
 
-    The C++ stub's health thread takes that mutex every 300 ms. Killed inside that window, it
-    leaves the mutex held by a dead thread, and the parent's next health check (the unload's)
-    blocks on it for ever: the model stays UNLOADING (seen once in CI). That race is the C++
-    stub's, not what this test is about, so the test closes the window."""
+    The C++ stub's health thread takes that robust mutex every 300 ms. Killed inside that
+    window, it leaves the mutex to a dead owner, and the parent's next health check (the
+    unload's) gets EOWNERDEAD, on which Boost throws. That race is the C++ stub's, not what
+    this test is about, so the test closes the window. (It does not explain the one failure
+    seen in CI, a model left UNLOADING with the server still up: that cause is not known.)"""
     from tritonstub import protocol
     from tritonstub.ipc.region import Region
     argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
