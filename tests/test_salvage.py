@@ -404,9 +404,9 @@ def _kill_outside_its_health_lock(pid: int) -> None:
         region.close(unlink=False)
 
 
-# Ours only. With the C++ stub this scenario left a model UNLOADING for ever in 3 of 23 runs
-# (ci22, and 2 of 22 local runs under load; the server stays up, its exit times out): some
-# handshake of the C++ stub is still open at the kill, whatever the barrier waits for. That
+# Ours only. With the C++ stub this scenario left a model UNLOADING for ever once in ci22 and
+# in 2 of 33 local runs under load (the server stays up; its exit times out): some handshake
+# of the C++ stub is still open at the kill, whatever the barrier waits for. That
 # race is the C++ stub's, not ours, and a CI run must not fail by chance, so the [cpp] control
 # is off until its cause is found; _kill_outside_its_health_lock stays for that work.
 @pytest.mark.parametrize("stub", ["ours"])
