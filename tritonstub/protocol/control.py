@@ -74,9 +74,6 @@ def write_ipc_message(heap, command: int, args: int, owned: Owned, inline: bool 
     return h, mu, cv
 
 
-IPC_MESSAGE_SIZE = _M.size
-
-
 def pack_ipc_message(buf, h: int, command: int, args: int, mutex: int = 0, cond: int = 0) -> None:
     """Fill a Construct'ed IPCMessageShm block; inline when it names a mutex and condition."""
     _M.packer("command", "args", "inline_response", "response_mutex", "response_cond")(
@@ -241,19 +238,20 @@ def read_reply_error(heap, payload: int, layout: StructLayout,
     buf = heap.buf
     if not layout.get(buf, payload, "has_error"):
         return None
-    error = layout.get(buf, payload, "error")
-    if layout.get(buf, payload, "is_error_set") and error:
-        return read_string(heap, error)
-    return default
+    return _error_text(heap, layout.get(buf, payload, "is_error_set"),
+                       layout.get(buf, payload, "error"), default)
 
 
 def reply_error(heap, reply: dict, default: str = "") -> Optional[str]:
     """The error a reply carries (``has_error``/``is_error_set``/``error`` string), else None."""
     if not reply.get("has_error"):
         return None
-    if reply.get("is_error_set") and reply.get("error"):
-        return read_string(heap, reply["error"])
-    return default
+    return _error_text(heap, reply.get("is_error_set"), reply.get("error"), default)
+
+
+def _error_text(heap, is_error_set, error: int, default: str) -> str:
+    """A reply with ``has_error``: its string when one is set, else ``default``."""
+    return read_string(heap, error) if is_error_set and error else default
 
 
 # ---- log (LogRequest)
@@ -393,15 +391,13 @@ def response_send_plan(response, request_address: int, factory_address: int, fla
     sizes.append(S.size)
     sizes.append(_M.size)
     pack_send = S.packer("request_address", "response_factory_address", "response", "flags")
-    pack_message = _M.packer("command", "args")
-    command = int(Command.ResponseSend)
     flags = int(flags)
 
     def fill(buf, handles) -> Tuple[int, int]:
         rh = fill_response(buf, handles)
         h, msg = handles[-2], handles[-1]
         pack_send(buf, h + H, request_address, factory_address, rh, flags)
-        pack_message(buf, msg + H, command, h)
+        pack_ipc_message(buf, msg, Command.ResponseSend, h)
         return msg, h
     return sizes, fill
 
@@ -424,7 +420,7 @@ def write_response_send(heap, request_address: int, factory_address: int, respon
     owned.extend((h, msg))
     S.pack(heap.buf, h + H, request_address=request_address,
            response_factory_address=factory_address, response=rh, flags=int(flags))
-    _M.pack(heap.buf, msg + H, command=int(Command.ResponseSend), args=h)
+    pack_ipc_message(heap.buf, msg, Command.ResponseSend, h)
     return msg, h
 
 

@@ -17,13 +17,12 @@ harness and the tests, read by the same code.
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from . import current
 from .dtypes import NUMERIC_RAW_DTYPES
-from .scalars import (Owned, pack_string, read_handles, string_reader, write_handles,
+from .scalars import (Owned, pack_handles, pack_string, read_handles, string_reader, write_handles,
                       write_string)
 from .tensors import (RawTensor, pack_tensor, read_tensor, read_tensor_fast, tensor_head,
                       tensor_parts, write_tensor)
@@ -160,8 +159,7 @@ def request_batch_size(n: int) -> int:
 def pack_request_batch(buf, h: int, request_handles: Sequence[int]) -> None:
     """Fill a Construct'ed RequestBatch block of :func:`request_batch_size` bytes."""
     _RB.pack(buf, h + H, batch_size=len(request_handles), gpu_buffers_handle=0)
-    if request_handles:
-        struct.pack_into(f"<{len(request_handles)}q", buf, h + H + _RB.size, *request_handles)
+    pack_handles(buf, h + H + _RB.size, request_handles)
 
 
 # ------------------------------------------------------------------ InferRequestShm
@@ -325,9 +323,7 @@ def request_plan(req: RequestData):
                 trace_shm_handle=trace, request_release_flags=L.TRITONSERVER_REQUEST_RELEASE_ALL,
                 correlation_id_shm_handle=corr_h, model_name_shm_handle=model_name,
                 request_id_shm_handle=request_id, parameters_shm_handle=params)
-        ids = out_handles + in_handles
-        if ids:
-            struct.pack_into(f"<{len(ids)}q", buf, p + _R.size, *ids)
+        pack_handles(buf, p + _R.size, out_handles + in_handles)
         return h
     return sizes, fill
 

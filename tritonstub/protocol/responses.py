@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import current
-from .scalars import (Owned, pack_string, read_error, read_handles, read_string, string_sizes,
+from .scalars import (Owned, pack_handles, pack_string, read_error, read_handles, read_string, string_sizes,
                       write_error, write_handles, write_string)
 from .tensors import pack_tensor, read_tensor, tensor_head, tensor_parts
 
@@ -138,8 +138,7 @@ def response_plan(resp: ResponseData):
             pack_string(buf, params, handles[2 + len(plan)], pdata)
         _S.struct.pack_into(buf, h + H,
                             *_head(len(plan), params, 0, False, resp.id, resp.is_last_response))
-        if tensor_handles:
-            struct.pack_into(f"<{len(tensor_handles)}q", buf, h + H + _S.size, *tensor_handles)
+        pack_handles(buf, h + H + _S.size, tensor_handles)
         return h
     return sizes, fill
 

@@ -42,8 +42,14 @@ def read_handles(heap, offset: int, n: int) -> Tuple[int, ...]:
 
 
 def write_handles(heap, offset: int, handles: Sequence[int]) -> None:
+    pack_handles(heap.buf, offset, handles)
+
+
+def pack_handles(buf, offset: int, handles: Sequence[int]) -> None:
+    """``handles`` (i64) at byte ``offset`` of ``buf``: :func:`write_handles` for a block's
+    ``fill``, which has the buffer and no heap."""
     if handles:
-        struct.pack_into(f"<{len(handles)}q", heap.buf, offset, *handles)
+        struct.pack_into(f"<{len(handles)}q", buf, offset, *handles)
 
 
 # ------------------------------------------------------------------ strings

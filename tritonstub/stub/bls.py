@@ -58,7 +58,7 @@ def execute(rt, request, decoupled: bool):
             # RequestBatch, in the C++ stub's order: kept from the last call of this shape
             # (messaging.py, take_kept) or Construct'ed in one run.
             sizes, fill = plan
-            sizes = [control.IPC_MESSAGE_SIZE, libc.MUTEX_SIZE, libc.COND_SIZE] + sizes + \
+            sizes = [L.IPCMessageShm.size, libc.MUTEX_SIZE, libc.COND_SIZE] + sizes + \
                 [request_batch_size(1)]
             owned.extend(rt.messenger.blocks(sizes))
             msg_h, mu_h, cv_h, batch = owned[0], owned[1], owned[2], owned[-1]

@@ -79,7 +79,7 @@ class ShmRuntime(Runtime):
         self.worker.stop()
         if self.monitor is not None:
             self.monitor.stop()
-        self.messenger.release_kept()
+        self.release_kept()
 
     def clear_response_iterators(self) -> None:
         self.bls_iterators.clear()
@@ -287,7 +287,7 @@ class ShmRuntime(Runtime):
 
     # ------------------------------------------------------------------ misc
     def free_memory(self) -> int:
-        self.messenger.release_kept()       # the figure the C++ stub shows between sends
+        self.release_kept()                 # the figure the C++ stub shows between sends
         return self.stub.region.free_memory()
 
     def release_kept(self) -> None:
